@@ -1,0 +1,25 @@
+//! NexusCore domain types.
+//!
+//! This crate is the shared vocabulary of the platform: typed ids, the nouns of DESIGN.md §3
+//! and the stable error codes. It does no IO: storage, HTTP and the runtime depend on it, never
+//! the other way round.
+
+pub mod agent;
+pub mod audit;
+pub mod error;
+pub mod id;
+pub mod name;
+pub mod package;
+pub mod page;
+pub mod task;
+pub mod tenant;
+
+pub use agent::{Agent, AgentRevision, Grants, NewAgentRevision};
+pub use audit::{AuditEvent, NewAuditEvent};
+pub use error::ErrorCode;
+pub use id::{AgentId, AuditEventId, IdParseError, PackageId, TaskId, TenantId};
+pub use name::{Name, NameError};
+pub use package::{NewPackage, Package, PackageRef, PackageRefError};
+pub use page::{Cursor, Page, PageRequest};
+pub use task::{IllegalTransition, NewTask, Task, TaskEvent, TaskEventKind, TaskState};
+pub use tenant::{NewTenant, Tenant};

@@ -1,0 +1,118 @@
+//! The PostgreSQL store: for clusters of `nexus server` nodes sharing one database.
+//!
+//! Transactions that read a row before updating it lock it with `SELECT … FOR UPDATE`, so
+//! concurrent nodes serialise on the row instead of overwriting each other.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use nexus_store::{Result, StoreError};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+/// How long a caller waits for a free connection before the request fails as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections per node by default: enough for a 2-core node, small enough that many nodes
+/// stay under PostgreSQL's default `max_connections` of 100.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+/// A NexusCore store on a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/db`), optionally placing every table in
+    /// `schema` (created if missing), and applies pending migrations.
+    pub async fn open(url: &str, max_connections: u32, schema: Option<&str>) -> Result<Self> {
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+        if let Some(schema) = schema {
+            validate_schema_name(schema)?;
+            let bootstrap = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options.clone())
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("cannot connect: {e}")))?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .execute(&bootstrap)
+            .await
+            .map_err(nexus_store_sql::map_err)?;
+            bootstrap.close().await;
+            options = options.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect: {e}")))?;
+        migrator()
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// Drops `schema` and everything in it. For test clean-up.
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<()> {
+        validate_schema_name(schema)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect: {e}")))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(&pool)
+        .await
+        .map_err(nexus_store_sql::map_err)?;
+        pool.close().await;
+        Ok(())
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn close_pools(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Schema names are interpolated into DDL, so only `[a-z0-9_]` is accepted.
+fn validate_schema_name(schema: &str) -> Result<()> {
+    let valid = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Backend(format!(
+            "invalid schema name `{schema}`"
+        )))
+    }
+}
+
+fn migrator() -> sqlx::migrate::Migrator {
+    nexus_store_sql::migrator(&[(1, "initial", include_str!("../migrations/0001_initial.sql"))])
+}
+
+nexus_store_sql::impl_store!(
+    PgStore,
+    sqlx::Postgres,
+    lock = " FOR UPDATE",
+    backend = "postgres"
+);

@@ -1,0 +1,327 @@
+//! The SQL implementation of the NexusCore store, shared by the SQLite and PostgreSQL backends.
+//!
+//! Both backends speak the same SQL here: numbered parameters (`$1`, which SQLite accepts too),
+//! `ON CONFLICT`, `RETURNING`. What differs — the pool set-up, the migrations' column types and
+//! row locking (`FOR UPDATE` exists only in PostgreSQL; SQLite serialises writers instead) — stays
+//! in each backend crate, which invokes [`impl_store!`] for its own concrete `sqlx` database.
+//! A macro rather than generics keeps each expansion concrete: sqlx's generic executor bounds
+//! would otherwise spread over every method.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use nexus_core::{
+    Agent, AgentId, AgentRevision, AuditEvent, AuditEventId, Cursor, Grants, Name, Package,
+    PackageId, Task, TaskEvent, TaskId, TaskState, Tenant, TenantId,
+};
+use nexus_store::StoreError;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::types::Json;
+use sqlx::{FromRow, SqlSafeStr};
+use uuid::Uuid;
+
+mod store_macro;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use chrono;
+    pub use nexus_core;
+    pub use nexus_store;
+    pub use serde_json;
+    pub use sqlx;
+    pub use uuid;
+}
+
+/// States in which a task is running on some node: the ones a crash leaves behind.
+pub const RUNNING_STATES: [TaskState; 2] = [TaskState::Submitted, TaskState::Working];
+
+/// Builds a migrator from migrations embedded in the binary: `(version, description, sql)`.
+pub fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Maps a driver error that the caller did not handle specifically.
+pub fn map_err(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(err.to_string())
+        }
+        sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => StoreError::Unavailable(err.to_string()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            StoreError::Corrupt(err.to_string())
+        }
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// Whether `err` is a unique-constraint violation.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Whether `err` is a foreign-key violation (the referenced row does not exist).
+pub fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+}
+
+/// Decodes a page cursor: the id of the last row of the previous page.
+pub fn parse_cursor(cursor: Option<&Cursor>) -> Result<Option<Uuid>, StoreError> {
+    cursor
+        .map(|Cursor(text)| {
+            Uuid::try_parse(text)
+                .map_err(|_| StoreError::InvalidCursor(text.chars().take(64).collect()))
+        })
+        .transpose()
+}
+
+/// Converts a stored non-negative integer.
+pub fn to_u32(value: i64, column: &str) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} = {value}")))
+}
+
+/// Converts a stored non-negative integer.
+pub fn to_u64(value: i64, column: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} = {value}")))
+}
+
+/// Converts a count or size for storage (SQL integers are signed 64-bit).
+pub fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn name(value: String, column: &str) -> Result<Name, StoreError> {
+    Name::parse(&value).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn parse<T: std::str::FromStr>(value: &str, column: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e: T::Err| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+/// A `tenants` row.
+#[derive(Debug, FromRow)]
+pub struct TenantRow {
+    pub id: Uuid,
+    pub name: String,
+    pub display_name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = StoreError;
+    fn try_from(row: TenantRow) -> Result<Self, StoreError> {
+        Ok(Tenant {
+            id: TenantId::from_uuid(row.id),
+            name: name(row.name, "tenants.name")?,
+            display_name: row.display_name,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// An `agents` row.
+#[derive(Debug, FromRow)]
+pub struct AgentRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub current_revision: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<AgentRow> for Agent {
+    type Error = StoreError;
+    fn try_from(row: AgentRow) -> Result<Self, StoreError> {
+        Ok(Agent {
+            id: AgentId::from_uuid(row.id),
+            tenant_id: TenantId::from_uuid(row.tenant_id),
+            name: name(row.name, "agents.name")?,
+            current_revision: to_u32(row.current_revision, "agents.current_revision")?,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// An `agent_revisions` row.
+#[derive(Debug, FromRow)]
+pub struct RevisionRow {
+    pub agent_id: Uuid,
+    pub revision: i64,
+    pub package_ref: String,
+    pub package_digest: String,
+    pub config: Json<std::collections::BTreeMap<String, String>>,
+    pub secret_names: Json<Vec<String>>,
+    pub grants: Json<Grants>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<RevisionRow> for AgentRevision {
+    type Error = StoreError;
+    fn try_from(row: RevisionRow) -> Result<Self, StoreError> {
+        Ok(AgentRevision {
+            agent_id: AgentId::from_uuid(row.agent_id),
+            revision: to_u32(row.revision, "agent_revisions.revision")?,
+            package: parse(&row.package_ref, "agent_revisions.package_ref")?,
+            package_digest: row.package_digest,
+            config: row.config.0,
+            secret_names: row.secret_names.0,
+            grants: row.grants.0,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// A `packages` row.
+#[derive(Debug, FromRow)]
+pub struct PackageRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    pub size_bytes: i64,
+    pub manifest: Json<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<PackageRow> for Package {
+    type Error = StoreError;
+    fn try_from(row: PackageRow) -> Result<Self, StoreError> {
+        Ok(Package {
+            id: PackageId::from_uuid(row.id),
+            tenant_id: TenantId::from_uuid(row.tenant_id),
+            reference: nexus_core::PackageRef {
+                namespace: name(row.namespace, "packages.namespace")?,
+                name: name(row.name, "packages.name")?,
+                version: parse(&row.version, "packages.version")?,
+            },
+            digest: row.digest,
+            size_bytes: to_u64(row.size_bytes, "packages.size_bytes")?,
+            manifest: row.manifest.0,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// A `tasks` row.
+#[derive(Debug, FromRow)]
+pub struct TaskRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub agent_id: Uuid,
+    pub agent_revision: i64,
+    pub context_id: String,
+    pub parent_task_id: Option<Uuid>,
+    pub state: String,
+    pub status_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<TaskRow> for Task {
+    type Error = StoreError;
+    fn try_from(row: TaskRow) -> Result<Self, StoreError> {
+        Ok(Task {
+            id: TaskId::from_uuid(row.id),
+            tenant_id: TenantId::from_uuid(row.tenant_id),
+            agent_id: AgentId::from_uuid(row.agent_id),
+            agent_revision: to_u32(row.agent_revision, "tasks.agent_revision")?,
+            context_id: row.context_id,
+            parent_task_id: row.parent_task_id.map(TaskId::from_uuid),
+            state: parse(&row.state, "tasks.state")?,
+            status_message: row.status_message,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A `task_events` row.
+#[derive(Debug, FromRow)]
+pub struct TaskEventRow {
+    pub task_id: Uuid,
+    pub seq: i64,
+    pub kind: String,
+    pub payload: Json<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<TaskEventRow> for TaskEvent {
+    type Error = StoreError;
+    fn try_from(row: TaskEventRow) -> Result<Self, StoreError> {
+        Ok(TaskEvent {
+            task_id: TaskId::from_uuid(row.task_id),
+            seq: to_u64(row.seq, "task_events.seq")?,
+            kind: parse(&row.kind, "task_events.kind")?,
+            payload: row.payload.0,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// An `audit_events` row.
+#[derive(Debug, FromRow)]
+pub struct AuditRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub seq: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: Json<serde_json::Value>,
+    pub at: DateTime<Utc>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl TryFrom<AuditRow> for AuditEvent {
+    type Error = StoreError;
+    fn try_from(row: AuditRow) -> Result<Self, StoreError> {
+        Ok(AuditEvent {
+            id: AuditEventId::from_uuid(row.id),
+            tenant_id: TenantId::from_uuid(row.tenant_id),
+            seq: to_u64(row.seq, "audit_events.seq")?,
+            actor: row.actor,
+            action: row.action,
+            target: row.target,
+            details: row.details.0,
+            at: row.at,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+        })
+    }
+}
+
+/// Converts every row, failing on the first that does not decode.
+pub fn convert<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// The payload of a `status` event.
+pub fn status_payload(state: TaskState, message: Option<&str>) -> serde_json::Value {
+    serde_json::json!({ "state": state.as_str(), "message": message })
+}

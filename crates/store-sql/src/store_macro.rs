@@ -1,0 +1,738 @@
+//! [`impl_store!`](crate::impl_store): the store traits implemented once over SQL.
+
+/// Implements every `nexus_store` trait for `$store` on the sqlx database `$db`.
+///
+/// `$store` must have inherent methods `reader(&self) -> &sqlx::Pool<$db>` (queries) and
+/// `writer(&self) -> &sqlx::Pool<$db>` (transactions), and `async close_pools(&self)`.
+/// `lock` is appended to the `SELECT`s that read a row a transaction will update: `" FOR UPDATE"`
+/// where the database has row locks, `""` where writers are serialised anyway.
+#[macro_export]
+macro_rules! impl_store {
+    ($store:ty, $db:ty, lock = $lock:literal, backend = $backend:literal) => {
+        const _: () = {
+            use $crate::__private::async_trait;
+            use $crate::__private::nexus_core::{
+                Agent, AgentId, AgentRevision, AuditEvent, Name, NewAgentRevision,
+                NewAuditEvent, NewPackage, NewTask, NewTenant, Package, PackageRef, Page,
+                PageRequest, Task, TaskEvent, TaskId, TaskState, Tenant, TenantId,
+                audit::GENESIS_HASH, page::now,
+            };
+            use $crate::__private::nexus_store::{
+                AgentStore, AuditStore, NewTaskEvent, PackageStore, Result, Store, StoreError,
+                TaskFilter, TaskStore, TenantStore,
+            };
+            use $crate::__private::sqlx::{self, types::Json};
+            use $crate::__private::uuid::Uuid;
+            use $crate::{
+                AgentRow, AuditRow, PackageRow, RevisionRow, TaskEventRow, TaskRow, TenantRow,
+                convert, is_foreign_key_violation, is_unique_violation, map_err, parse_cursor,
+                status_payload, to_i64, to_u64, RUNNING_STATES,
+            };
+
+            type Tx = sqlx::Transaction<'static, $db>;
+
+            async fn insert_events(
+                tx: &mut Tx,
+                tenant: TenantId,
+                task: TaskId,
+                first_seq: u64,
+                events: Vec<NewTaskEvent>,
+            ) -> Result<Vec<TaskEvent>> {
+                let created_at = now();
+                let mut stored = Vec::with_capacity(events.len());
+                for (offset, event) in events.into_iter().enumerate() {
+                    let seq = first_seq + offset as u64;
+                    sqlx::query(
+                        "INSERT INTO task_events (task_id, tenant_id, seq, kind, payload, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(task.as_uuid())
+                    .bind(tenant.as_uuid())
+                    .bind(to_i64(seq))
+                    .bind(event.kind.as_str())
+                    .bind(Json(&event.payload))
+                    .bind(created_at)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                    stored.push(TaskEvent {
+                        task_id: task,
+                        seq,
+                        kind: event.kind,
+                        payload: event.payload,
+                        created_at,
+                    });
+                }
+                Ok(stored)
+            }
+
+            /// Reads a task's state and last event number, locking the row where supported.
+            async fn lock_task(tx: &mut Tx, tenant: TenantId, id: TaskId) -> Result<(TaskState, u64)> {
+                let row: Option<(String, i64)> = sqlx::query_as(concat!(
+                    "SELECT state, last_seq FROM tasks WHERE tenant_id = $1 AND id = $2",
+                    $lock
+                ))
+                .bind(tenant.as_uuid())
+                .bind(id.as_uuid())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                let (state, last_seq) = row.ok_or_else(|| StoreError::not_found("task", id))?;
+                let state = state
+                    .parse::<TaskState>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((state, to_u64(last_seq, "tasks.last_seq")?))
+            }
+
+            #[async_trait]
+            impl TenantStore for $store {
+                async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
+                    let tenant = new.into_tenant();
+                    sqlx::query(
+                        "INSERT INTO tenants (id, name, display_name, created_at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(tenant.id.as_uuid())
+                    .bind(tenant.name.as_str())
+                    .bind(&tenant.display_name)
+                    .bind(tenant.created_at)
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            StoreError::already_exists("tenant", &tenant.name)
+                        } else {
+                            map_err(e)
+                        }
+                    })?;
+                    Ok(tenant)
+                }
+
+                async fn ensure_tenant(&self, new: NewTenant) -> Result<Tenant> {
+                    let name = new.name.clone();
+                    let tenant = new.into_tenant();
+                    sqlx::query(
+                        "INSERT INTO tenants (id, name, display_name, created_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (name) DO NOTHING",
+                    )
+                    .bind(tenant.id.as_uuid())
+                    .bind(tenant.name.as_str())
+                    .bind(&tenant.display_name)
+                    .bind(tenant.created_at)
+                    .execute(self.writer())
+                    .await
+                    .map_err(map_err)?;
+                    self.get_tenant_by_name(&name).await
+                }
+
+                async fn get_tenant(&self, id: TenantId) -> Result<Tenant> {
+                    sqlx::query_as::<_, TenantRow>(
+                        "SELECT id, name, display_name, created_at FROM tenants WHERE id = $1",
+                    )
+                    .bind(id.as_uuid())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("tenant", id))?
+                    .try_into()
+                }
+
+                async fn get_tenant_by_name(&self, name: &Name) -> Result<Tenant> {
+                    sqlx::query_as::<_, TenantRow>(
+                        "SELECT id, name, display_name, created_at FROM tenants WHERE name = $1",
+                    )
+                    .bind(name.as_str())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("tenant", name))?
+                    .try_into()
+                }
+
+                async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>> {
+                    let after = parse_cursor(page.after.as_ref())?;
+                    let rows = sqlx::query_as::<_, TenantRow>(
+                        "SELECT id, name, display_name, created_at FROM tenants \
+                         WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+                    )
+                    .bind(after)
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(Page::from_overfetch(convert(rows)?, page.limit, |t: &Tenant| t.id.to_string()))
+                }
+            }
+
+            #[async_trait]
+            impl AgentStore for $store {
+                async fn deploy_revision(
+                    &self,
+                    tenant: TenantId,
+                    new: NewAgentRevision,
+                ) -> Result<(Agent, AgentRevision)> {
+                    let at = now();
+                    let mut tx = self.writer().begin().await.map_err(map_err)?;
+                    let (agent_id,): (Uuid,) = sqlx::query_as(
+                        "INSERT INTO agents (id, tenant_id, name, current_revision, created_at, updated_at) \
+                         VALUES ($1, $2, $3, 0, $4, $4) \
+                         ON CONFLICT (tenant_id, name) DO UPDATE SET updated_at = excluded.updated_at \
+                         RETURNING id",
+                    )
+                    .bind(AgentId::new().as_uuid())
+                    .bind(tenant.as_uuid())
+                    .bind(new.name.as_str())
+                    .bind(at)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_foreign_key_violation(&e) {
+                            StoreError::not_found("tenant", tenant)
+                        } else {
+                            map_err(e)
+                        }
+                    })?;
+                    let (revision,): (i64,) = sqlx::query_as(
+                        "SELECT COALESCE(MAX(revision), 0) + 1 FROM agent_revisions WHERE agent_id = $1",
+                    )
+                    .bind(agent_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    let stored: AgentRevision = sqlx::query_as::<_, RevisionRow>(
+                        "INSERT INTO agent_revisions \
+                         (tenant_id, agent_id, revision, package_ref, package_digest, config, secret_names, grants, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         RETURNING agent_id, revision, package_ref, package_digest, config, secret_names, grants, created_at",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(agent_id)
+                    .bind(revision)
+                    .bind(new.package.to_string())
+                    .bind(&new.package_digest)
+                    .bind(Json(&new.config))
+                    .bind(Json(&new.secret_names))
+                    .bind(Json(&new.grants))
+                    .bind(at)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .try_into()?;
+                    let agent: Agent = sqlx::query_as::<_, AgentRow>(
+                        "UPDATE agents SET current_revision = $1 WHERE id = $2 \
+                         RETURNING id, tenant_id, name, current_revision, created_at, updated_at",
+                    )
+                    .bind(revision)
+                    .bind(agent_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .try_into()?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok((agent, stored))
+                }
+
+                async fn get_agent(&self, tenant: TenantId, name: &Name) -> Result<Agent> {
+                    sqlx::query_as::<_, AgentRow>(
+                        "SELECT id, tenant_id, name, current_revision, created_at, updated_at FROM agents \
+                         WHERE tenant_id = $1 AND name = $2",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(name.as_str())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("agent", name))?
+                    .try_into()
+                }
+
+                async fn get_agent_by_id(&self, tenant: TenantId, id: AgentId) -> Result<Agent> {
+                    sqlx::query_as::<_, AgentRow>(
+                        "SELECT id, tenant_id, name, current_revision, created_at, updated_at FROM agents \
+                         WHERE tenant_id = $1 AND id = $2",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(id.as_uuid())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("agent", id))?
+                    .try_into()
+                }
+
+                async fn list_agents(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Agent>> {
+                    let after = parse_cursor(page.after.as_ref())?;
+                    let rows = sqlx::query_as::<_, AgentRow>(
+                        "SELECT id, tenant_id, name, current_revision, created_at, updated_at FROM agents \
+                         WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(after)
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(Page::from_overfetch(convert(rows)?, page.limit, |a: &Agent| a.id.to_string()))
+                }
+
+                async fn get_revision(
+                    &self,
+                    tenant: TenantId,
+                    agent: AgentId,
+                    revision: u32,
+                ) -> Result<AgentRevision> {
+                    sqlx::query_as::<_, RevisionRow>(
+                        "SELECT agent_id, revision, package_ref, package_digest, config, secret_names, grants, created_at \
+                         FROM agent_revisions WHERE tenant_id = $1 AND agent_id = $2 AND revision = $3",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(agent.as_uuid())
+                    .bind(i64::from(revision))
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("agent revision", format!("{agent}@{revision}")))?
+                    .try_into()
+                }
+
+                async fn list_revisions(&self, tenant: TenantId, agent: AgentId) -> Result<Vec<AgentRevision>> {
+                    let rows = sqlx::query_as::<_, RevisionRow>(
+                        "SELECT agent_id, revision, package_ref, package_digest, config, secret_names, grants, created_at \
+                         FROM agent_revisions WHERE tenant_id = $1 AND agent_id = $2 ORDER BY revision DESC",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(agent.as_uuid())
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    if rows.is_empty() {
+                        // Every agent has a revision, so no rows means no such agent here.
+                        return Err(StoreError::not_found("agent", agent));
+                    }
+                    convert(rows)
+                }
+
+                async fn set_current_revision(
+                    &self,
+                    tenant: TenantId,
+                    agent: AgentId,
+                    revision: u32,
+                ) -> Result<Agent> {
+                    let row = sqlx::query_as::<_, AgentRow>(
+                        "UPDATE agents SET current_revision = $1, updated_at = $2 \
+                         WHERE tenant_id = $3 AND id = $4 AND EXISTS \
+                         (SELECT 1 FROM agent_revisions r WHERE r.agent_id = $4 AND r.revision = $1) \
+                         RETURNING id, tenant_id, name, current_revision, created_at, updated_at",
+                    )
+                    .bind(i64::from(revision))
+                    .bind(now())
+                    .bind(tenant.as_uuid())
+                    .bind(agent.as_uuid())
+                    .fetch_optional(self.writer())
+                    .await
+                    .map_err(map_err)?;
+                    row.ok_or_else(|| StoreError::not_found("agent revision", format!("{agent}@{revision}")))?
+                        .try_into()
+                }
+
+                async fn delete_agent(&self, tenant: TenantId, agent: AgentId) -> Result<()> {
+                    let deleted = sqlx::query("DELETE FROM agents WHERE tenant_id = $1 AND id = $2")
+                        .bind(tenant.as_uuid())
+                        .bind(agent.as_uuid())
+                        .execute(self.writer())
+                        .await
+                        .map_err(map_err)?
+                        .rows_affected();
+                    if deleted == 0 {
+                        return Err(StoreError::not_found("agent", agent));
+                    }
+                    Ok(())
+                }
+            }
+
+            #[async_trait]
+            impl PackageStore for $store {
+                async fn put_package(&self, tenant: TenantId, new: NewPackage) -> Result<Package> {
+                    sqlx::query(
+                        "INSERT INTO packages (id, tenant_id, namespace, name, version, digest, size_bytes, manifest, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         ON CONFLICT (tenant_id, namespace, name, version) DO NOTHING",
+                    )
+                    .bind(nexus_core_package_id())
+                    .bind(tenant.as_uuid())
+                    .bind(new.reference.namespace.as_str())
+                    .bind(new.reference.name.as_str())
+                    .bind(new.reference.version.to_string())
+                    .bind(&new.digest)
+                    .bind(to_i64(new.size_bytes))
+                    .bind(Json(&new.manifest))
+                    .bind(now())
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| {
+                        if is_foreign_key_violation(&e) {
+                            StoreError::not_found("tenant", tenant)
+                        } else {
+                            map_err(e)
+                        }
+                    })?;
+                    let stored = self.get_package(tenant, &new.reference).await?;
+                    if stored.digest != new.digest {
+                        return Err(StoreError::already_exists("package", &new.reference));
+                    }
+                    Ok(stored)
+                }
+
+                async fn get_package(&self, tenant: TenantId, reference: &PackageRef) -> Result<Package> {
+                    sqlx::query_as::<_, PackageRow>(
+                        "SELECT id, tenant_id, namespace, name, version, digest, size_bytes, manifest, created_at \
+                         FROM packages WHERE tenant_id = $1 AND namespace = $2 AND name = $3 AND version = $4",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(reference.namespace.as_str())
+                    .bind(reference.name.as_str())
+                    .bind(reference.version.to_string())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("package", reference))?
+                    .try_into()
+                }
+
+                async fn get_package_by_digest(&self, tenant: TenantId, digest: &str) -> Result<Package> {
+                    sqlx::query_as::<_, PackageRow>(
+                        "SELECT id, tenant_id, namespace, name, version, digest, size_bytes, manifest, created_at \
+                         FROM packages WHERE tenant_id = $1 AND digest = $2 ORDER BY id LIMIT 1",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(digest)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("package", digest))?
+                    .try_into()
+                }
+
+                async fn list_packages(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Package>> {
+                    let after = parse_cursor(page.after.as_ref())?;
+                    let rows = sqlx::query_as::<_, PackageRow>(
+                        "SELECT id, tenant_id, namespace, name, version, digest, size_bytes, manifest, created_at \
+                         FROM packages WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(after)
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(Page::from_overfetch(convert(rows)?, page.limit, |p: &Package| p.id.to_string()))
+                }
+            }
+
+            fn nexus_core_package_id() -> Uuid {
+                *$crate::__private::nexus_core::PackageId::new().as_uuid()
+            }
+
+            #[async_trait]
+            impl TaskStore for $store {
+                async fn create_task(
+                    &self,
+                    tenant: TenantId,
+                    new: NewTask,
+                    events: Vec<NewTaskEvent>,
+                ) -> Result<(Task, Vec<TaskEvent>)> {
+                    let at = now();
+                    let id = TaskId::new();
+                    let mut all_events = Vec::with_capacity(events.len() + 1);
+                    all_events.push(NewTaskEvent {
+                        kind: $crate::__private::nexus_core::TaskEventKind::Status,
+                        payload: status_payload(TaskState::Submitted, None),
+                    });
+                    all_events.extend(events);
+                    let mut tx = self.writer().begin().await.map_err(map_err)?;
+                    let task: Task = sqlx::query_as::<_, TaskRow>(
+                        "INSERT INTO tasks (id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
+                         state, status_message, last_seq, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $9) \
+                         RETURNING id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
+                         state, status_message, created_at, updated_at",
+                    )
+                    .bind(id.as_uuid())
+                    .bind(tenant.as_uuid())
+                    .bind(new.agent_id.as_uuid())
+                    .bind(i64::from(new.agent_revision))
+                    .bind(&new.context_id)
+                    .bind(new.parent_task_id.map(|p| *p.as_uuid()))
+                    .bind(TaskState::Submitted.as_str())
+                    .bind(to_i64(all_events.len() as u64))
+                    .bind(at)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_foreign_key_violation(&e) {
+                            StoreError::not_found("agent", new.agent_id)
+                        } else {
+                            map_err(e)
+                        }
+                    })?
+                    .try_into()?;
+                    let stored = insert_events(&mut tx, tenant, id, 1, all_events).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok((task, stored))
+                }
+
+                async fn get_task(&self, tenant: TenantId, id: TaskId) -> Result<Task> {
+                    sqlx::query_as::<_, TaskRow>(
+                        "SELECT id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
+                         state, status_message, created_at, updated_at FROM tasks WHERE tenant_id = $1 AND id = $2",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(id.as_uuid())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("task", id))?
+                    .try_into()
+                }
+
+                async fn list_tasks(
+                    &self,
+                    tenant: TenantId,
+                    filter: &TaskFilter,
+                    page: PageRequest,
+                ) -> Result<Page<Task>> {
+                    let after = parse_cursor(page.after.as_ref())?;
+                    let rows = sqlx::query_as::<_, TaskRow>(
+                        "SELECT id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
+                         state, status_message, created_at, updated_at FROM tasks \
+                         WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) \
+                         AND ($3 IS NULL OR agent_id = $3) AND ($4 IS NULL OR context_id = $4) \
+                         AND ($5 IS NULL OR state = $5) ORDER BY id LIMIT $6",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(after)
+                    .bind(filter.agent_id.map(|a| *a.as_uuid()))
+                    .bind(filter.context_id.as_deref())
+                    .bind(filter.state.map(TaskState::as_str))
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(Page::from_overfetch(convert(rows)?, page.limit, |t: &Task| t.id.to_string()))
+                }
+
+                async fn transition_task(
+                    &self,
+                    tenant: TenantId,
+                    id: TaskId,
+                    to: TaskState,
+                    message: Option<String>,
+                    events: Vec<NewTaskEvent>,
+                ) -> Result<(Task, Vec<TaskEvent>)> {
+                    let mut tx = self.writer().begin().await.map_err(map_err)?;
+                    let (from, last_seq) = lock_task(&mut tx, tenant, id).await?;
+                    from.transition(to)?;
+                    let mut all_events = Vec::with_capacity(events.len() + 1);
+                    all_events.push(NewTaskEvent {
+                        kind: $crate::__private::nexus_core::TaskEventKind::Status,
+                        payload: status_payload(to, message.as_deref()),
+                    });
+                    all_events.extend(events);
+                    let task: Task = sqlx::query_as::<_, TaskRow>(
+                        "UPDATE tasks SET state = $1, status_message = $2, last_seq = $3, updated_at = $4 \
+                         WHERE id = $5 \
+                         RETURNING id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
+                         state, status_message, created_at, updated_at",
+                    )
+                    .bind(to.as_str())
+                    .bind(message.as_deref())
+                    .bind(to_i64(last_seq + all_events.len() as u64))
+                    .bind(now())
+                    .bind(id.as_uuid())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .try_into()?;
+                    let stored = insert_events(&mut tx, tenant, id, last_seq + 1, all_events).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok((task, stored))
+                }
+
+                async fn append_task_events(
+                    &self,
+                    tenant: TenantId,
+                    id: TaskId,
+                    events: Vec<NewTaskEvent>,
+                ) -> Result<Vec<TaskEvent>> {
+                    let mut tx = self.writer().begin().await.map_err(map_err)?;
+                    let (state, last_seq) = lock_task(&mut tx, tenant, id).await?;
+                    if state.is_terminal() {
+                        return Err(StoreError::TaskEnded(id));
+                    }
+                    sqlx::query("UPDATE tasks SET last_seq = $1 WHERE id = $2")
+                        .bind(to_i64(last_seq + events.len() as u64))
+                        .bind(id.as_uuid())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    let stored = insert_events(&mut tx, tenant, id, last_seq + 1, events).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(stored)
+                }
+
+                async fn list_task_events(
+                    &self,
+                    tenant: TenantId,
+                    id: TaskId,
+                    after_seq: u64,
+                    limit: u32,
+                ) -> Result<Vec<TaskEvent>> {
+                    let rows = sqlx::query_as::<_, TaskEventRow>(
+                        "SELECT task_id, seq, kind, payload, created_at FROM task_events \
+                         WHERE tenant_id = $1 AND task_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(id.as_uuid())
+                    .bind(to_i64(after_seq))
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    if rows.is_empty() {
+                        // Tell "no newer events" from "no such task".
+                        self.get_task(tenant, id).await?;
+                    }
+                    convert(rows)
+                }
+
+                async fn fail_unfinished_tasks(&self, reason: &str) -> Result<u64> {
+                    let mut tx = self.writer().begin().await.map_err(map_err)?;
+                    let running: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(concat!(
+                        "SELECT id, tenant_id, last_seq FROM tasks WHERE state IN ($1, $2)",
+                        $lock
+                    ))
+                    .bind(RUNNING_STATES[0].as_str())
+                    .bind(RUNNING_STATES[1].as_str())
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    let at = now();
+                    for (id, tenant, last_seq) in &running {
+                        sqlx::query(
+                            "UPDATE tasks SET state = $1, status_message = $2, last_seq = last_seq + 1, updated_at = $3 \
+                             WHERE id = $4",
+                        )
+                        .bind(TaskState::Failed.as_str())
+                        .bind(reason)
+                        .bind(at)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                        let status = NewTaskEvent {
+                            kind: $crate::__private::nexus_core::TaskEventKind::Status,
+                            payload: status_payload(TaskState::Failed, Some(reason)),
+                        };
+                        insert_events(
+                            &mut tx,
+                            TenantId::from_uuid(*tenant),
+                            TaskId::from_uuid(*id),
+                            to_u64(*last_seq, "tasks.last_seq")? + 1,
+                            vec![status],
+                        )
+                        .await?;
+                    }
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(running.len() as u64)
+                }
+            }
+
+            #[async_trait]
+            impl AuditStore for $store {
+                async fn append_audit(&self, tenant: TenantId, event: NewAuditEvent) -> Result<AuditEvent> {
+                    let mut tx = self.writer().begin().await.map_err(map_err)?;
+                    // Lock the tenant row: appends to one tenant's chain are serialised.
+                    let exists: Option<(Uuid,)> = sqlx::query_as(concat!(
+                        "SELECT id FROM tenants WHERE id = $1",
+                        $lock
+                    ))
+                    .bind(tenant.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    if exists.is_none() {
+                        return Err(StoreError::not_found("tenant", tenant));
+                    }
+                    let last: Option<(i64, String)> = sqlx::query_as(
+                        "SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
+                    )
+                    .bind(tenant.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    let (seq, prev_hash) = match last {
+                        Some((seq, hash)) => (to_u64(seq, "audit_events.seq")? + 1, hash),
+                        None => (1, GENESIS_HASH.to_owned()),
+                    };
+                    let sealed = event.seal(tenant, seq, prev_hash);
+                    sqlx::query(
+                        "INSERT INTO audit_events (id, tenant_id, seq, actor, action, target, details, at, prev_hash, hash) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    )
+                    .bind(sealed.id.as_uuid())
+                    .bind(tenant.as_uuid())
+                    .bind(to_i64(sealed.seq))
+                    .bind(&sealed.actor)
+                    .bind(&sealed.action)
+                    .bind(&sealed.target)
+                    .bind(Json(&sealed.details))
+                    .bind(sealed.at)
+                    .bind(&sealed.prev_hash)
+                    .bind(&sealed.hash)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(sealed)
+                }
+
+                async fn list_audit(
+                    &self,
+                    tenant: TenantId,
+                    after_seq: u64,
+                    limit: u32,
+                ) -> Result<Vec<AuditEvent>> {
+                    let rows = sqlx::query_as::<_, AuditRow>(
+                        "SELECT id, tenant_id, seq, actor, action, target, details, at, prev_hash, hash \
+                         FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(to_i64(after_seq))
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    convert(rows)
+                }
+            }
+
+            #[async_trait]
+            impl Store for $store {
+                fn backend(&self) -> &'static str {
+                    $backend
+                }
+
+                async fn ping(&self) -> Result<()> {
+                    sqlx::query("SELECT 1")
+                        .execute(self.reader())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))
+                }
+
+                async fn close(&self) {
+                    self.close_pools().await;
+                }
+            }
+        };
+    };
+}

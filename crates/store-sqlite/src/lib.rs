@@ -1,0 +1,77 @@
+//! The SQLite store: the default backend, an embedded file in the data directory.
+//!
+//! The database runs in WAL mode so readers never block the writer. All writes go through a
+//! pool of exactly one connection: SQLite allows one writer at a time anyway, and queueing in
+//! the pool is fairer and faster than connections spinning on `SQLITE_BUSY`. Reads use a
+//! separate pool.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use nexus_store::{Result, StoreError};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+/// How long a statement waits for a lock held by another process (e.g. a backup) before
+/// failing: long enough to ride out a checkpoint, short enough to surface a stuck database.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Readers in the pool; reads are cheap and WAL lets them run beside the writer.
+pub const DEFAULT_READERS: u32 = 8;
+
+/// A NexusCore store on an SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    reader: SqlitePool,
+    writer: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path/to/file.db`) and
+    /// applies pending migrations.
+    pub async fn open(url: &str, readers: u32) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // In WAL mode NORMAL keeps every committed transaction across a process crash; only
+            // an OS crash or power loss can drop the last ones.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))?;
+        migrator()
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating {url}: {e}")))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(readers.max(1))
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))?;
+        Ok(Self { reader, writer })
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    async fn close_pools(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn migrator() -> sqlx::migrate::Migrator {
+    nexus_store_sql::migrator(&[(1, "initial", include_str!("../migrations/0001_initial.sql"))])
+}
+
+nexus_store_sql::impl_store!(SqliteStore, sqlx::Sqlite, lock = "", backend = "sqlite");

@@ -1,0 +1,45 @@
+//! The shared conformance suite on SQLite, plus durability across reopening the file.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use nexus_core::{Name, NewTenant};
+use nexus_store::{Store, TenantStore};
+use nexus_store_sqlite::SqliteStore;
+
+/// A fresh database file per test; the directory lives as long as the process (leaked on
+/// purpose so the file outlives the store).
+async fn fresh() -> Arc<dyn Store> {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let url = format!("sqlite://{}/nexus.db", dir.display());
+    Arc::new(SqliteStore::open(&url, 4).await.unwrap())
+}
+
+nexus_store::conformance_tests!(fresh());
+
+#[tokio::test]
+async fn committed_rows_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nexus.db", dir.path().display());
+    let store = SqliteStore::open(&url, 2).await.unwrap();
+    let tenant = store
+        .create_tenant(NewTenant {
+            name: Name::parse("durable").unwrap(),
+            display_name: "Durable".into(),
+        })
+        .await
+        .unwrap();
+    drop(store);
+
+    let reopened = SqliteStore::open(&url, 2).await.unwrap();
+    assert_eq!(reopened.get_tenant(tenant.id).await.unwrap(), tenant);
+}
+
+#[tokio::test]
+async fn unreachable_file_is_unavailable_not_a_panic() {
+    let result = SqliteStore::open("sqlite:///nonexistent-dir/sub/nexus.db", 1).await;
+    assert!(
+        matches!(result, Err(nexus_store::StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+}

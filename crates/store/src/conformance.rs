@@ -1,0 +1,728 @@
+//! The conformance suite: behaviour every [`Store`] backend must show.
+//!
+//! Backends run it with [`conformance_tests!`](crate::conformance_tests), passing an async
+//! expression that yields a fresh, empty, migrated store for each case.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use nexus_core::audit::verify_chain;
+use nexus_core::{
+    AgentId, Cursor, Grants, Name, NewAgentRevision, NewAuditEvent, NewPackage, NewTask, NewTenant,
+    PackageRef, PageRequest, TaskEventKind, TaskId, TaskState, TenantId,
+};
+use serde_json::json;
+
+use crate::{NewTaskEvent, Store, StoreError, TaskFilter};
+
+/// Generates one `#[tokio::test]` per conformance case. `$fresh` is an async expression
+/// evaluating to an `Arc<dyn Store>` (or anything that derefs to a `Store`) that is empty.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:expr) => {
+        $crate::conformance_tests!(@cases $fresh;
+            tenants_create_get_and_unique_names,
+            tenants_list_pages_by_cursor,
+            invalid_cursor_is_rejected,
+            agents_deploy_revisions_and_rollback,
+            agents_are_isolated_by_tenant,
+            agents_delete_removes_revisions,
+            packages_are_immutable,
+            tasks_follow_the_state_machine,
+            tasks_event_log_is_gapless_and_resumable,
+            tasks_list_filters,
+            tasks_concurrent_transitions_have_one_winner,
+            tasks_unfinished_fail_at_recovery,
+            audit_chain_holds_under_concurrency
+        );
+    };
+    (@cases $fresh:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store = $fresh.await;
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn name(s: &str) -> Name {
+    Name::parse(s).unwrap()
+}
+
+async fn tenant(store: &dyn Store, n: &str) -> TenantId {
+    store
+        .create_tenant(NewTenant {
+            name: name(n),
+            display_name: format!("Tenant {n}"),
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+fn revision(agent: &str, version: &str) -> NewAgentRevision {
+    NewAgentRevision {
+        name: name(agent),
+        package: format!("acme/{agent}@{version}").parse().unwrap(),
+        package_digest: format!("sha256:{version}"),
+        config: BTreeMap::from([("greeting".to_owned(), format!("hello {version}"))]),
+        secret_names: vec!["api-key".to_owned()],
+        grants: Grants {
+            capabilities: vec!["state".into()],
+            hosts: vec!["https://api.example.com".into()],
+        },
+    }
+}
+
+async fn agent(store: &dyn Store, t: TenantId, n: &str) -> AgentId {
+    store
+        .deploy_revision(t, revision(n, "1.0.0"))
+        .await
+        .unwrap()
+        .0
+        .id
+}
+
+fn new_task(agent_id: AgentId, context: &str) -> NewTask {
+    NewTask {
+        agent_id,
+        agent_revision: 1,
+        context_id: context.to_owned(),
+        parent_task_id: None,
+    }
+}
+
+fn event(kind: TaskEventKind, text: &str) -> NewTaskEvent {
+    NewTaskEvent {
+        kind,
+        payload: json!({ "text": text }),
+    }
+}
+
+pub async fn tenants_create_get_and_unique_names(store: Arc<dyn Store>) {
+    let created = store
+        .create_tenant(NewTenant {
+            name: name("acme"),
+            display_name: "Acme Corp".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.get_tenant(created.id).await.unwrap(), created);
+    assert_eq!(
+        store.get_tenant_by_name(&name("acme")).await.unwrap(),
+        created
+    );
+
+    let duplicate = store
+        .create_tenant(NewTenant {
+            name: name("acme"),
+            display_name: "Other".into(),
+        })
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::AlreadyExists { .. })),
+        "{duplicate:?}"
+    );
+
+    // ensure_tenant is idempotent and returns the existing row.
+    let ensured = store
+        .ensure_tenant(NewTenant {
+            name: name("acme"),
+            display_name: "ignored".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(ensured, created);
+
+    assert!(matches!(
+        store.get_tenant(TenantId::new()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.get_tenant_by_name(&name("nobody")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn tenants_list_pages_by_cursor(store: Arc<dyn Store>) {
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(tenant(&*store, &format!("t{i}")).await);
+    }
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let result = store.list_tenants(page.clone()).await.unwrap();
+        assert!(result.items.len() <= 2);
+        seen.extend(result.items.iter().map(|t| t.id));
+        match result.next_cursor {
+            Some(cursor) => page = PageRequest::after(Some(cursor), 2),
+            None => break,
+        }
+    }
+    assert_eq!(seen, created, "every tenant once, in creation order");
+}
+
+pub async fn invalid_cursor_is_rejected(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let bad = PageRequest::after(Some(Cursor("not-a-cursor".into())), 10);
+    assert!(matches!(
+        store.list_tenants(bad.clone()).await,
+        Err(StoreError::InvalidCursor(_))
+    ));
+    assert!(matches!(
+        store.list_agents(t, bad.clone()).await,
+        Err(StoreError::InvalidCursor(_))
+    ));
+    assert!(matches!(
+        store.list_tasks(t, &TaskFilter::default(), bad).await,
+        Err(StoreError::InvalidCursor(_))
+    ));
+}
+
+pub async fn agents_deploy_revisions_and_rollback(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let (agent, first) = store
+        .deploy_revision(t, revision("echo", "1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!((agent.current_revision, first.revision), (1, 1));
+    assert_eq!(first.config["greeting"], "hello 1.0.0");
+
+    let (agent2, second) = store
+        .deploy_revision(t, revision("echo", "1.1.0"))
+        .await
+        .unwrap();
+    assert_eq!(agent2.id, agent.id, "a redeploy updates the same agent");
+    assert_eq!((agent2.current_revision, second.revision), (2, 2));
+
+    // Old revisions are kept unchanged.
+    assert_eq!(store.get_revision(t, agent.id, 1).await.unwrap(), first);
+    let all = store.list_revisions(t, agent.id).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.revision).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+
+    let rolled_back = store.set_current_revision(t, agent.id, 1).await.unwrap();
+    assert_eq!(rolled_back.current_revision, 1);
+    assert_eq!(
+        store
+            .get_agent(t, &name("echo"))
+            .await
+            .unwrap()
+            .current_revision,
+        1
+    );
+
+    assert!(matches!(
+        store.set_current_revision(t, agent.id, 9).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        store
+            .get_agent_by_id(t, agent.id)
+            .await
+            .unwrap()
+            .current_revision,
+        1
+    );
+
+    // The next deploy after a rollback still gets a fresh number.
+    let (_, third) = store
+        .deploy_revision(t, revision("echo", "1.2.0"))
+        .await
+        .unwrap();
+    assert_eq!(third.revision, 3);
+}
+
+pub async fn agents_are_isolated_by_tenant(store: Arc<dyn Store>) {
+    let a = tenant(&*store, "tenant-a").await;
+    let b = tenant(&*store, "tenant-b").await;
+    let agent_a = agent(&*store, a, "echo").await;
+
+    assert!(matches!(
+        store.get_agent(b, &name("echo")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.get_agent_by_id(b, agent_a).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.get_revision(b, agent_a, 1).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.set_current_revision(b, agent_a, 1).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        store
+            .list_agents(b, PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // The same name is free in another tenant.
+    let agent_b = agent(&*store, b, "echo").await;
+    assert_ne!(agent_a, agent_b);
+
+    let (task, _) = store
+        .create_task(a, new_task(agent_a, "ctx"), vec![])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.get_task(b, task.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .transition_task(b, task.id, TaskState::Working, None, vec![])
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        store
+            .list_tasks(b, &TaskFilter::default(), PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        store.get_task(a, task.id).await.unwrap().state,
+        TaskState::Submitted
+    );
+}
+
+pub async fn agents_delete_removes_revisions(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let id = agent(&*store, t, "echo").await;
+    let (task, _) = store
+        .create_task(t, new_task(id, "ctx"), vec![])
+        .await
+        .unwrap();
+    store.delete_agent(t, id).await.unwrap();
+    assert!(matches!(
+        store.get_agent_by_id(t, id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.get_revision(t, id, 1).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.get_task(t, task.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.delete_agent(t, id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // The name can be deployed again from revision 1.
+    let (_, rev) = store
+        .deploy_revision(t, revision("echo", "2.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(rev.revision, 1);
+}
+
+pub async fn packages_are_immutable(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let reference: PackageRef = "acme/echo@1.0.0".parse().unwrap();
+    let new = NewPackage {
+        reference: reference.clone(),
+        digest: "sha256:aaaa".into(),
+        size_bytes: 1234,
+        manifest: json!({"name": "echo", "skills": [{"id": "echo"}]}),
+    };
+    let stored = store.put_package(t, new.clone()).await.unwrap();
+    assert_eq!(stored.size_bytes, 1234);
+    assert_eq!(store.get_package(t, &reference).await.unwrap(), stored);
+    assert_eq!(
+        store.get_package_by_digest(t, "sha256:aaaa").await.unwrap(),
+        stored
+    );
+
+    // Same bytes again: idempotent.
+    assert_eq!(store.put_package(t, new.clone()).await.unwrap(), stored);
+    // Different bytes under the same version: refused, and the original stays.
+    let changed = NewPackage {
+        digest: "sha256:bbbb".into(),
+        ..new.clone()
+    };
+    assert!(matches!(
+        store.put_package(t, changed).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(
+        store.get_package(t, &reference).await.unwrap().digest,
+        "sha256:aaaa"
+    );
+
+    assert!(matches!(
+        store.get_package(other, &reference).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let page = store
+        .list_packages(t, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![stored]);
+}
+
+pub async fn tasks_follow_the_state_machine(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let a = agent(&*store, t, "echo").await;
+    let (task, events) = store
+        .create_task(
+            t,
+            new_task(a, "session-1"),
+            vec![event(TaskEventKind::Message, "hi")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(task.state, TaskState::Submitted);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].kind, TaskEventKind::Status);
+    assert_eq!(events[1].kind, TaskEventKind::Message);
+
+    // Illegal: SUBMITTED -> COMPLETED. Nothing changes, nothing is logged.
+    let illegal = store
+        .transition_task(t, task.id, TaskState::Completed, None, vec![])
+        .await;
+    assert!(
+        matches!(illegal, Err(StoreError::IllegalTransition(_))),
+        "{illegal:?}"
+    );
+    assert_eq!(
+        store.get_task(t, task.id).await.unwrap().state,
+        TaskState::Submitted
+    );
+    assert_eq!(
+        store
+            .list_task_events(t, task.id, 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let (working, _) = store
+        .transition_task(t, task.id, TaskState::Working, None, vec![])
+        .await
+        .unwrap();
+    assert_eq!(working.state, TaskState::Working);
+    assert!(working.updated_at >= task.updated_at);
+
+    let (done, appended) = store
+        .transition_task(
+            t,
+            task.id,
+            TaskState::Completed,
+            Some("all good".into()),
+            vec![event(TaskEventKind::Artifact, "result")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.state, TaskState::Completed);
+    assert_eq!(done.status_message.as_deref(), Some("all good"));
+    assert_eq!(
+        appended.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
+    assert_eq!(store.get_task(t, task.id).await.unwrap(), done);
+
+    // A finished task takes no more transitions or events.
+    assert!(matches!(
+        store
+            .transition_task(t, task.id, TaskState::Working, None, vec![])
+            .await,
+        Err(StoreError::IllegalTransition(_))
+    ));
+    assert!(matches!(
+        store
+            .append_task_events(t, task.id, vec![event(TaskEventKind::Log, "late")])
+            .await,
+        Err(StoreError::TaskEnded(_))
+    ));
+    assert!(matches!(
+        store.get_task(t, TaskId::new()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn tasks_event_log_is_gapless_and_resumable(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let a = agent(&*store, t, "echo").await;
+    let (task, _) = store
+        .create_task(t, new_task(a, "s"), vec![])
+        .await
+        .unwrap();
+    store
+        .transition_task(t, task.id, TaskState::Working, None, vec![])
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let appended = store
+            .append_task_events(
+                t,
+                task.id,
+                vec![
+                    event(TaskEventKind::Log, &format!("log {i}")),
+                    event(TaskEventKind::Artifact, &format!("chunk {i}")),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(appended.len(), 2);
+    }
+    let all = store.list_task_events(t, task.id, 0, 1000).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=12).collect::<Vec<u64>>()
+    );
+    assert_eq!(all[2].payload, json!({"text": "log 0"}));
+
+    // Resume from any point, bounded by the limit.
+    let resumed = store.list_task_events(t, task.id, 7, 3).await.unwrap();
+    assert_eq!(
+        resumed.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![8, 9, 10]
+    );
+    assert!(
+        store
+            .list_task_events(t, task.id, 12, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn tasks_list_filters(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let echo = agent(&*store, t, "echo").await;
+    let other = agent(&*store, t, "other").await;
+    let mut ids = Vec::new();
+    for (agent_id, ctx) in [(echo, "s1"), (echo, "s2"), (other, "s1"), (echo, "s1")] {
+        ids.push(
+            store
+                .create_task(t, new_task(agent_id, ctx), vec![])
+                .await
+                .unwrap()
+                .0
+                .id,
+        );
+    }
+    store
+        .transition_task(t, ids[3], TaskState::Working, None, vec![])
+        .await
+        .unwrap();
+
+    let list = |filter: TaskFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .list_tasks(t, &filter, PageRequest::first(100))
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|task| task.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(TaskFilter::default()).await, ids);
+    assert_eq!(
+        list(TaskFilter {
+            agent_id: Some(echo),
+            ..Default::default()
+        })
+        .await,
+        vec![ids[0], ids[1], ids[3]]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            context_id: Some("s1".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![ids[0], ids[2], ids[3]]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            agent_id: Some(echo),
+            context_id: Some("s1".into()),
+            state: Some(TaskState::Working),
+        })
+        .await,
+        vec![ids[3]]
+    );
+}
+
+pub async fn tasks_concurrent_transitions_have_one_winner(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let a = agent(&*store, t, "echo").await;
+    for _ in 0..5 {
+        let (task, _) = store
+            .create_task(t, new_task(a, "s"), vec![])
+            .await
+            .unwrap();
+        store
+            .transition_task(t, task.id, TaskState::Working, None, vec![])
+            .await
+            .unwrap();
+        let outcomes = futures_join(
+            store.clone(),
+            t,
+            task.id,
+            [TaskState::Completed, TaskState::Canceled, TaskState::Failed],
+        )
+        .await;
+        let winners: Vec<_> = outcomes.iter().filter(|r| r.is_ok()).collect();
+        assert_eq!(winners.len(), 1, "{outcomes:?}");
+        for loser in outcomes.iter().filter(|r| r.is_err()) {
+            assert!(
+                matches!(loser, Err(StoreError::IllegalTransition(_))),
+                "{loser:?}"
+            );
+        }
+        let events = store.list_task_events(t, task.id, 0, 100).await.unwrap();
+        assert_eq!(events.len(), 3, "exactly one terminal status event");
+    }
+}
+
+async fn futures_join(
+    store: Arc<dyn Store>,
+    t: TenantId,
+    id: TaskId,
+    targets: [TaskState; 3],
+) -> Vec<Result<TaskState, StoreError>> {
+    let handles: Vec<_> = targets
+        .into_iter()
+        .map(|to| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .transition_task(t, id, to, None, vec![])
+                    .await
+                    .map(|(task, _)| task.state)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for handle in handles {
+        results.push(handle.await.unwrap());
+    }
+    results
+}
+
+pub async fn tasks_unfinished_fail_at_recovery(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let a = agent(&*store, t, "echo").await;
+    let (submitted, _) = store
+        .create_task(t, new_task(a, "s"), vec![])
+        .await
+        .unwrap();
+    let (working, _) = store
+        .create_task(t, new_task(a, "s"), vec![])
+        .await
+        .unwrap();
+    store
+        .transition_task(t, working.id, TaskState::Working, None, vec![])
+        .await
+        .unwrap();
+    let (done, _) = store
+        .create_task(t, new_task(a, "s"), vec![])
+        .await
+        .unwrap();
+    store
+        .transition_task(t, done.id, TaskState::Working, None, vec![])
+        .await
+        .unwrap();
+    store
+        .transition_task(t, done.id, TaskState::Completed, None, vec![])
+        .await
+        .unwrap();
+
+    let (waiting, _) = store
+        .create_task(t, new_task(a, "s"), vec![])
+        .await
+        .unwrap();
+    store
+        .transition_task(t, waiting.id, TaskState::Working, None, vec![])
+        .await
+        .unwrap();
+    store
+        .transition_task(t, waiting.id, TaskState::InputRequired, None, vec![])
+        .await
+        .unwrap();
+
+    let changed = store
+        .fail_unfinished_tasks("server restarted")
+        .await
+        .unwrap();
+    assert_eq!(changed, 2);
+    for id in [submitted.id, working.id] {
+        let task = store.get_task(t, id).await.unwrap();
+        assert_eq!(task.state, TaskState::Failed);
+        assert_eq!(task.status_message.as_deref(), Some("server restarted"));
+        let events = store.list_task_events(t, id, 0, 100).await.unwrap();
+        let last = events.last().unwrap();
+        assert_eq!(last.kind, TaskEventKind::Status);
+        assert_eq!(last.payload["state"], "failed");
+    }
+    assert_eq!(
+        store.get_task(t, done.id).await.unwrap().state,
+        TaskState::Completed
+    );
+    assert_eq!(
+        store.get_task(t, waiting.id).await.unwrap().state,
+        TaskState::InputRequired,
+        "a task waiting for the user is not running"
+    );
+    assert_eq!(store.fail_unfinished_tasks("again").await.unwrap(), 0);
+}
+
+pub async fn audit_chain_holds_under_concurrency(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let handles: Vec<_> = (0..12)
+        .map(|i| {
+            let store = store.clone();
+            let target_tenant = if i % 4 == 0 { other } else { t };
+            tokio::spawn(async move {
+                store
+                    .append_audit(
+                        target_tenant,
+                        NewAuditEvent {
+                            actor: "system".into(),
+                            action: "agent.deploy".into(),
+                            target: format!("agents/a{i}"),
+                            details: json!({ "i": i }),
+                        },
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.unwrap().unwrap();
+    }
+    let events = store.list_audit(t, 0, 100).await.unwrap();
+    assert_eq!(events.len(), 9);
+    assert_eq!(verify_chain(&events), Ok(()));
+    let others = store.list_audit(other, 0, 100).await.unwrap();
+    assert_eq!(others.len(), 3);
+    assert_eq!(verify_chain(&others), Ok(()));
+
+    let tail = store.list_audit(t, 7, 100).await.unwrap();
+    assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![8, 9]);
+}

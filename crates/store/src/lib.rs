@@ -1,0 +1,221 @@
+//! Storage traits for NexusCore, one per aggregate, and the conformance suite that every
+//! backend must pass.
+//!
+//! Each method is atomic: where an invariant spans rows (a task's state and its event log, an
+//! agent and its revisions, the audit hash chain) the backend does the work in one transaction.
+//! Every query about tenant-owned data takes the [`TenantId`]; a row of another tenant is
+//! reported as not found. Lists page by cursor ([`PageRequest`] / [`Page`]).
+//!
+//! The backends are `nexus-store-sqlite` and `nexus-store-postgres`; only they know SQL.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use nexus_core::task::IllegalTransition;
+use nexus_core::{
+    Agent, AgentId, AgentRevision, AuditEvent, Name, NewAgentRevision, NewAuditEvent, NewPackage,
+    NewTask, NewTenant, Package, PackageRef, Page, PageRequest, Task, TaskEvent, TaskEventKind,
+    TaskId, TaskState, Tenant, TenantId,
+};
+
+pub mod conformance;
+
+/// What can go wrong in a store call.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such row in this tenant.
+    #[error("{kind} `{key}` not found")]
+    NotFound { kind: &'static str, key: String },
+    /// A row with the same unique key exists (and, for immutable rows, differs).
+    #[error("{kind} `{key}` already exists")]
+    AlreadyExists { kind: &'static str, key: String },
+    /// The task state machine forbids the requested change.
+    #[error(transparent)]
+    IllegalTransition(#[from] IllegalTransition),
+    /// The task has ended; its log takes no more events.
+    #[error("task `{0}` has ended and accepts no more events")]
+    TaskEnded(TaskId),
+    /// A pagination cursor that this store did not hand out.
+    #[error("invalid cursor `{0}`")]
+    InvalidCursor(String),
+    /// The database cannot be reached or is shutting down.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A row read back does not decode into a domain value (a bug or manual tampering).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// Any other database failure.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// A `NotFound` for `kind` identified by `key`.
+    pub fn not_found(kind: &'static str, key: impl ToString) -> Self {
+        Self::NotFound {
+            kind,
+            key: key.to_string(),
+        }
+    }
+
+    /// An `AlreadyExists` for `kind` identified by `key`.
+    pub fn already_exists(kind: &'static str, key: impl ToString) -> Self {
+        Self::AlreadyExists {
+            kind,
+            key: key.to_string(),
+        }
+    }
+}
+
+/// An event to append to a task's log; the store assigns `seq` and the time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTaskEvent {
+    pub kind: TaskEventKind,
+    pub payload: serde_json::Value,
+}
+
+/// Which tasks a listing returns. Empty fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub agent_id: Option<AgentId>,
+    pub context_id: Option<String>,
+    pub state: Option<TaskState>,
+}
+
+/// Tenants: created, found by id or name, listed.
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Creates a tenant; `AlreadyExists` if the name is taken.
+    async fn create_tenant(&self, new: NewTenant) -> Result<Tenant>;
+    /// Returns the tenant named `new.name`, creating it if absent (used for `default`).
+    async fn ensure_tenant(&self, new: NewTenant) -> Result<Tenant>;
+    async fn get_tenant(&self, id: TenantId) -> Result<Tenant>;
+    async fn get_tenant_by_name(&self, name: &Name) -> Result<Tenant>;
+    /// Tenants in creation order.
+    async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>>;
+}
+
+/// Agents and their immutable revisions.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Creates the agent `new.name` at revision 1, or adds the next revision to it and makes that
+    /// revision current, in one transaction.
+    async fn deploy_revision(
+        &self,
+        tenant: TenantId,
+        new: NewAgentRevision,
+    ) -> Result<(Agent, AgentRevision)>;
+    async fn get_agent(&self, tenant: TenantId, name: &Name) -> Result<Agent>;
+    async fn get_agent_by_id(&self, tenant: TenantId, id: AgentId) -> Result<Agent>;
+    /// Agents in creation order.
+    async fn list_agents(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Agent>>;
+    async fn get_revision(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        revision: u32,
+    ) -> Result<AgentRevision>;
+    /// All revisions of an agent, newest first.
+    async fn list_revisions(&self, tenant: TenantId, agent: AgentId) -> Result<Vec<AgentRevision>>;
+    /// Makes an existing revision current (rollback or roll forward).
+    async fn set_current_revision(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        revision: u32,
+    ) -> Result<Agent>;
+    /// Deletes the agent with its revisions and tasks.
+    async fn delete_agent(&self, tenant: TenantId, agent: AgentId) -> Result<()>;
+}
+
+/// Package metadata (the bytes live in the blob store).
+#[async_trait]
+pub trait PackageStore: Send + Sync {
+    /// Records a package version. Versions are immutable: putting the same reference with the
+    /// same digest returns the stored row; with another digest it is `AlreadyExists`.
+    async fn put_package(&self, tenant: TenantId, new: NewPackage) -> Result<Package>;
+    async fn get_package(&self, tenant: TenantId, reference: &PackageRef) -> Result<Package>;
+    async fn get_package_by_digest(&self, tenant: TenantId, digest: &str) -> Result<Package>;
+    /// Packages in creation order.
+    async fn list_packages(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Package>>;
+}
+
+/// Tasks, their state machine and their event logs.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Creates a task in `SUBMITTED` with a first `status` event, followed by `events`.
+    async fn create_task(
+        &self,
+        tenant: TenantId,
+        new: NewTask,
+        events: Vec<NewTaskEvent>,
+    ) -> Result<(Task, Vec<TaskEvent>)>;
+    async fn get_task(&self, tenant: TenantId, id: TaskId) -> Result<Task>;
+    /// Tasks in creation order, filtered.
+    async fn list_tasks(
+        &self,
+        tenant: TenantId,
+        filter: &TaskFilter,
+        page: PageRequest,
+    ) -> Result<Page<Task>>;
+    /// Moves the task to `to` if the state machine allows it, appending a `status` event
+    /// followed by `events`, atomically. Returns the task and the appended events.
+    async fn transition_task(
+        &self,
+        tenant: TenantId,
+        id: TaskId,
+        to: TaskState,
+        message: Option<String>,
+        events: Vec<NewTaskEvent>,
+    ) -> Result<(Task, Vec<TaskEvent>)>;
+    /// Appends events to a task that has not ended.
+    async fn append_task_events(
+        &self,
+        tenant: TenantId,
+        id: TaskId,
+        events: Vec<NewTaskEvent>,
+    ) -> Result<Vec<TaskEvent>>;
+    /// Events with `seq > after_seq`, oldest first, at most `limit`.
+    async fn list_task_events(
+        &self,
+        tenant: TenantId,
+        id: TaskId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<TaskEvent>>;
+    /// Marks every task that was running (`SUBMITTED` or `WORKING`) as `FAILED` with `reason`,
+    /// across all tenants. Run at start-up so no task stays `WORKING` after a crash; tasks
+    /// waiting for the user (`INPUT_REQUIRED`, `AUTH_REQUIRED`) keep waiting. Returns how many
+    /// changed.
+    async fn fail_unfinished_tasks(&self, reason: &str) -> Result<u64>;
+}
+
+/// The append-only, hash-chained audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an event at the end of the tenant's chain.
+    async fn append_audit(&self, tenant: TenantId, event: NewAuditEvent) -> Result<AuditEvent>;
+    /// Events with `seq > after_seq`, oldest first, at most `limit`.
+    async fn list_audit(
+        &self,
+        tenant: TenantId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>>;
+}
+
+/// A complete storage backend.
+#[async_trait]
+pub trait Store:
+    TenantStore + AgentStore + PackageStore + TaskStore + AuditStore + Debug + Send + Sync
+{
+    /// Short backend name for logs and metrics (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+    /// Checks that the database answers; used by `/readyz`.
+    async fn ping(&self) -> Result<()>;
+    /// Closes connections, waiting for in-flight queries.
+    async fn close(&self);
+}
