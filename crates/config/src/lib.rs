@@ -1,1 +1,323 @@
-//! placeholder
+//! Typed configuration for `nexus server`.
+//!
+//! Layers, later wins: built-in defaults → the config file (`nexus.toml` in the data directory,
+//! or `--config FILE`) → environment variables `NEXUS__SECTION__KEY` → command-line flags.
+//! Unknown keys are errors in every layer, and [`Config::validate`] names the key at fault.
+//!
+//! The config file lives in the data directory rather than the working directory because a
+//! project's `nexus.toml` is its agent manifest (DESIGN.md §7).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// File name of the server config inside the data directory.
+pub const CONFIG_FILE_NAME: &str = "nexus.toml";
+/// Prefix of configuration environment variables; `__` separates the path.
+pub const ENV_PREFIX: &str = "NEXUS__";
+/// Default listen address: loopback only, so a fresh install is not exposed on the network.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = ".nexus";
+
+/// Largest request body by default. Control-plane JSON is small; packages are uploaded through
+/// their own route with its own limit.
+pub const DEFAULT_BODY_LIMIT_BYTES: u64 = 1024 * 1024;
+/// Hard ceiling for the body limit: anything larger must stream, not buffer.
+pub const MAX_BODY_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+/// A request that takes longer than this ends with 503 `timeout`.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Requests processed at once before new ones are shed with 503 `overloaded`; bounds memory
+/// and keeps latency flat under overload instead of queueing without end.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// How long shutdown waits for in-flight requests before closing anyway.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+}
+
+/// `[server]`: the HTTP listener and its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on, `host:port`.
+    pub listen: String,
+    /// Where the SQLite database, blobs and compiled components live.
+    pub data_dir: PathBuf,
+    pub body_limit_bytes: u64,
+    pub request_timeout_secs: u64,
+    pub max_in_flight: usize,
+    pub shutdown_grace_secs: u64,
+}
+
+/// `[database]`: which store backend to use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` or `postgres://user:password@host/db`; empty means
+    /// `sqlite://<data_dir>/nexus.db`.
+    pub url: String,
+    /// Connection pool size (PostgreSQL) or reader pool size (SQLite).
+    pub max_connections: u32,
+}
+
+/// `[log]`: what the server logs and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `auto` (human on a terminal, JSON otherwise), `json` or `human`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `nexus=debug,sqlx=warn`.
+    pub level: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Human,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_owned(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
+            request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Auto,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer has an unknown key, a wrong type or bad syntax. figment's message names the key
+    /// and the layer (file or environment variable) it came from.
+    #[error("{0}")]
+    Load(Box<figment::Error>),
+    /// The explicitly given config file does not exist.
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// A value has the right type but is not acceptable.
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// Values given as command-line flags (the last layer). `None` leaves the value alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Serialize)]
+struct OverrideLayer<'a> {
+    server: ServerOverride<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<DatabaseOverride<'a>>,
+}
+
+#[derive(Serialize)]
+struct ServerOverride<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<&'a Path>,
+}
+
+#[derive(Serialize)]
+struct DatabaseOverride<'a> {
+    url: &'a str,
+}
+
+impl Config {
+    /// Loads the layered configuration.
+    ///
+    /// `config_file` is an explicit `--config` path (it must exist); without one, the file
+    /// `nexus.toml` in the data directory is read if present. The data directory used for that
+    /// look-up comes from the flags, then `NEXUS__SERVER__DATA_DIR`, then the default.
+    pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let file = match config_file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.to_owned())),
+            Some(path) => path.to_owned(),
+            None => {
+                let data_dir = overrides
+                    .data_dir
+                    .clone()
+                    .or_else(|| std::env::var_os("NEXUS__SERVER__DATA_DIR").map(PathBuf::from))
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+                data_dir.join(CONFIG_FILE_NAME)
+            }
+        };
+        let layer = OverrideLayer {
+            server: ServerOverride {
+                listen: overrides.listen.as_deref(),
+                data_dir: overrides.data_dir.as_deref(),
+            },
+            database: overrides
+                .database_url
+                .as_deref()
+                .map(|url| DatabaseOverride { url }),
+        };
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if file.exists() {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(Serialized::defaults(layer))
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that have the right type but may still be wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        let limit = self.server.body_limit_bytes;
+        if limit == 0 || limit > MAX_BODY_LIMIT_BYTES {
+            return Err(ConfigError::Invalid {
+                key: "server.body_limit_bytes",
+                reason: format!("{limit} is outside 1..={MAX_BODY_LIMIT_BYTES}"),
+            });
+        }
+        if !(1..=3600).contains(&self.server.request_timeout_secs) {
+            return Err(ConfigError::Invalid {
+                key: "server.request_timeout_secs",
+                reason: format!("{} is outside 1..=3600", self.server.request_timeout_secs),
+            });
+        }
+        if self.server.max_in_flight == 0 {
+            return Err(ConfigError::Invalid {
+                key: "server.max_in_flight",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.server.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "server.data_dir",
+                reason: "must not be empty".into(),
+            });
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "database.max_connections",
+                reason: "must be at least 1".into(),
+            });
+        }
+        self.database_backend()?;
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigError::Invalid {
+                key: "log.level",
+                reason: format!("`{}` is not a tracing filter: {e}", self.log.level),
+            });
+        }
+        Ok(())
+    }
+
+    /// The listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server
+            .listen
+            .parse()
+            .map_err(|e| ConfigError::Invalid {
+                key: "server.listen",
+                reason: format!("`{}` is not a host:port address ({e})", self.server.listen),
+            })
+    }
+
+    /// The database URL, defaulting to an SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}", self.server.data_dir.join("nexus.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// Which backend the database URL selects.
+    pub fn database_backend(&self) -> Result<DatabaseBackend, ConfigError> {
+        let url = self.database_url();
+        if url.starts_with("sqlite:") {
+            Ok(DatabaseBackend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseBackend::Postgres)
+        } else {
+            Err(ConfigError::Invalid {
+                key: "database.url",
+                reason: format!(
+                    "`{}` must start with sqlite:// or postgres://",
+                    redact_url(&url)
+                ),
+            })
+        }
+    }
+
+    /// The effective configuration as TOML, with secrets (database passwords) redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = redact_url(&self.database.url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// The store backend chosen by the database URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseBackend {
+    Sqlite,
+    Postgres,
+}
+
+/// Replaces the password in `scheme://user:password@host` with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

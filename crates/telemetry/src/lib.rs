@@ -1,1 +1,92 @@
-//! placeholder
+//! Logging and metrics set-up shared by every NexusCore process.
+//!
+//! Logs are JSON lines in production and human-readable on a terminal; metrics are recorded
+//! through the `metrics` facade and rendered in the Prometheus text format.
+
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+pub use metrics_exporter_prometheus::PrometheusHandle as MetricsHandle;
+
+/// Histogram of HTTP request durations in seconds, labelled by method, route and status.
+pub const HTTP_REQUEST_DURATION: &str = "nexus_http_request_duration_seconds";
+/// Counter of HTTP requests, labelled by method, route and status.
+pub const HTTP_REQUESTS: &str = "nexus_http_requests_total";
+/// Gauge of requests being processed.
+pub const HTTP_IN_FLIGHT: &str = "nexus_http_requests_in_flight";
+
+/// Histogram buckets for request latency: from 100 µs (a cached read) to 30 s (the default
+/// request timeout).
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+    30.0,
+];
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStyle {
+    /// Human-readable when stderr is a terminal, JSON otherwise.
+    Auto,
+    Json,
+    Human,
+}
+
+/// Logging or metrics could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid log filter `{filter}`: {reason}")]
+    Filter { filter: String, reason: String },
+    #[error("a global logger is already installed")]
+    AlreadyInstalled,
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
+}
+
+/// Installs the global `tracing` subscriber, writing to stderr (stdout carries data).
+pub fn init_logging(style: LogStyle, filter: &str) -> Result<(), TelemetryError> {
+    let env_filter = EnvFilter::try_new(filter).map_err(|e| TelemetryError::Filter {
+        filter: filter.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let json = match style {
+        LogStyle::Json => true,
+        LogStyle::Human => false,
+        LogStyle::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(BoxMakeWriter::new(std::io::stderr));
+    let result = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    } else {
+        builder.with_target(false).try_init()
+    };
+    result.map_err(|_| TelemetryError::AlreadyInstalled)
+}
+
+/// The process-wide metrics recorder, installed on first use; renders `/metrics`.
+///
+/// Idempotent, so every server in a process (tests start several) shares one recorder.
+pub fn init_metrics() -> Result<PrometheusHandle, TelemetryError> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(HTTP_REQUEST_DURATION.to_owned()),
+            &LATENCY_BUCKETS,
+        )
+        .map_err(|e| TelemetryError::Metrics(e.to_string()))?
+        .install_recorder()
+        .map_err(|e| TelemetryError::Metrics(e.to_string()))?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}

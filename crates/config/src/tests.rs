@@ -1,0 +1,137 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use figment::Jail;
+
+use super::*;
+
+/// Loads with the given flags inside a jail (isolated cwd and environment).
+fn load_in(jail: &Jail, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let _ = jail;
+    Config::load(None, overrides)
+}
+
+#[test]
+fn defaults_without_any_layer() {
+    Jail::expect_with(|jail| {
+        let config = load_in(jail, &Overrides::default()).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.listen_addr().unwrap().to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.database_url(), "sqlite://.nexus/nexus.db");
+        Ok(())
+    });
+}
+
+#[test]
+fn layers_apply_in_order_file_env_flags() {
+    Jail::expect_with(|jail| {
+        jail.create_dir(".nexus")?;
+        jail.create_file(
+            ".nexus/nexus.toml",
+            r#"
+            [server]
+            listen = "127.0.0.1:1111"
+            request_timeout_secs = 5
+            [log]
+            level = "debug"
+            "#,
+        )?;
+        // File only.
+        let config = load_in(jail, &Overrides::default()).unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:1111");
+        assert_eq!(config.server.request_timeout_secs, 5);
+
+        // Environment beats the file.
+        jail.set_env("NEXUS__SERVER__LISTEN", "127.0.0.1:2222");
+        jail.set_env("NEXUS__LOG__LEVEL", "warn");
+        let config = load_in(jail, &Overrides::default()).unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:2222");
+        assert_eq!(config.log.level, "warn");
+        assert_eq!(config.server.request_timeout_secs, 5, "untouched keys keep the file value");
+
+        // Flags beat the environment.
+        let flags = Overrides {
+            listen: Some("127.0.0.1:3333".into()),
+            database_url: Some("postgres://u:secret@db/nexus".into()),
+            ..Overrides::default()
+        };
+        let config = load_in(jail, &flags).unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:3333");
+        assert_eq!(config.database_backend().unwrap(), DatabaseBackend::Postgres);
+        Ok(())
+    });
+}
+
+#[test]
+fn config_file_is_found_in_the_data_dir_given_by_flag() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("elsewhere")?;
+        jail.create_file("elsewhere/nexus.toml", "[server]\nmax_in_flight = 7\n")?;
+        let flags = Overrides {
+            data_dir: Some("elsewhere".into()),
+            ..Overrides::default()
+        };
+        let config = load_in(jail, &flags).unwrap();
+        assert_eq!(config.server.max_in_flight, 7);
+        assert_eq!(config.database_url(), "sqlite://elsewhere/nexus.db");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    Jail::expect_with(|jail| {
+        jail.create_dir(".nexus")?;
+        jail.create_file(".nexus/nexus.toml", "[server]\nlisten_port = 80\n")?;
+        let err = load_in(jail, &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("listen_port"), "{err}");
+
+        jail.create_file(".nexus/nexus.toml", "")?;
+        jail.set_env("NEXUS__SERVR__LISTEN", "x");
+        let err = load_in(jail, &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("servr"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn invalid_values_name_the_key_and_reason() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("NEXUS__SERVER__LISTEN", "nonsense", "server.listen"),
+        ("NEXUS__SERVER__BODY_LIMIT_BYTES", "0", "server.body_limit_bytes"),
+        ("NEXUS__SERVER__REQUEST_TIMEOUT_SECS", "100000", "server.request_timeout_secs"),
+        ("NEXUS__SERVER__MAX_IN_FLIGHT", "0", "server.max_in_flight"),
+        ("NEXUS__DATABASE__URL", "mysql://x", "database.url"),
+        ("NEXUS__LOG__LEVEL", "nexus=loud", "log.level"),
+        // Wrong type: figment names the key.
+        ("NEXUS__SERVER__MAX_IN_FLIGHT", "many", "max_in_flight"),
+    ];
+    for (var, value, key) in cases {
+        Jail::expect_with(|jail| {
+            jail.set_env(var, value);
+            let err = load_in(jail, &Overrides::default()).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains(key), "{var}={value}: {err}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn explicit_config_file_must_exist() {
+    Jail::expect_with(|_jail| {
+        let err = Config::load(Some(Path::new("missing.toml")), &Overrides::default());
+        assert!(matches!(err, Err(ConfigError::MissingFile(_))));
+        Ok(())
+    });
+}
+
+#[test]
+fn printed_config_redacts_passwords() {
+    let mut config = Config::default();
+    config.database.url = "postgres://nexus:hunter2@db:5432/nexus".into();
+    let printed = config.to_redacted_toml();
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("postgres://nexus:***@db:5432/nexus"), "{printed}");
+    // The printed form is itself a valid config file.
+    let reparsed: Config = toml::from_str(&printed).unwrap();
+    assert_eq!(reparsed.server, config.server);
+}
