@@ -1,1 +1,147 @@
-//! placeholder
+//! The NexusCore HTTP API.
+//!
+//! [`router`] builds the whole application: the routes (one module per resource under
+//! [`routes`]), the OpenAPI document generated from the handlers, and the gateway layers.
+//! Every error leaves as `application/problem+json` through [`error::ApiError`].
+//!
+//! Layer order, outermost first (see [`router`]): request id → trace span → panic catcher →
+//! metrics → load shedding → concurrency limit → timeout → body limit → routes. Authentication
+//! and rate limiting slot in after the metrics layer, as route layers on `/v1`, without
+//! reshaping any route.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, header};
+use axum::routing::get;
+use nexus_core::ErrorCode;
+use nexus_store::Store;
+use nexus_telemetry::MetricsHandle;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub mod error;
+pub mod extract;
+mod middleware;
+pub mod routes;
+
+pub use error::{ApiError, PROBLEM_JSON, Problem};
+
+/// Header carrying the request id, generated when the client sends none.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Shared state of every handler.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub metrics: MetricsHandle,
+}
+
+/// Request limits enforced by the gateway layers.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+    pub max_in_flight: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "NexusCore API",
+        description = "Control plane of NexusCore, the self-hosted platform for AI agents. \
+            Errors are `application/problem+json` bodies with a stable `code`.",
+        license(name = "Apache-2.0"),
+    ),
+    tags(
+        (name = "tenants", description = "Organisations that own agents, keys and data"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    ),
+    components(schemas(Problem, ErrorCode))
+)]
+struct ApiDoc;
+
+/// The routes with their OpenAPI description, before state and layers.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::health::healthz))
+        .routes(routes!(routes::health::readyz))
+        .routes(routes!(routes::health::metrics))
+        .routes(routes!(
+            routes::tenants::list_tenants,
+            routes::tenants::create_tenant
+        ))
+        .routes(routes!(routes::tenants::get_tenant))
+        .split_for_parts()
+}
+
+/// The OpenAPI 3.1 document of the API, as served at `/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// Builds the complete application.
+pub fn router(state: AppState, limits: Limits) -> Router {
+    let (routes, openapi) = api();
+    // Rendered once: the document does not change while the server runs.
+    let openapi_json = openapi.to_json().unwrap_or_else(|_| "{}".to_owned());
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+
+    let routes = routes
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let body = openapi_json.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+            }),
+        )
+        .fallback(middleware::route_not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .with_state(state);
+
+    routes
+        .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(middleware::gateway_error))
+                .load_shed()
+                .concurrency_limit(limits.max_in_flight)
+                .timeout(limits.request_timeout),
+        )
+        .layer(axum::middleware::from_fn(middleware::record_metrics))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let id = request
+                    .headers()
+                    .get(REQUEST_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Request limits from defaults, for tests and embedding.
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_in_flight: 1024,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

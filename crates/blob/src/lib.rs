@@ -49,7 +49,10 @@ impl FromStr for Digest {
     type Err = InvalidDigest;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let valid = s.strip_prefix("sha256:").is_some_and(|hex| {
-            hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         });
         if valid {
             Ok(Self(s.to_owned()))
@@ -172,12 +175,21 @@ mod tests {
             digest.as_str(),
             "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
-        assert_eq!(blobs.put(Bytes::from_static(b"hello")).await.unwrap(), digest);
-        assert_eq!(blobs.get(&digest).await.unwrap(), Bytes::from_static(b"hello"));
+        assert_eq!(
+            blobs.put(Bytes::from_static(b"hello")).await.unwrap(),
+            digest
+        );
+        assert_eq!(
+            blobs.get(&digest).await.unwrap(),
+            Bytes::from_static(b"hello")
+        );
 
         let absent = Digest::of(b"absent");
         assert!(!blobs.contains(&absent).await.unwrap());
-        assert!(matches!(blobs.get(&absent).await, Err(BlobError::NotFound(_))));
+        assert!(matches!(
+            blobs.get(&absent).await,
+            Err(BlobError::NotFound(_))
+        ));
 
         blobs.delete(&digest).await.unwrap();
         assert!(!blobs.contains(&digest).await.unwrap());
@@ -192,7 +204,10 @@ mod tests {
         let hex = digest.hex();
         let file = dir.path().join("sha256").join(&hex[..2]).join(hex);
         std::fs::write(&file, b"tampered").unwrap();
-        assert!(matches!(blobs.get(&digest).await, Err(BlobError::Corrupt { .. })));
+        assert!(matches!(
+            blobs.get(&digest).await,
+            Err(BlobError::Corrupt { .. })
+        ));
     }
 
     #[test]

@@ -10,8 +10,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// File name of the server config inside the data directory.
@@ -266,7 +266,10 @@ impl Config {
     /// The database URL, defaulting to an SQLite file in the data directory.
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
-            format!("sqlite://{}", self.server.data_dir.join("nexus.db").display())
+            format!(
+                "sqlite://{}",
+                self.server.data_dir.join("nexus.db").display()
+            )
         } else {
             self.database.url.clone()
         }

@@ -46,7 +46,10 @@ fn layers_apply_in_order_file_env_flags() {
         let config = load_in(jail, &Overrides::default()).unwrap();
         assert_eq!(config.server.listen, "127.0.0.1:2222");
         assert_eq!(config.log.level, "warn");
-        assert_eq!(config.server.request_timeout_secs, 5, "untouched keys keep the file value");
+        assert_eq!(
+            config.server.request_timeout_secs, 5,
+            "untouched keys keep the file value"
+        );
 
         // Flags beat the environment.
         let flags = Overrides {
@@ -56,7 +59,10 @@ fn layers_apply_in_order_file_env_flags() {
         };
         let config = load_in(jail, &flags).unwrap();
         assert_eq!(config.server.listen, "127.0.0.1:3333");
-        assert_eq!(config.database_backend().unwrap(), DatabaseBackend::Postgres);
+        assert_eq!(
+            config.database_backend().unwrap(),
+            DatabaseBackend::Postgres
+        );
         Ok(())
     });
 }
@@ -82,12 +88,16 @@ fn unknown_keys_are_errors_naming_the_key() {
     Jail::expect_with(|jail| {
         jail.create_dir(".nexus")?;
         jail.create_file(".nexus/nexus.toml", "[server]\nlisten_port = 80\n")?;
-        let err = load_in(jail, &Overrides::default()).unwrap_err().to_string();
+        let err = load_in(jail, &Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listen_port"), "{err}");
 
         jail.create_file(".nexus/nexus.toml", "")?;
         jail.set_env("NEXUS__SERVR__LISTEN", "x");
-        let err = load_in(jail, &Overrides::default()).unwrap_err().to_string();
+        let err = load_in(jail, &Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("servr"), "{err}");
         Ok(())
     });
@@ -97,8 +107,16 @@ fn unknown_keys_are_errors_naming_the_key() {
 fn invalid_values_name_the_key_and_reason() {
     let cases: &[(&str, &str, &str)] = &[
         ("NEXUS__SERVER__LISTEN", "nonsense", "server.listen"),
-        ("NEXUS__SERVER__BODY_LIMIT_BYTES", "0", "server.body_limit_bytes"),
-        ("NEXUS__SERVER__REQUEST_TIMEOUT_SECS", "100000", "server.request_timeout_secs"),
+        (
+            "NEXUS__SERVER__BODY_LIMIT_BYTES",
+            "0",
+            "server.body_limit_bytes",
+        ),
+        (
+            "NEXUS__SERVER__REQUEST_TIMEOUT_SECS",
+            "100000",
+            "server.request_timeout_secs",
+        ),
         ("NEXUS__SERVER__MAX_IN_FLIGHT", "0", "server.max_in_flight"),
         ("NEXUS__DATABASE__URL", "mysql://x", "database.url"),
         ("NEXUS__LOG__LEVEL", "nexus=loud", "log.level"),
@@ -108,7 +126,9 @@ fn invalid_values_name_the_key_and_reason() {
     for (var, value, key) in cases {
         Jail::expect_with(|jail| {
             jail.set_env(var, value);
-            let err = load_in(jail, &Overrides::default()).unwrap_err().to_string();
+            let err = load_in(jail, &Overrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.to_lowercase().contains(key), "{var}={value}: {err}");
             Ok(())
         });
@@ -130,7 +150,10 @@ fn printed_config_redacts_passwords() {
     config.database.url = "postgres://nexus:hunter2@db:5432/nexus".into();
     let printed = config.to_redacted_toml();
     assert!(!printed.contains("hunter2"), "{printed}");
-    assert!(printed.contains("postgres://nexus:***@db:5432/nexus"), "{printed}");
+    assert!(
+        printed.contains("postgres://nexus:***@db:5432/nexus"),
+        "{printed}"
+    );
     // The printed form is itself a valid config file.
     let reparsed: Config = toml::from_str(&printed).unwrap();
     assert_eq!(reparsed.server, config.server);

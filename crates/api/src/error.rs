@@ -1,0 +1,131 @@
+//! API errors as RFC 9457 `application/problem+json`, and the one place where error codes
+//! become HTTP statuses.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nexus_core::ErrorCode;
+use nexus_store::StoreError;
+use serde::{Deserialize, Serialize};
+
+/// Media type of error bodies.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:nexus:error:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status, repeated for clients that only see the body.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// Stable machine-readable code; match on this.
+    pub code: ErrorCode,
+}
+
+/// An error that a handler or layer returns to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        status_of(self.code)
+    }
+}
+
+/// The HTTP status of each error code. Exhaustive on purpose: a new code must choose one.
+pub const fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidJson | ErrorCode::InvalidParameter => StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidBody | ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::RouteNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::Conflict | ErrorCode::IllegalTransition => StatusCode::CONFLICT,
+        ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::Overloaded | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Title shown for each code.
+const fn title_of(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidJson => "Malformed JSON",
+        ErrorCode::InvalidBody => "Request body does not match the schema",
+        ErrorCode::ValidationFailed => "Validation failed",
+        ErrorCode::UnsupportedMediaType => "Unsupported media type",
+        ErrorCode::PayloadTooLarge => "Payload too large",
+        ErrorCode::InvalidParameter => "Invalid parameter",
+        ErrorCode::RouteNotFound => "No such route",
+        ErrorCode::MethodNotAllowed => "Method not allowed",
+        ErrorCode::NotFound => "Not found",
+        ErrorCode::Conflict => "Conflict",
+        ErrorCode::IllegalTransition => "Illegal state transition",
+        ErrorCode::Timeout => "Request timed out",
+        ErrorCode::Overloaded => "Server overloaded",
+        ErrorCode::Unavailable => "Service unavailable",
+        ErrorCode::Internal => "Internal error",
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(code = %self.code, detail = %self.detail, "request failed");
+        }
+        let problem = Problem {
+            kind: format!("urn:nexus:error:{}", self.code),
+            title: title_of(self.code).to_owned(),
+            status: status.as_u16(),
+            detail: self.detail,
+            code: self.code,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if matches!(self.code, ErrorCode::Overloaded | ErrorCode::Unavailable) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        let code = match &err {
+            StoreError::NotFound { .. } => ErrorCode::NotFound,
+            StoreError::AlreadyExists { .. } => ErrorCode::Conflict,
+            StoreError::IllegalTransition(_) => ErrorCode::IllegalTransition,
+            StoreError::TaskEnded(_) => ErrorCode::Conflict,
+            StoreError::InvalidCursor(_) => ErrorCode::InvalidParameter,
+            StoreError::Unavailable(_) => ErrorCode::Unavailable,
+            StoreError::Corrupt(_) | StoreError::Backend(_) => ErrorCode::Internal,
+        };
+        // Internal details stay in the log; the client gets the request id to quote.
+        let detail = if code == ErrorCode::Internal {
+            tracing::error!(error = %err, "storage failure");
+            "an internal error occurred; see the server log for this request id".to_owned()
+        } else {
+            err.to_string()
+        };
+        Self::new(code, detail)
+    }
+}

@@ -1,0 +1,316 @@
+//! Router tests against a real SQLite store: happy paths and one test per class of bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use nexus_store_sqlite::SqliteStore;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::*;
+
+struct TestApp {
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+async fn app_with(limits: Limits) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nexus.db", dir.path().display());
+    let store = Arc::new(SqliteStore::open(&url, 2).await.unwrap());
+    let state = AppState {
+        store,
+        metrics: nexus_telemetry::init_metrics().unwrap(),
+    };
+    TestApp {
+        router: router(state, limits),
+        _dir: dir,
+    }
+}
+
+async fn app() -> TestApp {
+    app_with(Limits::default()).await
+}
+
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    headers: axum::http::HeaderMap,
+    body: Value,
+    text: String,
+}
+
+impl TestApp {
+    async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            content_type,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    async fn post_json(&self, uri: &str, body: impl Into<Body>) -> Reply {
+        self.send(
+            Request::post(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body.into())
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+fn assert_problem(reply: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    assert_eq!(reply.content_type, PROBLEM_JSON, "{}", reply.text);
+    assert_eq!(reply.body["code"], code, "{}", reply.text);
+    assert_eq!(reply.body["status"], status.as_u16());
+    assert!(reply.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+}
+
+#[tokio::test]
+async fn create_get_and_list_tenants() {
+    let app = app().await;
+    let created = app
+        .post_json(
+            "/v1/tenants",
+            json!({"name": "acme", "display_name": "Acme"}).to_string(),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.headers[header::LOCATION], "/v1/tenants/acme");
+    assert_eq!(created.body["name"], "acme");
+
+    let by_name = app.get("/v1/tenants/acme").await;
+    assert_eq!(by_name.status, StatusCode::OK);
+    assert_eq!(by_name.body, created.body);
+    let id = created.body["id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/v1/tenants/{id}")).await.body,
+        created.body
+    );
+
+    for name in ["b1", "b2"] {
+        app.post_json("/v1/tenants", json!({"name": name}).to_string())
+            .await;
+    }
+    let first = app.get("/v1/tenants?limit=2").await;
+    assert_eq!(first.body["items"].as_array().unwrap().len(), 2);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = app
+        .get(&format!("/v1/tenants?limit=2&after={cursor}"))
+        .await;
+    assert_eq!(second.body["items"][0]["name"], "b2");
+    assert!(second.body.get("next_cursor").is_none());
+}
+
+#[tokio::test]
+async fn malformed_json_is_invalid_json() {
+    let app = app().await;
+    for body in ["{", "{\"name\": }", "not json", "\u{0}"] {
+        assert_problem(
+            &app.post_json("/v1/tenants", body).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_unsupported_media_type() {
+    let app = app().await;
+    for content_type in [None, Some("text/plain"), Some("application/xml")] {
+        let mut request = Request::post("/v1/tenants");
+        if let Some(ct) = content_type {
+            request = request.header(header::CONTENT_TYPE, ct);
+        }
+        let reply = app
+            .send(request.body(Body::from(r#"{"name":"x"}"#)).unwrap())
+            .await;
+        assert_problem(
+            &reply,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        );
+    }
+}
+
+#[tokio::test]
+async fn oversized_body_is_payload_too_large_and_stores_nothing() {
+    let app = app_with(Limits {
+        body_limit_bytes: 1024,
+        ..Limits::default()
+    })
+    .await;
+    let huge = json!({"name": "big", "display_name": "x".repeat(4096)}).to_string();
+    assert_problem(
+        &app.post_json("/v1/tenants", huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert_problem(
+        &app.get("/v1/tenants/big").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn unknown_or_mistyped_fields_are_invalid_body() {
+    let app = app().await;
+    for body in [
+        json!({"name": "acme", "owner": "me"}),
+        json!({"name": 42}),
+        json!({"display_name": "no name"}),
+        json!(["acme"]),
+    ] {
+        let reply = app.post_json("/v1/tenants", body.to_string()).await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    }
+}
+
+#[tokio::test]
+async fn invalid_values_fail_validation_and_duplicates_conflict() {
+    let app = app().await;
+    for body in [
+        json!({"name": "Not Valid"}),
+        json!({"name": ""}),
+        json!({"name": "x".repeat(64)}),
+        json!({"name": "ok", "display_name": "   "}),
+        json!({"name": "ok", "display_name": "bell\u{7}"}),
+        json!({"name": "ok", "display_name": "x".repeat(201)}),
+    ] {
+        let reply = app.post_json("/v1/tenants", body.to_string()).await;
+        assert_problem(
+            &reply,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+    }
+    app.post_json("/v1/tenants", json!({"name": "taken"}).to_string())
+        .await;
+    let again = app
+        .post_json("/v1/tenants", json!({"name": "taken"}).to_string())
+        .await;
+    assert_problem(&again, StatusCode::CONFLICT, "conflict");
+}
+
+#[tokio::test]
+async fn invalid_ids_and_parameters_are_invalid_parameter() {
+    let app = app().await;
+    for uri in [
+        "/v1/tenants/Not%20A%20Name",
+        "/v1/tenants/%00",
+        "/v1/tenants?after=not-a-cursor",
+        "/v1/tenants?limit=abc",
+        "/v1/tenants?limit=-1",
+    ] {
+        assert_problem(
+            &app.get(uri).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+        );
+    }
+    let long = format!("/v1/tenants/{}", "a".repeat(10_000));
+    assert_problem(
+        &app.get(&long).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    );
+    // Well-formed but absent.
+    let absent = format!("/v1/tenants/{}", nexus_core::TenantId::new());
+    assert_problem(&app.get(&absent).await, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let app = app().await;
+    for uri in ["/", "/v1", "/v1/nope", "/v2/tenants", "/../etc/passwd"] {
+        assert_problem(
+            &app.get(uri).await,
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+        );
+    }
+    let reply = app
+        .send(Request::delete("/v1/tenants").body(Body::empty()).unwrap())
+        .await;
+    assert_problem(&reply, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn gateway_errors_map_to_problems() {
+    let timeout = middleware::gateway_error(Box::new(tower::timeout::error::Elapsed::new())).await;
+    assert_eq!(
+        (timeout.code, timeout.status()),
+        (ErrorCode::Timeout, StatusCode::GATEWAY_TIMEOUT)
+    );
+    let overloaded =
+        middleware::gateway_error(Box::new(tower::load_shed::error::Overloaded::new())).await;
+    assert_eq!(
+        (overloaded.code, overloaded.status()),
+        (ErrorCode::Overloaded, StatusCode::SERVICE_UNAVAILABLE)
+    );
+}
+
+#[tokio::test]
+async fn operations_endpoints() {
+    let app = app().await;
+    assert_eq!(app.get("/healthz").await.body["status"], "ok");
+    assert_eq!(app.get("/readyz").await.body["status"], "ready");
+
+    let reply = app
+        .send(
+            Request::get("/v1/tenants")
+                .header(REQUEST_ID_HEADER, "my-request-1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.headers[REQUEST_ID_HEADER], "my-request-1");
+    let generated = app.get("/v1/tenants").await;
+    assert!(generated.headers.contains_key(REQUEST_ID_HEADER));
+
+    let metrics = app.get("/metrics").await;
+    assert!(metrics.content_type.starts_with("text/plain"));
+    assert!(
+        metrics.text.contains(
+            r#"nexus_http_requests_total{method="GET",route="/v1/tenants",status="200"}"#
+        ),
+        "{}",
+        metrics.text
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_describes_the_routes() {
+    let app = app().await;
+    let doc = app.get("/v1/openapi.json").await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in ["/v1/tenants", "/v1/tenants/{tenant}", "/healthz", "/readyz"] {
+        assert!(doc.body["paths"].get(path).is_some(), "{path} missing");
+    }
+    assert!(doc.body["paths"]["/v1/tenants"].get("post").is_some());
+    assert!(doc.body["components"]["schemas"].get("Problem").is_some());
+}
