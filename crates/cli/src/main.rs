@@ -1,1 +1,81 @@
-fn main() {}
+//! `nexus`: the NexusCore server and command-line client in one binary.
+//!
+//! stdout carries data (tables, or JSON with `--json`); stderr carries messages for people.
+//! Exit codes are listed in [`exit`] and in `docs/cli.md`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod client;
+mod commands;
+mod exit;
+
+use exit::CliError;
+
+/// Default server for client verbs.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:7700";
+
+/// NexusCore: build, deploy and run AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "nexus", version, about, propagate_version = true)]
+struct Cli {
+    /// Server URL for client commands.
+    #[arg(long, global = true, env = "NEXUS_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the NexusCore server.
+    Server(commands::server::ServerArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenants(commands::tenants::TenantsCommand),
+    /// Measure performance (load generator).
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to generate completions for.
+        shell: clap_complete::Shell,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return CliError::internal(format!("cannot start the async runtime: {e}")).report();
+        }
+    };
+    let output = commands::Output { json: cli.json };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => commands::server::run(args).await,
+            Command::Tenants(cmd) => {
+                let client = client::Client::new(&cli.server)?;
+                commands::tenants::run(cmd, &client, output).await
+            }
+            Command::Bench(cmd) => commands::bench::run(cmd, output).await,
+            Command::Completions { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "nexus", &mut std::io::stdout());
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => err.report(),
+    }
+}

@@ -1,0 +1,104 @@
+//! The HTTP client used by client verbs: JSON in and out, problem+json errors turned into
+//! CLI errors with the right exit code.
+
+use reqwest::{StatusCode, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::exit::CliError;
+
+/// A NexusCore API client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: Url,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:7700`).
+    pub fn new(base: &str) -> Result<Self, CliError> {
+        let base = Url::parse(base)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+            .ok_or_else(|| {
+                CliError::usage(format!(
+                    "--server must be an http:// or https:// URL, not `{base}`"
+                ))
+            })?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("nexus-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CliError::internal(format!("cannot build HTTP client: {e}")))?;
+        Ok(Self { base, http })
+    }
+
+    /// GETs the resource at `segments` (each percent-encoded) with `query` parameters.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T, CliError> {
+        self.send(self.http.get(self.url(segments)).query(query))
+            .await
+    }
+
+    /// POSTs `body` as JSON to `segments`.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &B,
+    ) -> Result<T, CliError> {
+        self.send(self.http.post(self.url(segments)).json(body))
+            .await
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, CliError> {
+        let response = request.send().await.map_err(|e| CliError {
+            code: CliError::UNREACHABLE,
+            message: format!("cannot reach the server at {}: {e}", self.base),
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| CliError {
+            code: CliError::UNREACHABLE,
+            message: format!("the connection to {} broke: {e}", self.base),
+        })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                CliError::internal(format!("unexpected response from the server: {e}"))
+            });
+        }
+        Err(problem_error(status, &bytes))
+    }
+}
+
+/// Turns an error response into a CLI error, using the problem's code and detail if present.
+fn problem_error(status: StatusCode, body: &[u8]) -> CliError {
+    #[derive(serde::Deserialize)]
+    struct Problem {
+        code: String,
+        detail: String,
+    }
+    let message = match serde_json::from_slice::<Problem>(body) {
+        Ok(problem) => format!("{} ({})", problem.detail, problem.code),
+        Err(_) => format!("the server answered {status}"),
+    };
+    CliError {
+        code: if status.is_server_error() {
+            CliError::SERVER_FAILED
+        } else {
+            CliError::REJECTED
+        },
+        message,
+    }
+}

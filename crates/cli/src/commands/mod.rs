@@ -1,0 +1,22 @@
+//! One module per noun; each verb is a function.
+
+pub mod bench;
+pub mod server;
+pub mod tenants;
+
+/// How client verbs print results.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// JSON on stdout instead of a table.
+    pub json: bool,
+}
+
+impl Output {
+    /// Prints `value` as pretty JSON on stdout.
+    pub fn print_json<T: serde::Serialize>(&self, value: &T) -> Result<(), crate::exit::CliError> {
+        let text = serde_json::to_string_pretty(value)
+            .map_err(|e| crate::exit::CliError::internal(format!("cannot render JSON: {e}")))?;
+        println!("{text}");
+        Ok(())
+    }
+}

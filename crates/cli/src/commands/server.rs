@@ -1,0 +1,194 @@
+//! `nexus server`: open storage, bootstrap the data directory and serve the API until SIGINT or
+//! SIGTERM, finishing in-flight requests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use nexus_api::{AppState, Limits};
+use nexus_config::{Config, DatabaseBackend, LogFormat, Overrides};
+use nexus_core::tenant::DEFAULT_TENANT;
+use nexus_core::{Name, NewTenant};
+use nexus_store::Store;
+use nexus_telemetry::LogStyle;
+use tokio::net::TcpListener;
+
+use crate::exit::CliError;
+
+/// Why tasks that were running when the server stopped end up FAILED.
+const INTERRUPTED_TASK_REASON: &str =
+    "the server stopped while this task was running; send the message again to retry";
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on (host:port; port 0 picks a free one).
+    #[arg(long, env = "NEXUS_LISTEN")]
+    listen: Option<String>,
+    /// Data directory: SQLite database, blobs, compiled components.
+    #[arg(long, env = "NEXUS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://FILE or postgres://USER@HOST/DB.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Config file (default: nexus.toml in the data directory, if present).
+    #[arg(long, env = "NEXUS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+pub async fn run(args: ServerArgs) -> Result<(), CliError> {
+    let overrides = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+    };
+    let config = Config::load(args.config.as_deref(), &overrides)
+        .map_err(|e| CliError::usage(format!("configuration: {e}")))?;
+    if args.print_config {
+        print!("{}", config.to_redacted_toml());
+        return Ok(());
+    }
+    let style = match config.log.format {
+        LogFormat::Auto => LogStyle::Auto,
+        LogFormat::Json => LogStyle::Json,
+        LogFormat::Human => LogStyle::Human,
+    };
+    nexus_telemetry::init_logging(style, &config.log.level)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+
+    std::fs::create_dir_all(&config.server.data_dir).map_err(|e| {
+        CliError::internal(format!(
+            "cannot create data directory {}: {e}",
+            config.server.data_dir.display()
+        ))
+    })?;
+    let store = open_store(&config).await?;
+    bootstrap(store.as_ref()).await?;
+
+    let metrics = nexus_telemetry::init_metrics().map_err(|e| CliError::internal(e.to_string()))?;
+    let limits = Limits {
+        body_limit_bytes: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
+        request_timeout: Duration::from_secs(config.server.request_timeout_secs),
+        max_in_flight: config.server.max_in_flight,
+    };
+    let app = nexus_api::router(
+        AppState {
+            store: store.clone(),
+            metrics,
+        },
+        limits,
+    );
+
+    let addr = config
+        .listen_addr()
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::usage(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::internal(e.to_string()))?;
+    tracing::info!(
+        address = %local,
+        url = %format!("http://{local}"),
+        database = store.backend(),
+        data_dir = %config.server.data_dir.display(),
+        "listening"
+    );
+
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stopping_tx.send(());
+    });
+    let outcome = tokio::select! {
+        result = server.into_future() => result.map_err(|e| CliError::internal(format!("server error: {e}"))),
+        () = async {
+            // Only counts down once shutdown has begun.
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
+            Ok(())
+        }
+    };
+    store.close().await;
+    tracing::info!("stopped");
+    outcome
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
+    let url = config.database_url();
+    let backend = config
+        .database_backend()
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let store: Arc<dyn Store> = match backend {
+        DatabaseBackend::Sqlite => Arc::new(
+            nexus_store_sqlite::SqliteStore::open(&url, config.database.max_connections)
+                .await
+                .map_err(|e| CliError::internal(format!("opening the database: {e}")))?,
+        ),
+        DatabaseBackend::Postgres => Arc::new(
+            nexus_store_postgres::PgStore::open(&url, config.database.max_connections, None)
+                .await
+                .map_err(|e| CliError::internal(format!("opening the database: {e}")))?,
+        ),
+    };
+    Ok(store)
+}
+
+/// Makes a fresh data directory usable and cleans up after a crash: the `default` tenant
+/// exists, and no task is left running.
+async fn bootstrap(store: &dyn Store) -> Result<(), CliError> {
+    let name = Name::parse(DEFAULT_TENANT).map_err(|e| CliError::internal(e.to_string()))?;
+    store
+        .ensure_tenant(NewTenant {
+            name,
+            display_name: "Default".into(),
+        })
+        .await
+        .map_err(|e| CliError::internal(format!("creating the default tenant: {e}")))?;
+    let failed = store
+        .fail_unfinished_tasks(INTERRUPTED_TASK_REASON)
+        .await
+        .map_err(|e| CliError::internal(format!("recovering interrupted tasks: {e}")))?;
+    if failed > 0 {
+        tracing::warn!(
+            tasks = failed,
+            "marked tasks interrupted by the last stop as failed"
+        );
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

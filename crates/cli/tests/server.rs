@@ -1,0 +1,266 @@
+//! Black-box tests of the `nexus` binary: the server process and the client verbs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+
+use serde_json::Value;
+
+const NEXUS: &str = env!("CARGO_BIN_EXE_nexus");
+
+/// A running `nexus server` on a free loopback port.
+struct Server {
+    child: Child,
+    url: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(NEXUS)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("NEXUS_LISTEN")
+            .env("NEXUS__LOG__FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, log) = mpsc::channel();
+        // Forward every log line; the channel tells us when the server is listening.
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Self {
+            child,
+            url: String::new(),
+            log,
+        };
+        let line = server.wait_for_log("listening");
+        let entry: Value = serde_json::from_str(&line).unwrap();
+        server.url = entry["url"].as_str().unwrap().to_owned();
+        server
+    }
+
+    /// Blocks until a log line containing `needle` arrives (or the server exits).
+    fn wait_for_log(&mut self, needle: &str) -> String {
+        for line in self.log.iter() {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!(
+            "server exited before logging `{needle}`: {:?}",
+            self.child.try_wait()
+        );
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.wait_for_log("stopped");
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "server exited with {exit}");
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(NEXUS)
+            .arg("--server")
+            .arg(&self.url)
+            .args(args)
+            .env_remove("NEXUS_SERVER")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout_json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn postgres_url() -> String {
+    std::env::var("NEXUS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/nexus_test".to_owned())
+}
+
+/// Creates a tenant through the CLI, restarts the server, and reads it back.
+fn assert_survives_restart(data_dir: &Path, extra: &[&str]) {
+    let server = Server::start(data_dir, extra);
+    let created = stdout_json(&server.cli(&["--json", "tenants", "create", "durable"]));
+    server.stop();
+
+    let server = Server::start(data_dir, extra);
+    let fetched = stdout_json(&server.cli(&["--json", "tenants", "get", "durable"]));
+    assert_eq!(fetched, created);
+    let default = stdout_json(&server.cli(&["--json", "tenants", "get", "default"]));
+    assert_eq!(default["name"], "default");
+    server.stop();
+}
+
+#[test]
+fn acknowledged_rows_survive_a_restart_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_survives_restart(dir.path(), &[]);
+}
+
+#[tokio::test]
+async fn acknowledged_rows_survive_a_restart_on_postgres() {
+    // A private schema, created and migrated here, then selected through the URL.
+    let schema = format!(
+        "srv_{}",
+        nexus_core::TaskId::new().to_string().replace('-', "")
+    );
+    nexus_store_postgres::PgStore::open(&postgres_url(), 1, Some(&schema))
+        .await
+        .unwrap();
+    let url = format!("{}?options=-c%20search_path%3D{schema}", postgres_url());
+    let dir = tempfile::tempdir().unwrap();
+    tokio::task::spawn_blocking(move || {
+        assert_survives_restart(dir.path(), &["--database-url", &url]);
+    })
+    .await
+    .unwrap();
+    nexus_store_postgres::PgStore::drop_schema(&postgres_url(), &schema)
+        .await
+        .unwrap();
+}
+
+#[test]
+fn client_verbs_print_data_and_use_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+
+    let created = server.cli(&["tenants", "create", "acme", "--display-name", "Acme Corp"]);
+    assert!(created.status.success());
+    assert!(String::from_utf8_lossy(&created.stdout).contains("Acme Corp"));
+    assert!(String::from_utf8_lossy(&created.stderr).contains("created tenant acme"));
+
+    let list = stdout_json(&server.cli(&["--json", "tenants", "list"]));
+    let names: Vec<_> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "acme"]);
+
+    // Rejected by the server: exit 4 with the problem's detail and code on stderr.
+    for args in [
+        &["tenants", "create", "acme"][..],
+        &["tenants", "create", "Bad Name"],
+        &["tenants", "get", "nobody"],
+        &["tenants", "get", "../../etc"],
+        &["tenants", "list", "--after", "garbage"],
+    ] {
+        let output = server.cli(args);
+        assert_eq!(output.status.code(), Some(4), "{args:?}");
+        assert!(
+            output.stdout.is_empty(),
+            "{args:?}: errors never go to stdout"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+    server.stop();
+
+    // Unreachable server: exit 3.
+    let output = Command::new(NEXUS)
+        .args(["--server", "http://127.0.0.1:9", "tenants", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+
+    // Usage errors: exit 2.
+    for args in [
+        &["--server", "not a url", "tenants", "list"][..],
+        &["tenants", "frobnicate"],
+        &["--no-such-flag"],
+    ] {
+        let output = Command::new(NEXUS).args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn print_config_shows_layers_and_redacts_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("nexus.toml"),
+        "[server]\nmax_in_flight = 77\n",
+    )
+    .unwrap();
+    let output = Command::new(NEXUS)
+        .args(["server", "--print-config", "--data-dir"])
+        .arg(dir.path())
+        .args(["--database-url", "postgres://nexus:hunter2@db/nexus"])
+        .env("NEXUS__SERVER__REQUEST_TIMEOUT_SECS", "9")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("max_in_flight = 77"), "{printed}");
+    assert!(printed.contains("request_timeout_secs = 9"), "{printed}");
+    assert!(printed.contains("nexus:***@db"), "{printed}");
+    assert!(!printed.contains("hunter2"), "{printed}");
+}
+
+#[test]
+fn bad_configuration_fails_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        ("NEXUS__SERVER__LISTNE", "127.0.0.1:1", "listne"),
+        ("NEXUS__SERVER__LISTEN", "nowhere", "server.listen"),
+        ("NEXUS__DATABASE__URL", "mysql://db", "database.url"),
+    ];
+    for (var, value, key) in cases {
+        let output = Command::new(NEXUS)
+            .args(["server", "--data-dir"])
+            .arg(dir.path())
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{var}");
+        let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
+        assert!(stderr.contains(key), "{var}: {stderr}");
+    }
+}
+
+#[test]
+fn completions_are_generated() {
+    let output = Command::new(NEXUS)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let script = String::from_utf8_lossy(&output.stdout);
+    assert!(script.contains("tenants") && script.contains("server"));
+}
