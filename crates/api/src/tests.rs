@@ -1,5 +1,4 @@
 //! Router tests against a real SQLite store: happy paths and one test per class of bad input.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 

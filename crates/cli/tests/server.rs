@@ -1,5 +1,5 @@
 //! Black-box tests of the `nexus` binary: the server process and the client verbs.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail by panicking
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

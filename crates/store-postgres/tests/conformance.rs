@@ -2,7 +2,7 @@
 //!
 //! Needs a server: `NEXUS_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/nexus_test`).
 //! Every test gets its own schema, so parallel runs and test binaries never collide.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail by panicking
 
 use std::sync::Arc;
 

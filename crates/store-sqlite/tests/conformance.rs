@@ -1,5 +1,5 @@
 //! The shared conformance suite on SQLite, plus durability across reopening the file.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail by panicking
 
 use std::sync::Arc;
 
