@@ -1,8 +1,9 @@
 //! `nexus bench`: a loopback load generator.
 //!
 //! `nexus bench http URL --rate R` sends requests on a fixed schedule (open loop) and measures
-//! each latency from the moment the request was *due*, not when it was sent, so a stalled
-//! server cannot hide its stall by slowing the generator (coordinated omission). With
+//! each latency from the moment the request was *due* whenever the generator is behind
+//! schedule, so a stalled server cannot hide its stall by slowing the generator (coordinated
+//! omission). With
 //! `--rate 0` it runs closed loop: `--connections` workers send back to back, to find the
 //! ceiling throughput.
 
@@ -179,7 +180,16 @@ async fn drive(
                 if due >= deadline {
                     break;
                 }
-                tokio::time::sleep_until(due.into()).await;
+                // Latency is measured from when the request was due. If the worker is behind
+                // (the previous response was slow), that includes the wait: the server's fault.
+                // If it is early, it sleeps; tokio's timer may wake it up to a millisecond late,
+                // which is the generator's fault, so the clock starts at the wake-up instead.
+                let measured_from = if due > Instant::now() {
+                    tokio::time::sleep_until(due.into()).await;
+                    Instant::now()
+                } else {
+                    due
+                };
                 let ok = match client.get(url.clone()).send().await {
                     Ok(response) => {
                         let success = response.status().is_success();
@@ -187,7 +197,8 @@ async fn drive(
                     }
                     Err(_) => false,
                 };
-                let latency = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let latency =
+                    u64::try_from(measured_from.elapsed().as_micros()).unwrap_or(u64::MAX);
                 let mut tally = tally.lock().await;
                 if ok {
                     tally

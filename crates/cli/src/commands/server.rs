@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use clap::Args;
 use nexus_api::{AppState, Limits};
 use nexus_config::{Config, DatabaseBackend, LogFormat, Overrides};
@@ -101,6 +102,12 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
 
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    // Small request/response exchanges must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
