@@ -107,7 +107,14 @@ fn validate_schema_name(schema: &str) -> Result<()> {
 }
 
 fn migrator() -> sqlx::migrate::Migrator {
-    nexus_store_sql::migrator(&[(1, "initial", include_str!("../migrations/0001_initial.sql"))])
+    nexus_store_sql::migrator(&[
+        (1, "initial", include_str!("../migrations/0001_initial.sql")),
+        (
+            2,
+            "agent state",
+            include_str!("../migrations/0002_agent_state.sql"),
+        ),
+    ])
 }
 
 nexus_store_sql::impl_store!(

@@ -18,8 +18,8 @@ macro_rules! impl_store {
                 audit::GENESIS_HASH, page::now,
             };
             use $crate::__private::nexus_store::{
-                AgentStore, AuditStore, NewTaskEvent, PackageStore, Result, Store, StoreError,
-                TaskFilter, TaskStore, TenantStore,
+                AgentStore, AuditStore, NewTaskEvent, PackageStore, Result, StateScope, StateStore,
+                Store, StoreError, TaskFilter, TaskStore, TenantStore,
             };
             use $crate::__private::sqlx::{self, types::Json};
             use $crate::__private::uuid::Uuid;
@@ -712,6 +712,145 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?;
                     convert(rows)
+                }
+            }
+
+            #[async_trait]
+            impl StateStore for $store {
+                async fn state_get(&self, scope: &StateScope, key: &str) -> Result<Option<Vec<u8>>> {
+                    let row: Option<(Vec<u8>,)> = sqlx::query_as(
+                        "SELECT value FROM agent_state \
+                         WHERE tenant_id = $1 AND agent_id = $2 AND session = $3 AND key = $4",
+                    )
+                    .bind(scope.tenant.as_uuid())
+                    .bind(scope.agent.as_uuid())
+                    .bind(&scope.session)
+                    .bind(key)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(row.map(|(value,)| value))
+                }
+
+                async fn state_put(&self, scope: &StateScope, key: &str, value: &[u8]) -> Result<()> {
+                    sqlx::query(
+                        "INSERT INTO agent_state (tenant_id, agent_id, session, key, value, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (agent_id, session, key) DO UPDATE \
+                         SET value = excluded.value, updated_at = excluded.updated_at",
+                    )
+                    .bind(scope.tenant.as_uuid())
+                    .bind(scope.agent.as_uuid())
+                    .bind(&scope.session)
+                    .bind(key)
+                    .bind(value)
+                    .bind(now())
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| {
+                        if is_foreign_key_violation(&e) {
+                            StoreError::not_found("agent", scope.agent)
+                        } else {
+                            map_err(e)
+                        }
+                    })?;
+                    Ok(())
+                }
+
+                async fn state_delete(&self, scope: &StateScope, key: &str) -> Result<()> {
+                    sqlx::query(
+                        "DELETE FROM agent_state \
+                         WHERE tenant_id = $1 AND agent_id = $2 AND session = $3 AND key = $4",
+                    )
+                    .bind(scope.tenant.as_uuid())
+                    .bind(scope.agent.as_uuid())
+                    .bind(&scope.session)
+                    .bind(key)
+                    .execute(self.writer())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(())
+                }
+
+                async fn state_compare_and_swap(
+                    &self,
+                    scope: &StateScope,
+                    key: &str,
+                    expected: Option<&[u8]>,
+                    new: Option<&[u8]>,
+                ) -> Result<bool> {
+                    // Each case is one conditional statement, atomic on its own.
+                    let affected = match (expected, new) {
+                        (None, None) => return Ok(self.state_get(scope, key).await?.is_none()),
+                        (None, Some(new)) => sqlx::query(
+                            "INSERT INTO agent_state (tenant_id, agent_id, session, key, value, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (agent_id, session, key) DO NOTHING",
+                        )
+                        .bind(scope.tenant.as_uuid())
+                        .bind(scope.agent.as_uuid())
+                        .bind(&scope.session)
+                        .bind(key)
+                        .bind(new)
+                        .bind(now())
+                        .execute(self.writer())
+                        .await,
+                        (Some(expected), Some(new)) => sqlx::query(
+                            "UPDATE agent_state SET value = $5, updated_at = $6 \
+                             WHERE tenant_id = $1 AND agent_id = $2 AND session = $3 AND key = $4 AND value = $7",
+                        )
+                        .bind(scope.tenant.as_uuid())
+                        .bind(scope.agent.as_uuid())
+                        .bind(&scope.session)
+                        .bind(key)
+                        .bind(new)
+                        .bind(now())
+                        .bind(expected)
+                        .execute(self.writer())
+                        .await,
+                        (Some(expected), None) => sqlx::query(
+                            "DELETE FROM agent_state \
+                             WHERE tenant_id = $1 AND agent_id = $2 AND session = $3 AND key = $4 AND value = $5",
+                        )
+                        .bind(scope.tenant.as_uuid())
+                        .bind(scope.agent.as_uuid())
+                        .bind(&scope.session)
+                        .bind(key)
+                        .bind(expected)
+                        .execute(self.writer())
+                        .await,
+                    };
+                    let affected = affected
+                        .map_err(|e| {
+                            if is_foreign_key_violation(&e) {
+                                StoreError::not_found("agent", scope.agent)
+                            } else {
+                                map_err(e)
+                            }
+                        })?
+                        .rows_affected();
+                    Ok(affected == 1)
+                }
+
+                async fn state_list_keys(
+                    &self,
+                    scope: &StateScope,
+                    prefix: &str,
+                    limit: u32,
+                ) -> Result<Vec<String>> {
+                    let rows: Vec<(String,)> = sqlx::query_as(
+                        "SELECT key FROM agent_state \
+                         WHERE tenant_id = $1 AND agent_id = $2 AND session = $3 \
+                         AND substr(key, 1, length($4)) = $4 ORDER BY key LIMIT $5",
+                    )
+                    .bind(scope.tenant.as_uuid())
+                    .bind(scope.agent.as_uuid())
+                    .bind(&scope.session)
+                    .bind(prefix)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(rows.into_iter().map(|(key,)| key).collect())
                 }
             }
 

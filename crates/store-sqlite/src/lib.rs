@@ -71,7 +71,14 @@ impl SqliteStore {
 }
 
 fn migrator() -> sqlx::migrate::Migrator {
-    nexus_store_sql::migrator(&[(1, "initial", include_str!("../migrations/0001_initial.sql"))])
+    nexus_store_sql::migrator(&[
+        (1, "initial", include_str!("../migrations/0001_initial.sql")),
+        (
+            2,
+            "agent state",
+            include_str!("../migrations/0002_agent_state.sql"),
+        ),
+    ])
 }
 
 nexus_store_sql::impl_store!(SqliteStore, sqlx::Sqlite, lock = "", backend = "sqlite");

@@ -14,7 +14,7 @@ use nexus_core::{
 };
 use serde_json::json;
 
-use crate::{NewTaskEvent, Store, StoreError, TaskFilter};
+use crate::{NewTaskEvent, StateScope, Store, StoreError, TaskFilter};
 
 /// Generates one `#[tokio::test]` per conformance case. `$fresh` is an async expression
 /// evaluating to an `Arc<dyn Store>` (or anything that derefs to a `Store`) that is empty.
@@ -34,7 +34,8 @@ macro_rules! conformance_tests {
             tasks_list_filters,
             tasks_concurrent_transitions_have_one_winner,
             tasks_unfinished_fail_at_recovery,
-            audit_chain_holds_under_concurrency
+            audit_chain_holds_under_concurrency,
+            state_is_scoped_and_compare_and_swap_is_atomic
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -725,4 +726,157 @@ pub async fn audit_chain_holds_under_concurrency(store: Arc<dyn Store>) {
 
     let tail = store.list_audit(t, 7, 100).await.unwrap();
     assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![8, 9]);
+}
+
+pub async fn state_is_scoped_and_compare_and_swap_is_atomic(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other_tenant = tenant(&*store, "other").await;
+    let a = agent(&*store, t, "counter").await;
+    let b = agent(&*store, t, "other").await;
+    let scope = StateScope {
+        tenant: t,
+        agent: a,
+        session: "s1".into(),
+    };
+    let other_session = StateScope {
+        session: "s2".into(),
+        ..scope.clone()
+    };
+    let other_agent = StateScope {
+        agent: b,
+        ..scope.clone()
+    };
+    let wrong_tenant = StateScope {
+        tenant: other_tenant,
+        ..scope.clone()
+    };
+
+    assert_eq!(store.state_get(&scope, "k").await.unwrap(), None);
+    store.state_put(&scope, "k", b"v1").await.unwrap();
+    store.state_put(&scope, "k", b"v2").await.unwrap();
+    assert_eq!(
+        store.state_get(&scope, "k").await.unwrap().as_deref(),
+        Some(&b"v2"[..])
+    );
+    for isolated in [&other_session, &other_agent, &wrong_tenant] {
+        assert_eq!(
+            store.state_get(isolated, "k").await.unwrap(),
+            None,
+            "{isolated:?}"
+        );
+    }
+
+    // Compare-and-swap, every combination.
+    assert!(
+        !store
+            .state_compare_and_swap(&scope, "k", Some(b"v1"), Some(b"x"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .state_compare_and_swap(&scope, "k", Some(b"v2"), Some(b"v3"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .state_compare_and_swap(&scope, "k", None, Some(b"x"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .state_compare_and_swap(&scope, "new", None, Some(b"n"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .state_compare_and_swap(&scope, "new", Some(b"n"), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.state_get(&scope, "new").await.unwrap(), None);
+    assert!(
+        store
+            .state_compare_and_swap(&scope, "absent", None, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .state_compare_and_swap(&scope, "k", None, None)
+            .await
+            .unwrap()
+    );
+
+    // Prefix listing is ordered, bounded, and treats LIKE wildcards literally.
+    for key in ["user:2", "user:1", "user:10", "item:1", "user%x", "user_y"] {
+        store.state_put(&scope, key, b"1").await.unwrap();
+    }
+    assert_eq!(
+        store.state_list_keys(&scope, "user:", 10).await.unwrap(),
+        vec!["user:1", "user:10", "user:2"]
+    );
+    assert_eq!(
+        store
+            .state_list_keys(&scope, "user:", 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store.state_list_keys(&scope, "user%", 10).await.unwrap(),
+        vec!["user%x"]
+    );
+    assert_eq!(
+        store.state_list_keys(&other_session, "", 10).await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    store.state_delete(&scope, "item:1").await.unwrap();
+    store.state_delete(&scope, "item:1").await.unwrap();
+    assert_eq!(store.state_get(&scope, "item:1").await.unwrap(), None);
+
+    // Concurrent read-modify-write loops through CAS lose no increment.
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let scope = scope.clone();
+            tokio::spawn(async move {
+                loop {
+                    let current = store.state_get(&scope, "count").await.unwrap();
+                    let n: u64 = current
+                        .as_deref()
+                        .map_or(0, |v| String::from_utf8_lossy(v).parse().unwrap());
+                    let next = (n + 1).to_string();
+                    if store
+                        .state_compare_and_swap(
+                            &scope,
+                            "count",
+                            current.as_deref(),
+                            Some(next.as_bytes()),
+                        )
+                        .await
+                        .unwrap()
+                    {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert_eq!(
+        store.state_get(&scope, "count").await.unwrap().as_deref(),
+        Some(&b"8"[..])
+    );
+
+    // Deleting the agent deletes its state.
+    store.delete_agent(t, a).await.unwrap();
+    assert_eq!(store.state_get(&scope, "k").await.unwrap(), None);
 }

@@ -207,10 +207,45 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Vec<AuditEvent>>;
 }
 
+/// Whose agent state a call touches: one agent's state for one session (A2A `contextId`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StateScope {
+    pub tenant: TenantId,
+    pub agent: AgentId,
+    pub session: String,
+}
+
+/// Durable key-value state of agents, scoped to (agent, session). Size limits are the caller's
+/// policy (`nexus-host`); the store keeps whatever it is given.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn state_get(&self, scope: &StateScope, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Sets `key` to `value`, creating or replacing it.
+    async fn state_put(&self, scope: &StateScope, key: &str, value: &[u8]) -> Result<()>;
+    /// Removes `key`; removing an absent key succeeds.
+    async fn state_delete(&self, scope: &StateScope, key: &str) -> Result<()>;
+    /// Atomically replaces the value if it equals `expected` (`None`: absent). `new = None`
+    /// deletes. Returns whether the swap happened.
+    async fn state_compare_and_swap(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool>;
+    /// Keys that start with `prefix`, in byte order, at most `limit`.
+    async fn state_list_keys(
+        &self,
+        scope: &StateScope,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<String>>;
+}
+
 /// A complete storage backend.
 #[async_trait]
 pub trait Store:
-    TenantStore + AgentStore + PackageStore + TaskStore + AuditStore + Debug + Send + Sync
+    TenantStore + AgentStore + PackageStore + TaskStore + AuditStore + StateStore + Debug + Send + Sync
 {
     /// Short backend name for logs and metrics (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
