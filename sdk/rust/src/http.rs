@@ -69,7 +69,11 @@ pub fn request(
     let scheme = match parsed.scheme() {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
-        other => return Err(HttpError::InvalidUrl(format!("unsupported scheme `{other}`"))),
+        other => {
+            return Err(HttpError::InvalidUrl(format!(
+                "unsupported scheme `{other}`"
+            )));
+        }
     };
     let host = parsed
         .host_str()
@@ -100,8 +104,12 @@ pub fn request(
         other => Method::Other(other.to_owned()),
     };
     let invalid = |what: &str| HttpError::InvalidUrl(format!("invalid {what}"));
-    outgoing.set_method(&method).map_err(|()| invalid("method"))?;
-    outgoing.set_scheme(Some(&scheme)).map_err(|()| invalid("scheme"))?;
+    outgoing
+        .set_method(&method)
+        .map_err(|()| invalid("method"))?;
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|()| invalid("scheme"))?;
     outgoing
         .set_authority(Some(&authority))
         .map_err(|()| invalid("authority"))?;

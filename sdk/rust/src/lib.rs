@@ -54,7 +54,7 @@ macro_rules! export_agent {
                     <$agent as $crate::Agent>::handle(task)
                 }
             }
-            $crate::bindings::export!(__NexusExport with_types_in $crate::bindings);
+    $crate::bindings::export!(__NexusExport with_types_in $crate::bindings);
         };
     };
 }
@@ -163,7 +163,9 @@ pub mod llm {
 
 /// Streaming to the caller while the task runs.
 pub mod emit {
-    pub use crate::bindings::nexus::agent::emit::{EmitError, artifact_chunk, partial_text, progress};
+    pub use crate::bindings::nexus::agent::emit::{
+        EmitError, artifact_chunk, partial_text, progress,
+    };
 }
 
 /// Configuration values and secrets granted to the deployment.

@@ -1,0 +1,496 @@
+//! NCRE, the NexusCore Runtime Environment: runs untrusted agent components fast and safely.
+//!
+//! - One wasmtime [`Engine`] per node: component model, async, the pooling allocator with
+//!   copy-on-write memory images, epoch interruption, optional fuel.
+//! - Components are compiled once and cached on disk ([`cache`]); [`Runtime::load`] returns an
+//!   [`AgentComponent`] holding an `InstancePre`, so every task starts with a cheap
+//!   instantiation.
+//! - [`Runtime::run`] runs one task in a fresh instance under [`Limits`]: memory, wall-clock
+//!   deadline, optional fuel, output and log caps, and a cap on live instances. A breach ends
+//!   that task with a specific [`TaskError`]; the node carries on.
+//! - Host capabilities come from `nexus-host`; the caller decides what is granted
+//!   ([`TaskEnv`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nexus_core::message::{Message, Part};
+use nexus_host::bindings::AgentPre;
+use nexus_host::bindings::exports::nexus::agent::handler as wit;
+use nexus_host::convert::{artifact_from_wit, message_to_wit, part_from_wit, part_to_wit};
+use nexus_host::emit::{EmitCapability, EventSink};
+use nexus_host::http::OutboundPolicy;
+use nexus_host::log::LogCapability;
+use nexus_host::{Capabilities, CapabilityView};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline, WasmBacktrace,
+};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+pub mod cache;
+pub mod limits;
+pub mod outcome;
+
+pub use limits::Limits;
+pub use outcome::{Reply, TaskError, TaskOutcome, TaskResult, Usage};
+
+/// The runtime could not be set up, or a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot configure the wasm engine: {0}")]
+    Engine(String),
+    #[error("invalid agent component: {0}")]
+    InvalidComponent(String),
+    #[error("component cache: {0}")]
+    Cache(String),
+}
+
+/// Node-wide runtime settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` keeps them in memory only.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Instances alive at once (pool slots).
+    pub max_instances: u32,
+    /// Per-task limits.
+    pub limits: Limits,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            max_instances: limits::DEFAULT_MAX_INSTANCES,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// One node's runtime: the engine, the linker with every host capability, and the limits.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<TaskData>,
+    cache: cache::ComponentCache,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .field("free_slots", &self.slots.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A loaded agent: compiled, linked, ready to instantiate.
+#[derive(Clone)]
+pub struct AgentComponent {
+    pre: AgentPre<TaskData>,
+}
+
+impl std::fmt::Debug for AgentComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentComponent").finish_non_exhaustive()
+    }
+}
+
+/// What one task is allowed to use, decided by the caller from the deployment's grants.
+#[derive(Debug)]
+pub struct TaskEnv {
+    pub state: nexus_host::state::StateCapability,
+    pub config: nexus_host::config::ConfigCapability,
+    pub llm: nexus_host::llm::LlmCapability,
+    pub agents: nexus_host::agents::AgentsCapability,
+    pub bus: nexus_host::bus::BusCapability,
+    pub outbound: OutboundPolicy,
+    /// Where streamed events and logs go.
+    pub events: EventSink,
+}
+
+impl TaskEnv {
+    /// Nothing granted: only config-free, pure computation works.
+    pub fn deny_all() -> Self {
+        Self {
+            state: nexus_host::state::StateCapability::denied(),
+            config: nexus_host::config::ConfigCapability::default(),
+            llm: nexus_host::llm::LlmCapability::denied(),
+            agents: nexus_host::agents::AgentsCapability::new(false),
+            bus: nexus_host::bus::BusCapability::new(false),
+            outbound: OutboundPolicy::default(),
+            events: EventSink::discard(),
+        }
+    }
+}
+
+/// The task to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskInput {
+    pub task_id: String,
+    pub context_id: String,
+    pub message: Vec<Part>,
+    pub history: Vec<Message>,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// The data of one task's store.
+pub struct TaskData {
+    capabilities: Capabilities,
+    outbound: OutboundPolicy,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    memory: limits::MemoryLimiter,
+    deadline: Instant,
+}
+
+impl std::fmt::Debug for TaskData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskData")
+            .field("capabilities", &self.capabilities)
+            .field("memory", &self.memory)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasiView for TaskData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for TaskData {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+impl CapabilityView for TaskData {
+    fn capabilities(&mut self) -> &mut Capabilities {
+        &mut self.capabilities
+    }
+}
+
+impl Runtime {
+    /// Builds the engine and linker and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let engine_error = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+        let limits = config.limits.clone();
+        let instances = config.max_instances.max(1);
+
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(instances)
+            // A Rust component is a handful of core instances (the program, adapters, shims).
+            .max_core_instances_per_component(16)
+            .total_core_instances(instances.saturating_mul(8))
+            .max_memories_per_component(2)
+            .total_memories(instances.saturating_mul(2))
+            .max_tables_per_component(8)
+            .total_tables(instances.saturating_mul(8))
+            .total_stacks(instances)
+            .max_memory_size(limits.memory_bytes)
+            .table_elements(limits::MAX_TABLE_ELEMENTS);
+
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(limits.fuel.is_some())
+            .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64))
+            .memory_init_cow(true)
+            // Reserve only what the limit allows, so thousands of slots fit the address space.
+            .memory_reservation(limits.memory_bytes as u64)
+            .memory_guard_size(64 * 1024)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(engine_error)?;
+
+        let mut linker = Linker::<TaskData>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
+        nexus_host::add_to_linker(&mut linker).map_err(engine_error)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(limits::EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            }
+        };
+        std::thread::Builder::new()
+            .name("nexus-epoch".into())
+            .spawn(ticker)
+            .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+
+        Ok(Self {
+            engine,
+            linker,
+            cache: cache::ComponentCache::new(config.cache_dir),
+            limits,
+            slots: Arc::new(Semaphore::new(instances as usize)),
+            ticker_stop,
+        })
+    }
+
+    /// The limits applied to tasks.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compiles (or loads from the cache) and links a component. Fails if the bytes are not a
+    /// component, or if it imports something the platform does not provide.
+    pub fn load(&self, bytes: &[u8]) -> Result<AgentComponent, RuntimeError> {
+        let component: Component = self.cache.load(&self.engine, bytes)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
+        let pre = AgentPre::new(instance_pre)
+            .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
+        Ok(AgentComponent { pre })
+    }
+
+    /// Runs one task in a fresh instance and reports how it ended and what it used.
+    pub async fn run(&self, agent: &AgentComponent, input: TaskInput, env: TaskEnv) -> TaskOutcome {
+        // Waits for a free slot when the node is at its instance limit.
+        let _slot = self.slots.acquire().await;
+        let started = Instant::now();
+        let limits = &self.limits;
+        let stderr = MemoryOutputPipe::new(limits::STDERR_CAPTURE_BYTES);
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let data = TaskData {
+            capabilities: Capabilities {
+                state: env.state,
+                config: env.config,
+                log: LogCapability::new(
+                    env.events.clone(),
+                    input.task_id.clone(),
+                    limits.log_bytes,
+                ),
+                emit: EmitCapability::new(env.events, limits.output_bytes),
+                llm: env.llm,
+                agents: env.agents,
+                bus: env.bus,
+            },
+            outbound: env.outbound,
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            memory: limits::MemoryLimiter::new(limits.memory_bytes),
+            deadline: started + limits.deadline,
+        };
+        let mut store = Store::new(&self.engine, data);
+        store.limiter(|data| &mut data.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        if let Some(fuel) = limits.fuel {
+            if let Err(e) = store
+                .set_fuel(fuel)
+                .and_then(|()| store.fuel_async_yield_interval(Some(limits::FUEL_YIELD_INTERVAL)))
+            {
+                return failed(
+                    TaskError::Instantiation {
+                        message: format!("{e:#}"),
+                    },
+                    started,
+                );
+            }
+        }
+
+        let task = wit::Task {
+            task_id: input.task_id,
+            context_id: input.context_id,
+            message: input.message.iter().map(part_to_wit).collect(),
+            history: input.history.iter().map(message_to_wit).collect(),
+            metadata: input.metadata,
+        };
+        // The epoch callback stops guest code at the deadline; this outer timeout also bounds
+        // time spent in host calls (a slow model or website).
+        let call = async {
+            let agent = match agent.pre.instantiate_async(&mut store).await {
+                Ok(agent) => agent,
+                Err(e) => {
+                    return Err(Err(TaskError::Instantiation {
+                        message: format!("{e:#}"),
+                    }));
+                }
+            };
+            agent
+                .nexus_agent_handler()
+                .call_handle(&mut store, &task)
+                .await
+                .map_err(Ok)
+        };
+        let result = tokio::time::timeout(limits.deadline + limits::EPOCH_TICK * 5, call).await;
+        let usage = |store: &Store<TaskData>| Usage {
+            wall_time: started.elapsed(),
+            fuel_consumed: limits
+                .fuel
+                .map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0))),
+            peak_memory_bytes: store.data().memory.peak(),
+            output_bytes: store.data().capabilities.emit.meter.used(),
+            log_bytes: store.data().capabilities.log.meter.used(),
+            llm: store.data().capabilities.llm.usage,
+        };
+        let result = match result {
+            Err(_elapsed) => TaskResult::Failed {
+                error: self.timeout(),
+            },
+            Ok(Err(Err(instantiation))) => TaskResult::Failed {
+                error: instantiation,
+            },
+            Ok(Err(Ok(trap))) => TaskResult::Failed {
+                error: self.classify_trap(&trap, store.data(), &stderr),
+            },
+            Ok(Ok(returned)) => self.finish(returned, &mut store),
+        };
+        let usage = usage(&store);
+        TaskOutcome { result, usage }
+    }
+
+    fn timeout(&self) -> TaskError {
+        TaskError::Timeout {
+            limit_ms: u64::try_from(self.limits.deadline.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Turns what the handler returned into a result, charging the reply to the output budget.
+    fn finish(
+        &self,
+        returned: Result<wit::Response, wit::AgentError>,
+        store: &mut Store<TaskData>,
+    ) -> TaskResult {
+        let capabilities = &mut store.data_mut().capabilities;
+        let result = match returned {
+            Ok(response) => {
+                let reply = Reply {
+                    message: response.message.into_iter().map(part_from_wit).collect(),
+                    artifacts: response
+                        .artifacts
+                        .into_iter()
+                        .map(artifact_from_wit)
+                        .collect(),
+                };
+                let size = reply.message.iter().map(Part::size).sum::<usize>()
+                    + reply.artifacts.iter().map(|a| a.size()).sum::<usize>();
+                capabilities.emit.meter.charge(size);
+                match response.outcome {
+                    wit::Outcome::Completed => TaskResult::Completed { reply },
+                    wit::Outcome::InputRequired => TaskResult::InputRequired { reply },
+                }
+            }
+            Err(wit::AgentError::InvalidInput(reason)) => TaskResult::Rejected { reason },
+            Err(wit::AgentError::Failed(message)) => TaskResult::Failed {
+                error: TaskError::Agent { message },
+            },
+        };
+        // A breached budget wins over whatever the agent returned after the breach.
+        if capabilities.emit.meter.exceeded() {
+            return TaskResult::Failed {
+                error: TaskError::OutputLimit {
+                    limit_bytes: capabilities.emit.meter.limit(),
+                },
+            };
+        }
+        if capabilities.log.meter.exceeded() {
+            return TaskResult::Failed {
+                error: TaskError::LogLimit {
+                    limit_bytes: capabilities.log.meter.limit(),
+                },
+            };
+        }
+        result
+    }
+
+    fn classify_trap(
+        &self,
+        error: &wasmtime::Error,
+        data: &TaskData,
+        stderr: &MemoryOutputPipe,
+    ) -> TaskError {
+        let trap = error.downcast_ref::<Trap>().copied();
+        match trap {
+            Some(Trap::Interrupt) => return self.timeout(),
+            Some(Trap::StackOverflow) => return TaskError::StackOverflow,
+            Some(Trap::OutOfFuel) => {
+                return TaskError::FuelExhausted {
+                    limit: self.limits.fuel.unwrap_or(0),
+                };
+            }
+            _ => {}
+        }
+        if data.memory.refused() {
+            return TaskError::MemoryLimit {
+                limit_bytes: self.limits.memory_bytes,
+            };
+        }
+        let backtrace = error
+            .downcast_ref::<WasmBacktrace>()
+            .map(|bt| {
+                bt.frames()
+                    .iter()
+                    .map(|frame| match frame.func_name() {
+                        Some(name) => name.to_owned(),
+                        None => format!("<function {}>", frame.func_index()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let panic_output = String::from_utf8_lossy(&stderr.contents())
+            .trim()
+            .to_owned();
+        let message = match (trap, panic_output.is_empty()) {
+            (Some(trap), true) => trap.to_string(),
+            (Some(trap), false) => format!("{trap}: {panic_output}"),
+            (None, _) => format!("{error:#}"),
+        };
+        TaskError::Trap { message, backtrace }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn failed(error: TaskError, started: Instant) -> TaskOutcome {
+    TaskOutcome {
+        result: TaskResult::Failed { error },
+        usage: Usage {
+            wall_time: started.elapsed(),
+            ..Usage::default()
+        },
+    }
+}
+
+/// Time the engine needs to notice a deadline: one epoch tick.
+pub const DEADLINE_RESOLUTION: Duration = limits::EPOCH_TICK;

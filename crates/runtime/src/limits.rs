@@ -1,0 +1,103 @@
+//! Resource limits of agent tasks: named defaults with their reasons, and the memory limiter.
+
+use std::time::Duration;
+
+/// Linear memory per instance. Enough for an agent holding a few large documents; small
+/// enough that 10,000 live instances fit in a node's address-space budget.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 128 * 1024 * 1024;
+/// Wall-clock deadline of one task. Agents wait on models and the network; CPU-bound work past
+/// this is a runaway loop.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
+/// Bytes of reply, streamed text and artifacts per task: bounds what the platform stores and
+/// streams for one task.
+pub const DEFAULT_OUTPUT_LIMIT_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes of log text per task.
+pub const DEFAULT_LOG_LIMIT_BYTES: usize = 1024 * 1024;
+/// Instances alive at once on this node (pool slots). Tasks beyond it wait for a slot.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+/// Table elements per table; Rust and wit-bindgen components use a few hundred.
+pub const MAX_TABLE_ELEMENTS: usize = 20_000;
+/// How often the epoch advances. Each tick a running guest yields to the scheduler (so a
+/// CPU-bound guest never starves others) and its deadline is checked.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// Guest stderr kept per task (Rust panics print their message there).
+pub const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
+/// Fuel consumed between yields when fuel metering is on.
+pub const FUEL_YIELD_INTERVAL: u64 = 100_000;
+
+/// Limits applied to every task.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub deadline: Duration,
+    /// CPU budget in fuel units (about one per wasm instruction); `None` disables metering.
+    pub fuel: Option<u64>,
+    pub output_bytes: usize,
+    pub log_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
+            deadline: DEFAULT_DEADLINE,
+            fuel: None,
+            output_bytes: DEFAULT_OUTPUT_LIMIT_BYTES,
+            log_bytes: DEFAULT_LOG_LIMIT_BYTES,
+        }
+    }
+}
+
+/// Enforces the memory limit and records the peak, so a failed allocation can be reported as
+/// `memory_limit` rather than as the trap it turns into inside the guest.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    limit: usize,
+    peak: usize,
+    refused: bool,
+}
+
+impl MemoryLimiter {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            peak: 0,
+            refused: false,
+        }
+    }
+
+    /// Largest linear memory size reached, in bytes.
+    pub fn peak(&self) -> usize {
+        self.peak
+    }
+
+    /// Whether a growth past the limit was refused.
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.refused = true;
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}

@@ -1,0 +1,98 @@
+//! What running a task produces: the reply or a specific error, and the resources used.
+
+use std::time::Duration;
+
+use nexus_core::message::{Artifact, Part};
+use nexus_host::llm::LlmUsage;
+use serde::Serialize;
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TaskResult {
+    /// The agent finished; `reply` is its answer.
+    Completed { reply: Reply },
+    /// The agent needs more input; `reply` asks for it.
+    InputRequired { reply: Reply },
+    /// The agent refused the input (A2A `rejected`).
+    Rejected { reason: String },
+    /// The task failed: a limit, a trap, or the agent's own error.
+    Failed { error: TaskError },
+}
+
+/// An agent's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reply {
+    pub message: Vec<Part>,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// Why a task failed. Each variant has a stable [`code`](TaskError::code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum TaskError {
+    #[error("the task ran past its deadline of {limit_ms} ms")]
+    Timeout { limit_ms: u64 },
+    #[error("the agent tried to use more than {limit_bytes} bytes of memory")]
+    MemoryLimit { limit_bytes: usize },
+    #[error("the agent overflowed its stack (unbounded recursion?)")]
+    StackOverflow,
+    #[error("the agent used up its CPU budget of {limit} fuel")]
+    FuelExhausted { limit: u64 },
+    #[error("the agent produced more than {limit_bytes} bytes of output")]
+    OutputLimit { limit_bytes: usize },
+    #[error("the agent logged more than {limit_bytes} bytes")]
+    LogLimit { limit_bytes: usize },
+    #[error("the agent trapped: {message}")]
+    Trap {
+        message: String,
+        /// Guest frames, innermost first, with function names where the component has them.
+        backtrace: Vec<String>,
+    },
+    #[error("the agent failed: {message}")]
+    Agent { message: String },
+    #[error("the component could not be instantiated: {message}")]
+    Instantiation { message: String },
+}
+
+impl TaskError {
+    /// The stable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::MemoryLimit { .. } => "memory_limit",
+            Self::StackOverflow => "stack_overflow",
+            Self::FuelExhausted { .. } => "fuel_exhausted",
+            Self::OutputLimit { .. } => "output_limit",
+            Self::LogLimit { .. } => "log_limit",
+            Self::Trap { .. } => "trap",
+            Self::Agent { .. } => "agent_error",
+            Self::Instantiation { .. } => "instantiation_failed",
+        }
+    }
+}
+
+/// Resources one task used, for metering.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Usage {
+    #[serde(serialize_with = "micros")]
+    pub wall_time: Duration,
+    /// Fuel consumed (≈ wasm instructions), when metering is on.
+    pub fuel_consumed: Option<u64>,
+    /// Largest linear memory the instance reached.
+    pub peak_memory_bytes: usize,
+    pub output_bytes: usize,
+    pub log_bytes: usize,
+    pub llm: LlmUsage,
+}
+
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A finished task: how it ended and what it used.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskOutcome {
+    pub result: TaskResult,
+    pub usage: Usage,
+}
