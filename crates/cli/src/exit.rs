@@ -8,6 +8,7 @@
 //! | 3 | the server could not be reached |
 //! | 4 | the server rejected the request (4xx: not found, invalid input, conflict) |
 //! | 5 | the server failed (5xx) |
+//! | 6 | the agent's task did not complete (rejected, or failed: limit, trap, agent error) |
 
 use std::process::ExitCode;
 
@@ -24,6 +25,7 @@ impl CliError {
     pub const UNREACHABLE: u8 = 3;
     pub const REJECTED: u8 = 4;
     pub const SERVER_FAILED: u8 = 5;
+    pub const TASK_FAILED: u8 = 6;
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self {

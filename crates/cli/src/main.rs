@@ -34,6 +34,8 @@ struct Cli {
 enum Command {
     /// Run the NexusCore server.
     Server(commands::server::ServerArgs),
+    /// Build an agent if needed and run one task locally.
+    Run(commands::run::RunArgs),
     /// Manage tenants.
     #[command(subcommand)]
     Tenants(commands::tenants::TenantsCommand),
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
                 let client = client::Client::new(&cli.server)?;
                 commands::tenants::run(cmd, &client, output).await
             }
+            Command::Run(args) => commands::run::run(args, output).await,
             Command::Bench(cmd) => commands::bench::run(cmd, output).await,
             Command::Completions { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nexus_core::message::{Message, Part};
 use nexus_host::bindings::AgentPre;
@@ -23,7 +23,7 @@ use nexus_host::emit::{EmitCapability, EventSink};
 use nexus_host::http::OutboundPolicy;
 use nexus_host::log::LogCapability;
 use nexus_host::{Capabilities, CapabilityView};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
@@ -150,6 +150,7 @@ pub struct TaskData {
     table: ResourceTable,
     memory: limits::MemoryLimiter,
     deadline: Instant,
+    events: EventSink,
 }
 
 impl std::fmt::Debug for TaskData {
@@ -269,10 +270,35 @@ impl Runtime {
 
     /// Runs one task in a fresh instance and reports how it ended and what it used.
     pub async fn run(&self, agent: &AgentComponent, input: TaskInput, env: TaskEnv) -> TaskOutcome {
-        // Waits for a free slot when the node is at its instance limit.
-        let _slot = self.slots.acquire().await;
         let started = Instant::now();
-        let limits = &self.limits;
+        match self.instantiate(agent, env).await {
+            Ok(mut instance) => instance.call(input).await,
+            Err(error) => TaskOutcome {
+                result: TaskResult::Failed { error },
+                usage: Usage {
+                    wall_time: started.elapsed(),
+                    ..Usage::default()
+                },
+            },
+        }
+    }
+
+    /// Creates a live instance of `agent` with the capabilities in `env`. It holds one of the
+    /// node's instance slots until dropped (waiting for a slot if none is free).
+    pub async fn instantiate(
+        &self,
+        agent: &AgentComponent,
+        env: TaskEnv,
+    ) -> Result<LiveInstance, TaskError> {
+        let slot =
+            self.slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| TaskError::Instantiation {
+                    message: "the runtime is shutting down".into(),
+                })?;
+        let limits = self.limits.clone();
         let stderr = MemoryOutputPipe::new(limits::STDERR_CAPTURE_BYTES);
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
@@ -284,22 +310,19 @@ impl Runtime {
             capabilities: Capabilities {
                 state: env.state,
                 config: env.config,
-                log: LogCapability::new(
-                    env.events.clone(),
-                    input.task_id.clone(),
-                    limits.log_bytes,
-                ),
-                emit: EmitCapability::new(env.events, limits.output_bytes),
+                log: LogCapability::new(env.events.clone(), String::new(), limits.log_bytes),
+                emit: EmitCapability::new(env.events.clone(), limits.output_bytes),
                 llm: env.llm,
                 agents: env.agents,
                 bus: env.bus,
             },
+            events: env.events,
             outbound: env.outbound,
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             memory: limits::MemoryLimiter::new(limits.memory_bytes),
-            deadline: started + limits.deadline,
+            deadline: Instant::now() + limits.deadline,
         };
         let mut store = Store::new(&self.engine, data);
         store.limiter(|data| &mut data.memory);
@@ -311,20 +334,84 @@ impl Runtime {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
+        let instantiation = |e: wasmtime::Error| TaskError::Instantiation {
+            message: format!("{e:#}"),
+        };
         if let Some(fuel) = limits.fuel {
-            if let Err(e) = store
-                .set_fuel(fuel)
-                .and_then(|()| store.fuel_async_yield_interval(Some(limits::FUEL_YIELD_INTERVAL)))
-            {
-                return failed(
-                    TaskError::Instantiation {
+            store.set_fuel(fuel).map_err(instantiation)?;
+            store
+                .fuel_async_yield_interval(Some(limits::FUEL_YIELD_INTERVAL))
+                .map_err(instantiation)?;
+        }
+        let instantiated =
+            tokio::time::timeout(limits.deadline, agent.pre.instantiate_async(&mut store)).await;
+        let agent = match instantiated {
+            Ok(Ok(agent)) => agent,
+            Ok(Err(e)) => return Err(instantiation(e)),
+            Err(_) => return Err(timeout_error(&limits)),
+        };
+        Ok(LiveInstance {
+            store,
+            agent,
+            stderr,
+            limits,
+            _slot: slot,
+        })
+    }
+}
+
+/// An instantiated agent. Each [`call`](LiveInstance::call) runs one task under fresh
+/// deadline, output and log budgets; memory persists between calls. A trap poisons the
+/// instance: drop it and instantiate again.
+pub struct LiveInstance {
+    store: Store<TaskData>,
+    agent: nexus_host::bindings::Agent,
+    stderr: MemoryOutputPipe,
+    limits: Limits,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for LiveInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveInstance")
+            .field("data", self.store.data())
+            .finish_non_exhaustive()
+    }
+}
+
+fn timeout_error(limits: &Limits) -> TaskError {
+    TaskError::Timeout {
+        limit_ms: u64::try_from(limits.deadline.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+impl LiveInstance {
+    /// Runs one task in this instance.
+    pub async fn call(&mut self, input: TaskInput) -> TaskOutcome {
+        let started = Instant::now();
+        let limits = self.limits.clone();
+        {
+            let data = self.store.data_mut();
+            data.deadline = started + limits.deadline;
+            let events = data.events.clone();
+            data.capabilities.log =
+                LogCapability::new(events.clone(), input.task_id.clone(), limits.log_bytes);
+            data.capabilities.emit = EmitCapability::new(events, limits.output_bytes);
+            data.capabilities.llm.usage = Default::default();
+        }
+        // Each task gets the whole CPU budget.
+        if let Some(fuel) = limits.fuel
+            && let Err(e) = self.store.set_fuel(fuel)
+        {
+            return TaskOutcome {
+                result: TaskResult::Failed {
+                    error: TaskError::Instantiation {
                         message: format!("{e:#}"),
                     },
-                    started,
-                );
-            }
+                },
+                usage: Usage::default(),
+            };
         }
-
         let task = wit::Task {
             task_id: input.task_id,
             context_id: input.context_id,
@@ -334,61 +421,37 @@ impl Runtime {
         };
         // The epoch callback stops guest code at the deadline; this outer timeout also bounds
         // time spent in host calls (a slow model or website).
-        let call = async {
-            let agent = match agent.pre.instantiate_async(&mut store).await {
-                Ok(agent) => agent,
-                Err(e) => {
-                    return Err(Err(TaskError::Instantiation {
-                        message: format!("{e:#}"),
-                    }));
-                }
-            };
-            agent
-                .nexus_agent_handler()
-                .call_handle(&mut store, &task)
-                .await
-                .map_err(Ok)
+        let call = self
+            .agent
+            .nexus_agent_handler()
+            .call_handle(&mut self.store, &task);
+        let returned = tokio::time::timeout(limits.deadline + limits::EPOCH_TICK * 5, call).await;
+        let result = match returned {
+            Err(_elapsed) => TaskResult::Failed {
+                error: timeout_error(&limits),
+            },
+            Ok(Err(trap)) => TaskResult::Failed {
+                error: self.classify_trap(&trap),
+            },
+            Ok(Ok(returned)) => self.finish(returned),
         };
-        let result = tokio::time::timeout(limits.deadline + limits::EPOCH_TICK * 5, call).await;
-        let usage = |store: &Store<TaskData>| Usage {
+        let data = self.store.data();
+        let usage = Usage {
             wall_time: started.elapsed(),
             fuel_consumed: limits
                 .fuel
-                .map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0))),
-            peak_memory_bytes: store.data().memory.peak(),
-            output_bytes: store.data().capabilities.emit.meter.used(),
-            log_bytes: store.data().capabilities.log.meter.used(),
-            llm: store.data().capabilities.llm.usage,
+                .map(|budget| budget.saturating_sub(self.store.get_fuel().unwrap_or(0))),
+            peak_memory_bytes: data.memory.peak(),
+            output_bytes: data.capabilities.emit.meter.used(),
+            log_bytes: data.capabilities.log.meter.used(),
+            llm: data.capabilities.llm.usage,
         };
-        let result = match result {
-            Err(_elapsed) => TaskResult::Failed {
-                error: self.timeout(),
-            },
-            Ok(Err(Err(instantiation))) => TaskResult::Failed {
-                error: instantiation,
-            },
-            Ok(Err(Ok(trap))) => TaskResult::Failed {
-                error: self.classify_trap(&trap, store.data(), &stderr),
-            },
-            Ok(Ok(returned)) => self.finish(returned, &mut store),
-        };
-        let usage = usage(&store);
         TaskOutcome { result, usage }
     }
 
-    fn timeout(&self) -> TaskError {
-        TaskError::Timeout {
-            limit_ms: u64::try_from(self.limits.deadline.as_millis()).unwrap_or(u64::MAX),
-        }
-    }
-
     /// Turns what the handler returned into a result, charging the reply to the output budget.
-    fn finish(
-        &self,
-        returned: Result<wit::Response, wit::AgentError>,
-        store: &mut Store<TaskData>,
-    ) -> TaskResult {
-        let capabilities = &mut store.data_mut().capabilities;
+    fn finish(&mut self, returned: Result<wit::Response, wit::AgentError>) -> TaskResult {
+        let capabilities = &mut self.store.data_mut().capabilities;
         let result = match returned {
             Ok(response) => {
                 let reply = Reply {
@@ -430,15 +493,11 @@ impl Runtime {
         result
     }
 
-    fn classify_trap(
-        &self,
-        error: &wasmtime::Error,
-        data: &TaskData,
-        stderr: &MemoryOutputPipe,
-    ) -> TaskError {
+    fn classify_trap(&self, error: &wasmtime::Error) -> TaskError {
+        let data = self.store.data();
         let trap = error.downcast_ref::<Trap>().copied();
         match trap {
-            Some(Trap::Interrupt) => return self.timeout(),
+            Some(Trap::Interrupt) => return timeout_error(&self.limits),
             Some(Trap::StackOverflow) => return TaskError::StackOverflow,
             Some(Trap::OutOfFuel) => {
                 return TaskError::FuelExhausted {
@@ -464,7 +523,7 @@ impl Runtime {
                     .collect()
             })
             .unwrap_or_default();
-        let panic_output = String::from_utf8_lossy(&stderr.contents())
+        let panic_output = String::from_utf8_lossy(&self.stderr.contents())
             .trim()
             .to_owned();
         let message = match (trap, panic_output.is_empty()) {
@@ -481,16 +540,3 @@ impl Drop for Runtime {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
-
-fn failed(error: TaskError, started: Instant) -> TaskOutcome {
-    TaskOutcome {
-        result: TaskResult::Failed { error },
-        usage: Usage {
-            wall_time: started.elapsed(),
-            ..Usage::default()
-        },
-    }
-}
-
-/// Time the engine needs to notice a deadline: one epoch tick.
-pub const DEADLINE_RESOLUTION: Duration = limits::EPOCH_TICK;

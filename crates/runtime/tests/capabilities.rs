@@ -1,5 +1,7 @@
 //! The example agents, built from source, exercise each host capability through the runtime.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail by panicking
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -328,4 +330,26 @@ async fn compiled_components_are_cached_on_disk_and_bad_cache_files_are_replaced
 
 fn runtime_again(config: RuntimeConfig) -> nexus_runtime::Runtime {
     nexus_runtime::Runtime::new(config).expect("runtime")
+}
+
+#[tokio::test]
+async fn a_live_instance_serves_several_tasks_with_fresh_budgets() {
+    let runtime = runtime(RuntimeConfig {
+        limits: nexus_runtime::Limits {
+            output_bytes: 64,
+            ..nexus_runtime::Limits::default()
+        },
+        ..RuntimeConfig::default()
+    });
+    let echo = load(&runtime, "echo");
+    let mut instance = runtime
+        .instantiate(&echo, TaskEnv::deny_all())
+        .await
+        .expect("instance");
+    // Each call is within the 64-byte output budget; together they are not.
+    for i in 0..5 {
+        let text = format!("call number {i} {}", "x".repeat(30));
+        let outcome = instance.call(input(&text)).await;
+        assert_eq!(reply_text(&outcome), format!("echo: {text}"));
+    }
 }

@@ -1,6 +1,7 @@
 //! One module per noun; each verb is a function.
 
 pub mod bench;
+pub mod run;
 pub mod server;
 pub mod tenants;
 

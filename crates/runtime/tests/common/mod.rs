@@ -1,6 +1,6 @@
 //! Shared by the runtime's integration tests: guest components built from source, a store,
 //! and task helpers.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test helpers fail by panicking
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
