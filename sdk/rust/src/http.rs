@@ -91,17 +91,17 @@ pub fn request(
     for (name, value) in headers {
         fields
             .append(name, value.as_bytes())
-            .map_err(|e| HttpError::InvalidUrl(format!("header {name}: {e:?}")))?;
+            .map_err(|e| HttpError::Failed(format!("invalid header {name}: {e:?}")))?;
     }
     let outgoing = OutgoingRequest::new(fields);
-    let method = match method {
+    let method = match method.to_ascii_uppercase().as_str() {
         "GET" => Method::Get,
         "POST" => Method::Post,
         "PUT" => Method::Put,
         "DELETE" => Method::Delete,
         "PATCH" => Method::Patch,
         "HEAD" => Method::Head,
-        other => Method::Other(other.to_owned()),
+        _ => Method::Other(method.to_owned()),
     };
     let invalid = |what: &str| HttpError::InvalidUrl(format!("invalid {what}"));
     outgoing

@@ -59,6 +59,35 @@ macro_rules! export_agent {
     };
 }
 
+/// Lets an agent use `?` on capability calls: any capability error fails the task with a
+/// readable message.
+macro_rules! fails_task {
+    ($($error:ty => $what:literal),* $(,)?) => {
+        $(
+            impl From<$error> for AgentError {
+                fn from(error: $error) -> Self {
+                    AgentError::Failed(format!("{}: {error:?}", $what))
+                }
+            }
+        )*
+    };
+}
+
+fails_task!(
+    state::StateError => "state",
+    llm::LlmError => "llm",
+    agents::CallError => "agent call",
+    bus::BusError => "bus",
+    emit::EmitError => "emit",
+);
+
+#[cfg(feature = "http")]
+impl From<http::HttpError> for AgentError {
+    fn from(error: http::HttpError) -> Self {
+        AgentError::Failed(error.to_string())
+    }
+}
+
 /// Concatenates the text parts of `parts`, separated by newlines.
 pub fn text_of(parts: &[Part]) -> String {
     parts
@@ -187,18 +216,27 @@ pub mod bus {
 pub mod log {
     pub use crate::bindings::nexus::agent::log::{Level, log};
 
+    /// Logs `message` at trace level.
+    pub fn trace(message: &str) {
+        log(Level::Trace, message, &[]);
+    }
+
+    /// Logs `message` at debug level.
     pub fn debug(message: &str) {
         log(Level::Debug, message, &[]);
     }
 
+    /// Logs `message` at info level.
     pub fn info(message: &str) {
         log(Level::Info, message, &[]);
     }
 
+    /// Logs `message` at warn level.
     pub fn warn(message: &str) {
         log(Level::Warn, message, &[]);
     }
 
+    /// Logs `message` at error level.
     pub fn error(message: &str) {
         log(Level::Error, message, &[]);
     }
