@@ -11,7 +11,7 @@ use crate::{AgentId, TaskId, TenantId};
 /// The lifecycle state of a task, as defined by A2A.
 ///
 /// ```text
-/// SUBMITTED ─► WORKING ─► COMPLETED | FAILED | CANCELED
+/// SUBMITTED ─► WORKING ─► COMPLETED | FAILED | CANCELED | REJECTED
 ///    │            │ ▲
 ///    │            ▼ │
 ///    │      INPUT_REQUIRED | AUTH_REQUIRED ─► FAILED | CANCELED
@@ -83,9 +83,10 @@ impl TaskState {
         use TaskState::*;
         match self {
             Submitted => matches!(to, Working | Rejected | Failed | Canceled),
+            // An agent may reject input only after looking at it, so WORKING -> REJECTED too.
             Working => matches!(
                 to,
-                InputRequired | AuthRequired | Completed | Failed | Canceled
+                InputRequired | AuthRequired | Completed | Failed | Canceled | Rejected
             ),
             InputRequired | AuthRequired => matches!(to, Working | Failed | Canceled),
             Completed | Failed | Canceled | Rejected => false,
@@ -226,6 +227,7 @@ mod tests {
             (Working, Completed),
             (Working, Failed),
             (Working, Canceled),
+            (Working, Rejected),
             (InputRequired, Working),
             (InputRequired, Failed),
             (InputRequired, Canceled),

@@ -518,7 +518,8 @@ impl LiveInstance {
                 bt.frames()
                     .iter()
                     .map(|frame| match frame.func_name() {
-                        Some(name) => name.to_owned(),
+                        // `{:#}` drops the hash suffix: `std::panicking::begin_panic`.
+                        Some(name) => format!("{:#}", rustc_demangle::demangle(name)),
                         None => format!("<function {}>", frame.func_index()),
                     })
                     .collect()
