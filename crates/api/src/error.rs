@@ -51,7 +51,10 @@ impl ApiError {
 pub const fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::InvalidJson | ErrorCode::InvalidParameter => StatusCode::BAD_REQUEST,
-        ErrorCode::InvalidBody | ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::InvalidBody
+        | ErrorCode::ValidationFailed
+        | ErrorCode::InvalidPackage
+        | ErrorCode::GrantRefused => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RouteNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -77,6 +80,8 @@ const fn title_of(code: ErrorCode) -> &'static str {
         ErrorCode::NotFound => "Not found",
         ErrorCode::Conflict => "Conflict",
         ErrorCode::IllegalTransition => "Illegal state transition",
+        ErrorCode::InvalidPackage => "Invalid package",
+        ErrorCode::GrantRefused => "Grant refused",
         ErrorCode::Timeout => "Request timed out",
         ErrorCode::Overloaded => "Server overloaded",
         ErrorCode::Unavailable => "Service unavailable",
@@ -127,5 +132,25 @@ impl From<StoreError> for ApiError {
             err.to_string()
         };
         Self::new(code, detail)
+    }
+}
+
+impl From<nexus_control::ControlError> for ApiError {
+    fn from(err: nexus_control::ControlError) -> Self {
+        use nexus_control::ControlError;
+        match err {
+            ControlError::Store(e) => e.into(),
+            ControlError::Package(e) => Self::new(ErrorCode::InvalidPackage, e.to_string()),
+            ControlError::Component(e) => Self::new(ErrorCode::InvalidPackage, e),
+            ControlError::Grant(e) => Self::new(ErrorCode::GrantRefused, e),
+            ControlError::Invalid(e) => Self::new(ErrorCode::ValidationFailed, e),
+            ControlError::Blob(e) => {
+                tracing::error!(error = %e, "blob storage failure");
+                Self::new(
+                    ErrorCode::Internal,
+                    "an internal error occurred; see the server log for this request id",
+                )
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Extractors that turn every malformed-input rejection into a problem+json [`ApiError`].
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -85,6 +85,28 @@ where
             .map(|axum::extract::Query(value)| Self(value))
             .map_err(|rejection: QueryRejection| {
                 ApiError::new(ErrorCode::InvalidParameter, rejection.body_text())
+            })
+    }
+}
+
+/// The raw request body, with problem+json rejections (e.g. 413 past the body limit).
+#[derive(Debug)]
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(|rejection: BytesRejection| {
+                let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ErrorCode::PayloadTooLarge
+                } else {
+                    ErrorCode::InvalidBody
+                };
+                ApiError::new(code, rejection.body_text())
             })
     }
 }

@@ -42,6 +42,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub control: Arc<nexus_control::ControlPlane>,
     pub metrics: MetricsHandle,
 }
 
@@ -63,6 +64,8 @@ pub struct Limits {
     ),
     tags(
         (name = "tenants", description = "Organisations that own agents, keys and data"),
+        (name = "agents", description = "Packages and deployments: agents, revisions, rollback"),
+        (name = "tasks", description = "Sending messages to agents; durable tasks and their event logs"),
         (name = "operations", description = "Health, readiness and metrics"),
     ),
     components(schemas(Problem, ErrorCode))
@@ -80,6 +83,26 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes::tenants::create_tenant
         ))
         .routes(routes!(routes::tenants::get_tenant))
+        .routes({
+            // Packages are uploaded whole; the package format's own limit bounds them.
+            let (schemas, paths, route) = routes!(
+                routes::agents::upload_package,
+                routes::agents::list_packages
+            );
+            let route = route.layer(DefaultBodyLimit::max(routes::agents::MAX_PACKAGE_BYTES));
+            (schemas, paths, route)
+        })
+        .routes(routes!(routes::agents::deploy, routes::agents::list_agents))
+        .routes(routes!(
+            routes::agents::get_agent,
+            routes::agents::delete_agent
+        ))
+        .routes(routes!(routes::agents::rollback))
+        .routes(routes!(routes::agents::invoke))
+        .routes(routes!(routes::agents::list_tasks))
+        .routes(routes!(routes::agents::get_task))
+        .routes(routes!(routes::agents::task_events))
+        .routes(routes!(routes::agents::cancel_task))
         .split_for_parts()
 }
 

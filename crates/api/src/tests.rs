@@ -19,9 +19,28 @@ struct TestApp {
 async fn app_with(limits: Limits) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/nexus.db", dir.path().display());
-    let store = Arc::new(SqliteStore::open(&url, 2).await.unwrap());
+    let store: Arc<dyn nexus_store::Store> = Arc::new(SqliteStore::open(&url, 2).await.unwrap());
+    store
+        .ensure_tenant(nexus_core::NewTenant {
+            name: nexus_core::Name::parse("default").unwrap(),
+            display_name: "Default".into(),
+        })
+        .await
+        .unwrap();
+    let runtime = nexus_runtime::Runtime::new(nexus_runtime::RuntimeConfig {
+        max_instances: 4,
+        ..nexus_runtime::RuntimeConfig::default()
+    })
+    .unwrap();
+    let control = nexus_control::ControlPlane::new(
+        store.clone(),
+        nexus_blob::BlobStore::local(&dir.path().join("blobs")).unwrap(),
+        Arc::new(runtime),
+        Arc::new(nexus_host::llm::EchoProvider),
+    );
     let state = AppState {
         store,
+        control: Arc::new(control),
         metrics: nexus_telemetry::init_metrics().unwrap(),
     };
     TestApp {
@@ -109,18 +128,25 @@ async fn create_get_and_list_tenants() {
         created.body
     );
 
-    for name in ["b1", "b2"] {
+    for name in ["b1", "b2", "b3"] {
         app.post_json("/v1/tenants", json!({"name": name}).to_string())
             .await;
     }
     let first = app.get("/v1/tenants?limit=2").await;
     assert_eq!(first.body["items"].as_array().unwrap().len(), 2);
     let cursor = first.body["next_cursor"].as_str().unwrap();
+    // default, acme | b1, b2 | b3
     let second = app
         .get(&format!("/v1/tenants?limit=2&after={cursor}"))
         .await;
-    assert_eq!(second.body["items"][0]["name"], "b2");
-    assert!(second.body.get("next_cursor").is_none());
+    assert_eq!(second.body["items"][0]["name"], "b1");
+    assert_eq!(second.body["items"][1]["name"], "b2");
+    let cursor = second.body["next_cursor"].as_str().unwrap();
+    let last = app
+        .get(&format!("/v1/tenants?limit=2&after={cursor}"))
+        .await;
+    assert_eq!(last.body["items"][0]["name"], "b3");
+    assert!(last.body.get("next_cursor").is_none());
 }
 
 #[tokio::test]
@@ -312,4 +338,91 @@ async fn openapi_document_describes_the_routes() {
     }
     assert!(doc.body["paths"]["/v1/tenants"].get("post").is_some());
     assert!(doc.body["components"]["schemas"].get("Problem").is_some());
+}
+
+async fn put_bytes(app: &TestApp, uri: &str, body: Vec<u8>) -> Reply {
+    app.send(
+        Request::put(uri)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn invalid_packages_are_refused_and_nothing_is_stored() {
+    let app = app().await;
+    let manifest = "[agent]\nname = \"x\"\nnamespace = \"t\"\nversion = \"0.1.0\"\ndescription = \"d\"\n[[skills]]\nid = \"s\"\nname = \"S\"\ndescription = \"d\"\n";
+    // A well-formed archive whose component header is valid but whose body is not a component.
+    let fake_component =
+        nexus_package::pack(manifest, b"\0asm\x0d\x00\x01\x00garbage", None).unwrap();
+    for body in [b"not a package".to_vec(), Vec::new(), fake_component.bytes] {
+        let reply = put_bytes(&app, "/v1/tenants/default/packages", body).await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid_package");
+    }
+    let listed = app.get("/v1/tenants/default/packages").await;
+    assert_eq!(listed.body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn oversized_packages_are_payload_too_large() {
+    let app = app().await;
+    let huge = vec![0u8; routes::agents::MAX_PACKAGE_BYTES + 1];
+    let reply = put_bytes(&app, "/v1/tenants/default/packages", huge).await;
+    assert_problem(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+#[tokio::test]
+async fn deploy_invoke_and_task_routes_reject_bad_input() {
+    let app = app().await;
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let cases: Vec<(Reply, StatusCode, &str)> = vec![
+        (
+            app.post_json("/v1/tenants/default/agents", json!({"package_digest": digest}).to_string()).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            app.post_json("/v1/tenants/default/agents", json!({"package_digest": digest, "name": "Bad Name"}).to_string()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            app.post_json("/v1/tenants/default/agents", json!({"package_digest": digest, "grants": {"capabilities": ["state"], "extra": 1}}).to_string()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            app.post_json("/v1/tenants/default/agents/nobody/tasks", json!({"text": "hi"}).to_string()).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            app.post_json("/v1/tenants/default/agents/nobody/tasks", json!({"text": "hi", "context_id": ""}).to_string()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            app.post_json("/v1/tenants/nope/agents/x/tasks", json!({"text": "hi"}).to_string()).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (app.get("/v1/tenants/default/tasks/not-an-id").await, StatusCode::BAD_REQUEST, "invalid_parameter"),
+        (
+            app.get(&format!("/v1/tenants/default/tasks/{}", nexus_core::TaskId::new())).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (app.get("/v1/tenants/default/tasks?state=sleeping").await, StatusCode::BAD_REQUEST, "invalid_parameter"),
+        (app.get("/v1/tenants/default/agents/Bad%20Name").await, StatusCode::BAD_REQUEST, "invalid_parameter"),
+        (
+            app.post_json(&format!("/v1/tenants/default/tasks/{}/cancel", nexus_core::TaskId::new()), "{}").await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (reply, status, code) in &cases {
+        assert_problem(reply, *status, code);
+    }
 }

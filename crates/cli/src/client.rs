@@ -52,6 +52,28 @@ impl Client {
             .await
     }
 
+    /// PUTs raw bytes (`application/octet-stream`) to `segments`.
+    pub async fn put_bytes<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: Vec<u8>,
+    ) -> Result<T, CliError> {
+        self.send(
+            self.http
+                .put(self.url(segments))
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body),
+        )
+        .await
+    }
+
+    /// DELETEs the resource at `segments`.
+    pub async fn delete(&self, segments: &[&str]) -> Result<(), CliError> {
+        self.send::<serde::de::IgnoredAny>(self.http.delete(self.url(segments)))
+            .await
+            .map(|_| ())
+    }
+
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
@@ -74,7 +96,9 @@ impl Client {
             message: format!("the connection to {} broke: {e}", self.base),
         })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| {
+            // 204 No Content has no body; an empty JSON document stands in for it.
+            let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(bytes).map_err(|e| {
                 CliError::internal(format!("unexpected response from the server: {e}"))
             });
         }

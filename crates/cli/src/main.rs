@@ -36,6 +36,22 @@ enum Command {
     Server(commands::server::ServerArgs),
     /// Build an agent if needed and run one task locally.
     Run(commands::run::RunArgs),
+    /// Build an agent project into a .ncpkg package.
+    Build(commands::agents::BuildArgs),
+    /// Upload a package and deploy it as an agent (a new revision if it exists).
+    Deploy(commands::agents::DeployArgs),
+    /// List, show and delete agents.
+    #[command(subcommand)]
+    Agents(commands::agents::AgentsCommand),
+    /// Make an earlier revision of an agent current.
+    Rollback(commands::agents::RollbackArgs),
+    /// Send a message to a deployed agent and print its reply.
+    Invoke(commands::agents::InvokeArgs),
+    /// List, show and cancel tasks.
+    #[command(subcommand)]
+    Tasks(commands::agents::TasksCommand),
+    /// Print a task's event log.
+    Logs(commands::agents::LogsArgs),
     /// Manage tenants.
     #[command(subcommand)]
     Tenants(commands::tenants::TenantsCommand),
@@ -69,6 +85,25 @@ fn main() -> ExitCode {
                 commands::tenants::run(cmd, &client, output).await
             }
             Command::Run(args) => commands::run::run(args, output).await,
+            Command::Build(args) => commands::agents::build(args, output).await,
+            Command::Deploy(args) => {
+                commands::agents::deploy(args, &client::Client::new(&cli.server)?, output).await
+            }
+            Command::Agents(cmd) => {
+                commands::agents::agents(cmd, &client::Client::new(&cli.server)?, output).await
+            }
+            Command::Rollback(args) => {
+                commands::agents::rollback(args, &client::Client::new(&cli.server)?, output).await
+            }
+            Command::Invoke(args) => {
+                commands::agents::invoke(args, &client::Client::new(&cli.server)?, output).await
+            }
+            Command::Tasks(cmd) => {
+                commands::agents::tasks(cmd, &client::Client::new(&cli.server)?, output).await
+            }
+            Command::Logs(args) => {
+                commands::agents::logs(args, &client::Client::new(&cli.server)?, output).await
+            }
             Command::Bench(cmd) => commands::bench::run(cmd, output).await,
             Command::Completions { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();

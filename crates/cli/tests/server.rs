@@ -1,112 +1,12 @@
 //! Black-box tests of the `nexus` binary: the server process and the client verbs.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail by panicking
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 
-use serde_json::Value;
-
-const NEXUS: &str = env!("CARGO_BIN_EXE_nexus");
-
-/// A running `nexus server` on a free loopback port.
-struct Server {
-    child: Child,
-    url: String,
-    log: mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(NEXUS)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env_remove("NEXUS_LISTEN")
-            .env("NEXUS__LOG__FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (tx, log) = mpsc::channel();
-        // Forward every log line; the channel tells us when the server is listening.
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Self {
-            child,
-            url: String::new(),
-            log,
-        };
-        let line = server.wait_for_log("listening");
-        let entry: Value = serde_json::from_str(&line).unwrap();
-        server.url = entry["url"].as_str().unwrap().to_owned();
-        server
-    }
-
-    /// Blocks until a log line containing `needle` arrives (or the server exits).
-    fn wait_for_log(&mut self, needle: &str) -> String {
-        for line in self.log.iter() {
-            if line.contains(needle) {
-                return line;
-            }
-        }
-        panic!(
-            "server exited before logging `{needle}`: {:?}",
-            self.child.try_wait()
-        );
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.wait_for_log("stopped");
-        let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "server exited with {exit}");
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(NEXUS)
-            .arg("--server")
-            .arg(&self.url)
-            .args(args)
-            .env_remove("NEXUS_SERVER")
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stdout_json(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "exit {:?}: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
-fn postgres_url() -> String {
-    std::env::var("NEXUS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/nexus_test".to_owned())
-}
+use common::*;
 
 /// Creates a tenant through the CLI, restarts the server, and reads it back.
 fn assert_survives_restart(data_dir: &Path, extra: &[&str]) {

@@ -33,6 +33,10 @@ pub enum ErrorCode {
     Conflict,
     /// A task state change that the A2A state machine forbids.
     IllegalTransition,
+    /// An agent package (manifest, archive or component) is invalid.
+    InvalidPackage,
+    /// A deployment grants something the package manifest does not declare.
+    GrantRefused,
     /// The request took longer than the server's request timeout.
     Timeout,
     /// The server is at its concurrency limit; retry later.
@@ -58,6 +62,8 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
             Self::IllegalTransition => "illegal_transition",
+            Self::InvalidPackage => "invalid_package",
+            Self::GrantRefused => "grant_refused",
             Self::Timeout => "timeout",
             Self::Overloaded => "overloaded",
             Self::Unavailable => "unavailable",

@@ -1,4 +1,5 @@
 //! One module per resource.
 
+pub mod agents;
 pub mod health;
 pub mod tenants;

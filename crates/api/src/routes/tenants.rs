@@ -36,7 +36,8 @@ pub struct ListParams {
 }
 
 impl ListParams {
-    fn page(self) -> PageRequest {
+    /// The page these parameters ask for.
+    pub fn page(self) -> PageRequest {
         PageRequest::after(
             self.after.map(Cursor),
             self.limit.unwrap_or(nexus_core::page::DEFAULT_PAGE_SIZE),

@@ -1,5 +1,6 @@
 //! One module per noun; each verb is a function.
 
+pub mod agents;
 pub mod bench;
 pub mod run;
 pub mod server;

@@ -66,7 +66,7 @@ pub struct RunArgs {
     fuel: Option<u64>,
 }
 
-fn parse_pair(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_pair(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got `{text}`")),
@@ -191,7 +191,7 @@ async fn component(target: &Path, output: Output) -> Result<(String, Vec<u8>), C
 }
 
 /// `cargo build --release --target wasm32-wasip2` in `dir`; cargo's progress goes to stderr.
-async fn build(dir: &Path, output: Output) -> Result<(String, Vec<u8>), CliError> {
+pub(crate) async fn build(dir: &Path, output: Output) -> Result<(String, Vec<u8>), CliError> {
     if !dir.join("Cargo.toml").exists() {
         return Err(CliError::usage(format!(
             "{} is not an agent project (no Cargo.toml) — pass a project directory or a .wasm file",

@@ -75,9 +75,11 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         request_timeout: Duration::from_secs(config.server.request_timeout_secs),
         max_in_flight: config.server.max_in_flight,
     };
+    let control = control_plane(&config, store.clone())?;
     let app = nexus_api::router(
         AppState {
             store: store.clone(),
+            control,
             metrics,
         },
         limits,
@@ -130,6 +132,28 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
     store.close().await;
     tracing::info!("stopped");
     outcome
+}
+
+/// The control plane: packages in `<data-dir>/blobs`, compiled components cached in
+/// `<data-dir>/cache`, the deterministic `echo` model provider.
+fn control_plane(
+    config: &Config,
+    store: Arc<dyn Store>,
+) -> Result<Arc<nexus_control::ControlPlane>, CliError> {
+    let data_dir = &config.server.data_dir;
+    let blobs = nexus_blob::BlobStore::local(&data_dir.join("blobs"))
+        .map_err(|e| CliError::internal(e.to_string()))?;
+    let runtime = nexus_runtime::Runtime::new(nexus_runtime::RuntimeConfig {
+        cache_dir: Some(data_dir.join("cache")),
+        ..nexus_runtime::RuntimeConfig::default()
+    })
+    .map_err(|e| CliError::internal(e.to_string()))?;
+    Ok(Arc::new(nexus_control::ControlPlane::new(
+        store,
+        blobs,
+        Arc::new(runtime),
+        Arc::new(nexus_host::llm::EchoProvider),
+    )))
 }
 
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {

@@ -1,0 +1,449 @@
+//! `/v1/tenants/{tenant}/packages`, `/agents` and `/tasks`: deploying agents and running them
+//! as durable tasks.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use nexus_control::{DeployRequest, Invocation, InvokeRequest};
+use nexus_core::message::Part;
+use nexus_core::{
+    Agent, AgentRevision, Cursor, ErrorCode, Grants, Name, Package, Page, PageRequest, Task,
+    TaskEvent, TaskId, TaskState,
+};
+use nexus_store::TaskFilter;
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path, Query, RawBody};
+use crate::routes::tenants::{ListParams, resolve_tenant};
+
+/// Largest package upload: the compressed archive limit of the package format.
+pub const MAX_PACKAGE_BYTES: usize = nexus_package::MAX_COMPRESSED_BYTES as usize;
+/// Most task events returned by one events request.
+pub const MAX_EVENTS_PER_PAGE: u32 = 1000;
+
+fn parse_name(what: &'static str, value: &str) -> Result<Name, ApiError> {
+    Name::parse(value)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, format!("`{what}`: {e}")))
+}
+
+/// Upload a `.ncpkg` package (the raw archive as the body).
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/packages", tag = "agents",
+    params(("tenant" = String, Path, description = "Tenant name or id")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A .ncpkg archive"),
+    responses(
+        (status = 201, description = "Stored (or already present)", body = Package),
+        (status = 422, description = "Invalid package", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn upload_package(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    RawBody(body): RawBody,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = resolve_tenant(&state, &tenant).await?;
+    let package = state.control.upload_package(tenant.id, body).await?;
+    Ok((StatusCode::CREATED, Json(package)))
+}
+
+/// List uploaded packages.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/packages", tag = "agents",
+    params(("tenant" = String, Path, description = "Tenant name or id"), ListParams),
+    responses((status = 200, description = "A page of packages", body = Page<Package>)))]
+pub async fn list_packages(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Page<Package>>, ApiError> {
+    let tenant = resolve_tenant(&state, &tenant).await?;
+    Ok(Json(
+        state.store.list_packages(tenant.id, params.page()).await?,
+    ))
+}
+
+/// What a deployment grants: capability names and outbound host patterns.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsBody {
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+/// Body of `POST /v1/tenants/{tenant}/agents`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployBody {
+    /// `sha256:…` of an uploaded package.
+    pub package_digest: String,
+    /// Agent name; defaults to the package's name.
+    pub name: Option<String>,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub grants: GrantsBody,
+}
+
+/// An agent with its revision.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Deployment {
+    pub agent: Agent,
+    pub revision: AgentRevision,
+}
+
+/// Deploy an uploaded package as a new agent or a new revision of one.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/agents", tag = "agents", request_body = DeployBody,
+    params(("tenant" = String, Path, description = "Tenant name or id")),
+    responses(
+        (status = 201, description = "Deployed", body = Deployment),
+        (status = 404, description = "No such package", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A grant the manifest does not declare", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn deploy(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    Json(body): Json<DeployBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = resolve_tenant(&state, &tenant).await?;
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| {
+            Name::parse(n)
+                .map_err(|e| ApiError::new(ErrorCode::ValidationFailed, format!("name: {e}")))
+        })
+        .transpose()?;
+    let (agent, revision) = state
+        .control
+        .deploy(
+            tenant.id,
+            DeployRequest {
+                name,
+                package_digest: body.package_digest,
+                config: body.config,
+                grants: Grants {
+                    capabilities: body.grants.capabilities,
+                    hosts: body.grants.hosts,
+                },
+            },
+        )
+        .await?;
+    let location = format!("/v1/tenants/{}/agents/{}", tenant.name, agent.name);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(Deployment { agent, revision }),
+    ))
+}
+
+/// List agents.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/agents", tag = "agents",
+    params(("tenant" = String, Path, description = "Tenant name or id"), ListParams),
+    responses((status = 200, description = "A page of agents", body = Page<Agent>)))]
+pub async fn list_agents(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Page<Agent>>, ApiError> {
+    let tenant = resolve_tenant(&state, &tenant).await?;
+    Ok(Json(
+        state.store.list_agents(tenant.id, params.page()).await?,
+    ))
+}
+
+/// An agent with all its revisions, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentDetail {
+    pub agent: Agent,
+    pub revisions: Vec<AgentRevision>,
+}
+
+/// Get an agent and its revisions.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/agents/{agent}", tag = "agents",
+    params(("tenant" = String, Path, description = "Tenant name or id"), ("agent" = String, Path, description = "Agent name")),
+    responses(
+        (status = 200, description = "The agent", body = AgentDetail),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_agent(
+    State(state): State<AppState>,
+    Path((tenant, agent)): Path<(String, String)>,
+) -> Result<Json<AgentDetail>, ApiError> {
+    let tenant = resolve_tenant(&state, &tenant).await?;
+    let agent = state
+        .store
+        .get_agent(tenant.id, &parse_name("agent", &agent)?)
+        .await?;
+    let revisions = state.store.list_revisions(tenant.id, agent.id).await?;
+    Ok(Json(AgentDetail { agent, revisions }))
+}
+
+/// Delete an agent with its revisions, tasks and state.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/agents/{agent}", tag = "agents",
+    params(("tenant" = String, Path, description = "Tenant name or id"), ("agent" = String, Path, description = "Agent name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_agent(
+    State(state): State<AppState>,
+    Path((tenant, agent)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = resolve_tenant(&state, &tenant).await?;
+    let agent = state
+        .store
+        .get_agent(tenant.id, &parse_name("agent", &agent)?)
+        .await?;
+    state.store.delete_agent(tenant.id, agent.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of a rollback.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    /// Revision to make current; default: the one before the current revision.
+    pub revision: Option<u32>,
+}
+
+/// Make an earlier (or any existing) revision current.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/agents/{agent}/rollback", tag = "agents", request_body = RollbackBody,
+    params(("tenant" = String, Path, description = "Tenant name or id"), ("agent" = String, Path, description = "Agent name")),
+    responses(
+        (status = 200, description = "Rolled back", body = Agent),
+        (status = 404, description = "No such agent or revision", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn rollback(
+    State(state): State<AppState>,
+    Path((tenant, agent)): Path<(String, String)>,
+    Json(body): Json<RollbackBody>,
+) -> Result<Json<Agent>, ApiError> {
+    let tenant = resolve_tenant(&state, &tenant).await?;
+    let agent = state
+        .store
+        .get_agent(tenant.id, &parse_name("agent", &agent)?)
+        .await?;
+    let target = match body.revision {
+        Some(revision) => revision,
+        None => state
+            .store
+            .list_revisions(tenant.id, agent.id)
+            .await?
+            .into_iter()
+            .map(|r| r.revision)
+            .find(|r| *r < agent.current_revision)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Conflict,
+                    "there is no earlier revision to roll back to",
+                )
+            })?,
+    };
+    Ok(Json(
+        state
+            .store
+            .set_current_revision(tenant.id, agent.id, target)
+            .await?,
+    ))
+}
+
+/// Body of `POST …/agents/{agent}/tasks`: the message, as text or parts.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeBody {
+    /// Shorthand for one text part.
+    pub text: Option<String>,
+    /// The message parts.
+    #[serde(default)]
+    pub parts: Vec<Part>,
+    /// Session (A2A `contextId`); a new one when absent.
+    pub context_id: Option<String>,
+}
+
+/// Longest session id accepted.
+const MAX_CONTEXT_ID_LEN: usize = 256;
+
+/// Send a message to an agent and wait for the task to end.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/agents/{agent}/tasks", tag = "tasks", request_body = InvokeBody,
+    params(("tenant" = String, Path, description = "Tenant name or id"), ("agent" = String, Path, description = "Agent name")),
+    responses(
+        (status = 200, description = "The finished task with the agent's result", body = serde_json::Value),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn invoke(
+    State(state): State<AppState>,
+    Path((tenant, agent)): Path<(String, String)>,
+    Json(body): Json<InvokeBody>,
+) -> Result<Json<Invocation>, ApiError> {
+    let tenant = resolve_tenant(&state, &tenant).await?;
+    let agent = parse_name("agent", &agent)?;
+    let mut message = body.parts;
+    if let Some(text) = body.text {
+        message.insert(0, Part::text(text));
+    }
+    if let Some(context) = &body.context_id
+        && (context.is_empty() || context.len() > MAX_CONTEXT_ID_LEN)
+    {
+        return Err(ApiError::new(
+            ErrorCode::ValidationFailed,
+            format!("context_id: must be 1 to {MAX_CONTEXT_ID_LEN} bytes"),
+        ));
+    }
+    let invocation = state
+        .control
+        .invoke(
+            tenant.id,
+            &agent,
+            InvokeRequest {
+                message,
+                context_id: body.context_id,
+            },
+        )
+        .await?;
+    Ok(Json(invocation))
+}
+
+/// Filters of the task list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TaskListParams {
+    pub limit: Option<u32>,
+    pub after: Option<String>,
+    /// Only tasks of this agent (name).
+    pub agent: Option<String>,
+    pub context_id: Option<String>,
+    /// Only tasks in this state (`working`, `completed`, …).
+    pub state: Option<String>,
+}
+
+/// List tasks, oldest first.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/tasks", tag = "tasks",
+    params(("tenant" = String, Path, description = "Tenant name or id"), TaskListParams),
+    responses((status = 200, description = "A page of tasks", body = Page<Task>)))]
+pub async fn list_tasks(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    Query(params): Query<TaskListParams>,
+) -> Result<Json<Page<Task>>, ApiError> {
+    let tenant = resolve_tenant(&state, &tenant).await?;
+    let agent_id = match &params.agent {
+        Some(name) => Some(
+            state
+                .store
+                .get_agent(tenant.id, &parse_name("agent", name)?)
+                .await?
+                .id,
+        ),
+        None => None,
+    };
+    let task_state = params
+        .state
+        .as_deref()
+        .map(|s| {
+            s.parse::<TaskState>()
+                .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))
+        })
+        .transpose()?;
+    let filter = TaskFilter {
+        agent_id,
+        context_id: params.context_id,
+        state: task_state,
+    };
+    let page = PageRequest::after(
+        params.after.map(Cursor),
+        params.limit.unwrap_or(nexus_core::page::DEFAULT_PAGE_SIZE),
+    );
+    Ok(Json(
+        state.store.list_tasks(tenant.id, &filter, page).await?,
+    ))
+}
+
+fn parse_task_id(value: &str) -> Result<TaskId, ApiError> {
+    value.parse().map_err(|e: nexus_core::IdParseError| {
+        ApiError::new(ErrorCode::InvalidParameter, e.to_string())
+    })
+}
+
+/// Get a task.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/tasks/{task}", tag = "tasks",
+    params(("tenant" = String, Path, description = "Tenant name or id"), ("task" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The task", body = Task),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_task(
+    State(state): State<AppState>,
+    Path((tenant, task)): Path<(String, String)>,
+) -> Result<Json<Task>, ApiError> {
+    let tenant = resolve_tenant(&state, &tenant).await?;
+    Ok(Json(
+        state
+            .store
+            .get_task(tenant.id, parse_task_id(&task)?)
+            .await?,
+    ))
+}
+
+/// Paging of a task's event log.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventParams {
+    /// Return events after this sequence number (default 0: from the start).
+    pub after: Option<u64>,
+    pub limit: Option<u32>,
+}
+
+/// A task's event log: status changes, messages, streamed output, artifacts, logs, usage.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/tasks/{task}/events", tag = "tasks",
+    params(("tenant" = String, Path, description = "Tenant name or id"), ("task" = String, Path, description = "Task id"), EventParams),
+    responses((status = 200, description = "Events in order", body = Vec<TaskEvent>)))]
+pub async fn task_events(
+    State(state): State<AppState>,
+    Path((tenant, task)): Path<(String, String)>,
+    Query(params): Query<EventParams>,
+) -> Result<Json<Vec<TaskEvent>>, ApiError> {
+    let tenant = resolve_tenant(&state, &tenant).await?;
+    let limit = params
+        .limit
+        .unwrap_or(MAX_EVENTS_PER_PAGE)
+        .clamp(1, MAX_EVENTS_PER_PAGE);
+    Ok(Json(
+        state
+            .store
+            .list_task_events(
+                tenant.id,
+                parse_task_id(&task)?,
+                params.after.unwrap_or(0),
+                limit,
+            )
+            .await?,
+    ))
+}
+
+/// Cancel a task that has not ended (e.g. one waiting for input).
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/tasks/{task}/cancel", tag = "tasks",
+    params(("tenant" = String, Path, description = "Tenant name or id"), ("task" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "Canceled", body = Task),
+        (status = 409, description = "The task has already ended", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel_task(
+    State(state): State<AppState>,
+    Path((tenant, task)): Path<(String, String)>,
+) -> Result<Json<Task>, ApiError> {
+    let tenant = resolve_tenant(&state, &tenant).await?;
+    let (task, _) = state
+        .store
+        .transition_task(
+            tenant.id,
+            parse_task_id(&task)?,
+            TaskState::Canceled,
+            Some("canceled by the caller".into()),
+            Vec::new(),
+        )
+        .await?;
+    Ok(Json(task))
+}

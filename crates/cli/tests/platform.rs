@@ -1,0 +1,218 @@
+//! The platform end to end, through the `nexus` binary: build and deploy agents, invoke them
+//! as durable tasks, roll back, and survive restarts and crashes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail by panicking
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn code_and_stderr(output: &std::process::Output) -> (Option<i32>, String) {
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn text(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "{:?}", code_and_stderr(output));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn deploy_invoke_rollback_and_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let echo = repo().join("examples/echo");
+    let counter = repo().join("examples/counter");
+    let (echo, counter) = (echo.to_str().unwrap(), counter.to_str().unwrap());
+
+    text(&server.cli_building(&["deploy", echo]));
+    assert_eq!(
+        text(&server.cli(&["invoke", "echo", "hello platform"])),
+        "echo: hello platform"
+    );
+
+    // Grants: what the manifest declares, and nothing more.
+    text(&server.cli_building(&["deploy", counter, "--grant", "state"]));
+    for (args, expected) in [
+        (&["deploy", counter, "--grant", "llm"][..], "grant_refused"),
+        (
+            &[
+                "deploy",
+                counter,
+                "--grant",
+                "state",
+                "--allow-host",
+                "https://evil.example",
+            ],
+            "grant_refused",
+        ),
+        (&["deploy", counter, "--grant", "teleport"], "grant_refused"),
+    ] {
+        let (code, stderr) = code_and_stderr(&server.cli_building(args));
+        assert_eq!(code, Some(4), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        text(&server.cli(&["invoke", "counter", "tick", "--session", "s"])),
+        "count: 1"
+    );
+    assert_eq!(
+        text(&server.cli(&["invoke", "counter", "tick", "--session", "s"])),
+        "count: 2"
+    );
+
+    // A second deploy is revision 2; rollback returns to 1.
+    text(&server.cli_building(&["deploy", echo]));
+    let agent = stdout_json(&server.cli(&["--json", "agents", "get", "echo"]));
+    assert_eq!(agent["agent"]["current_revision"], 2);
+    text(&server.cli(&["rollback", "echo"]));
+    let agent = stdout_json(&server.cli(&["--json", "agents", "get", "echo"]));
+    assert_eq!(agent["agent"]["current_revision"], 1);
+    let (code, _) = code_and_stderr(&server.cli(&["rollback", "echo", "--to", "9"]));
+    assert_eq!(code, Some(4));
+
+    // Every invocation is a durable task with its event log.
+    let tasks = stdout_json(&server.cli(&["--json", "tasks", "list", "--agent", "counter"]));
+    let last = tasks["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["state"], "completed");
+    let task_id = last["id"].as_str().unwrap().to_owned();
+    let events: Value = stdout_json(&server.cli(&["--json", "logs", &task_id]));
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["status", "message", "status", "status", "message", "usage"]
+    );
+    server.stop();
+
+    // After a restart: the tasks, their logs, the agents and their state are all there.
+    let server = Server::start(data.path(), &[]);
+    let task = stdout_json(&server.cli(&["--json", "tasks", "get", &task_id]));
+    assert_eq!(task["state"], "completed");
+    assert_eq!(
+        stdout_json(&server.cli(&["--json", "logs", &task_id])),
+        events
+    );
+    assert_eq!(
+        text(&server.cli(&["invoke", "counter", "tick", "--session", "s"])),
+        "count: 3"
+    );
+
+    text(&server.cli(&["agents", "delete", "echo"]));
+    let (code, stderr) = code_and_stderr(&server.cli(&["invoke", "echo", "anyone?"]));
+    assert_eq!(code, Some(4), "{stderr}");
+    server.stop();
+}
+
+/// The hostile test guest, packed with a manifest, as a `.ncpkg` file.
+fn hostile_package(dir: &std::path::Path) -> std::path::PathBuf {
+    let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
+        .current_dir(repo().join("tests/guests"))
+        .env("CARGO_TARGET_DIR", repo().join("target/wasm"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let wasm =
+        std::fs::read(repo().join("target/wasm/wasm32-wasip2/release/hostile.wasm")).unwrap();
+    let manifest = r#"
+        [agent]
+        name = "hostile"
+        namespace = "tests"
+        version = "0.1.0"
+        description = "Misbehaves on request."
+        [[skills]]
+        id = "misbehave"
+        name = "Misbehave"
+        description = "Loops, floods or panics."
+    "#;
+    let package = nexus_package::pack(manifest, &wasm, None).unwrap();
+    let path = dir.join("hostile.ncpkg");
+    std::fs::write(&path, &package.bytes).unwrap();
+    path
+}
+
+#[test]
+fn a_task_running_at_a_crash_ends_failed_after_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let package = hostile_package(data.path());
+    let server = Server::start(data.path(), &[]);
+    text(&server.cli(&["deploy", package.to_str().unwrap()]));
+
+    // A task that spins until its 60 s deadline, invoked in the background.
+    let mut spinning = Command::new(NEXUS)
+        .args(["--server", &server.url, "invoke", "hostile", "loop"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the server reports it working (a condition, polled; bounded).
+    let mut working = None;
+    for _ in 0..200 {
+        let tasks = stdout_json(&server.cli(&["--json", "tasks", "list", "--state", "working"]));
+        if let Some(task) = tasks["items"].as_array().and_then(|items| items.first()) {
+            working = Some(task["id"].as_str().unwrap().to_owned());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let task_id = working.expect("the task started");
+    server.crash();
+    let _ = spinning.wait();
+
+    let server = Server::start(data.path(), &[]);
+    let task = stdout_json(&server.cli(&["--json", "tasks", "get", &task_id]));
+    assert_eq!(task["state"], "failed");
+    assert!(
+        task["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("server stopped"),
+        "{task}"
+    );
+    // The node still serves the same agent.
+    assert_eq!(text(&server.cli(&["invoke", "hostile", "hi"])), "ok");
+    server.stop();
+}
+
+#[test]
+fn build_writes_a_package_and_reports_manifest_errors_with_their_line() {
+    let out = tempfile::tempdir().unwrap();
+    let package = out.path().join("echo.ncpkg");
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    text(&server.cli_building(&[
+        "build",
+        repo().join("examples/echo").to_str().unwrap(),
+        "-o",
+        package.to_str().unwrap(),
+    ]));
+    let unpacked = nexus_package::unpack(&std::fs::read(&package).unwrap()).unwrap();
+    assert_eq!(unpacked.package_ref().to_string(), "examples/echo@0.1.0");
+    assert!(unpacked.readme.is_some());
+
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(
+        broken.path().join("nexus.toml"),
+        "[agent]\nname = \"echo\"\nnamespace = \"Bad Namespace\"\nversion = \"0.1.0\"\ndescription = \"d\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = code_and_stderr(&server.cli(&["build", broken.path().to_str().unwrap()]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("nexus.toml:3") && stderr.contains("agent.namespace"),
+        "{stderr}"
+    );
+    server.stop();
+}
