@@ -23,7 +23,7 @@ const MAX_RECORDED_LATENCY_US: u64 = 60_000_000;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Load an HTTP endpoint with GET requests and report latency percentiles.
+    /// Load an HTTP endpoint (GET, or POST with --post JSON) and report latency percentiles.
     Http(HttpArgs),
     /// Measure the agent runtime: compile time, cold start, warm call, throughput, memory per
     /// live instance, beside a bare wasmtime instantiate-and-call.
@@ -99,8 +99,11 @@ pub struct RuntimeReport {
 
 #[derive(Debug, Args)]
 pub struct HttpArgs {
-    /// The URL to GET, e.g. http://127.0.0.1:7700/v1/tenants/default.
+    /// The URL, e.g. http://127.0.0.1:7700/v1/tenants/default.
     url: String,
+    /// Send this JSON body with POST instead of a GET.
+    #[arg(long, value_name = "JSON")]
+    post: Option<String>,
     /// Requests per second (open loop); 0 sends as fast as the connections allow.
     #[arg(long, default_value_t = 1000)]
     rate: u32,
@@ -292,11 +295,18 @@ async fn http(args: &HttpArgs) -> Result<Report, CliError> {
         .pool_max_idle_per_host(args.connections)
         .build()
         .map_err(|e| CliError::internal(e.to_string()))?;
+    if let Some(body) = &args.post {
+        serde_json::from_str::<serde_json::Value>(body)
+            .map_err(|e| CliError::usage(format!("--post must be JSON: {e}")))?;
+    }
     // Fail fast if the target is down, rather than reporting a run of errors.
-    client.get(url.clone()).send().await.map_err(|e| CliError {
-        code: CliError::UNREACHABLE,
-        message: format!("cannot reach {url}: {e}"),
-    })?;
+    request(&client, &url, args.post.as_deref())
+        .send()
+        .await
+        .map_err(|e| CliError {
+            code: CliError::UNREACHABLE,
+            message: format!("cannot reach {url}: {e}"),
+        })?;
 
     if args.warmup > 0 {
         drive(&client, &url, args, Duration::from_secs(args.warmup)).await?;
@@ -328,6 +338,20 @@ async fn http(args: &HttpArgs) -> Result<Report, CliError> {
     })
 }
 
+fn request(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    body: Option<&str>,
+) -> reqwest::RequestBuilder {
+    match body {
+        Some(body) => client
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_owned()),
+        None => client.get(url.clone()),
+    }
+}
+
 /// Runs the load for `length` and returns what it measured.
 async fn drive(
     client: &reqwest::Client,
@@ -349,6 +373,7 @@ async fn drive(
         let url = url.clone();
         let tally = tally.clone();
         let rate = args.rate;
+        let body = args.post.clone();
         let connections = args.connections as u64;
         workers.push(tokio::spawn(async move {
             // Open loop: worker w owns the requests w, w+C, w+2C, … of the global schedule.
@@ -374,7 +399,7 @@ async fn drive(
                 } else {
                     due
                 };
-                let ok = match client.get(url.clone()).send().await {
+                let ok = match request(&client, &url, body.as_deref()).send().await {
                     Ok(response) => {
                         let success = response.status().is_success();
                         success && response.bytes().await.is_ok()
