@@ -126,6 +126,14 @@ pub fn router(state: AppState, limits: Limits) -> Router {
                 async move { ([(header::CONTENT_TYPE, "application/json")], body) }
             }),
         )
+        .route(
+            "/a2a/{tenant}/{agent}/.well-known/agent-card.json",
+            get(routes::a2a::card),
+        )
+        .route(
+            "/a2a/{tenant}/{agent}",
+            axum::routing::post(routes::a2a::rpc),
+        )
         .fallback(middleware::route_not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state);

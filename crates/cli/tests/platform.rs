@@ -216,3 +216,118 @@ fn build_writes_a_package_and_reports_manifest_errors_with_their_line() {
     );
     server.stop();
 }
+
+/// Every A2A error code the platform produces, through raw JSON-RPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a2a_errors_have_their_spec_codes() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    text(&server.cli_building(&["deploy", repo().join("examples/echo").to_str().unwrap()]));
+    let url = format!("{}/a2a/default/echo", server.url);
+    let http = reqwest::Client::new();
+    let call = |version: Option<&'static str>, body: String| {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(version) = version {
+            request = request.header("A2A-Version", version);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let message = |parts: Value| {
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+            "params": {"message": {"messageId": "m1", "role": "ROLE_USER", "parts": parts}}})
+        .to_string()
+    };
+    let done = call(Some("1.0"), message(serde_json::json!([{"text": "hi"}]))).await;
+    let task_id = done["result"]["task"]["id"].as_str().unwrap().to_owned();
+    let rpc = |method: &str, params: Value| {
+        serde_json::json!({"jsonrpc": "2.0", "id": "x", "method": method, "params": params})
+            .to_string()
+    };
+    let cases: Vec<(Option<&'static str>, String, i64)> = vec![
+        (Some("1.0"), "{not json".into(), -32700),
+        (
+            Some("1.0"),
+            r#"{"jsonrpc": "1.0", "id": 1, "method": "GetTask"}"#.into(),
+            -32600,
+        ),
+        (
+            Some("1.0"),
+            r#"{"jsonrpc": "2.0", "id": {"no": 1}, "method": "GetTask"}"#.into(),
+            -32600,
+        ),
+        (Some("1.0"), rpc("DoSomething", Value::Null), -32601),
+        (None, rpc("SendMessage", Value::Null), -32601),
+        (
+            Some("1.0"),
+            rpc("SendMessage", serde_json::json!({})),
+            -32602,
+        ),
+        (Some("1.0"), message(serde_json::json!([])), -32602),
+        (
+            Some("1.0"),
+            rpc(
+                "GetTask",
+                serde_json::json!({"id": nexus_core::TaskId::new().to_string()}),
+            ),
+            -32001,
+        ),
+        (
+            Some("1.0"),
+            rpc("GetTask", serde_json::json!({"id": "../../etc"})),
+            -32001,
+        ),
+        (
+            Some("1.0"),
+            rpc("CancelTask", serde_json::json!({"id": task_id})),
+            -32002,
+        ),
+        (
+            Some("1.0"),
+            rpc("CreateTaskPushNotificationConfig", serde_json::json!({})),
+            -32003,
+        ),
+        (
+            None,
+            rpc("tasks/pushNotificationConfig/set", serde_json::json!({})),
+            -32003,
+        ),
+        (
+            Some("1.0"),
+            rpc("SendStreamingMessage", serde_json::json!({})),
+            -32004,
+        ),
+        (None, rpc("message/stream", serde_json::json!({})), -32004),
+        (
+            Some("1.0"),
+            message(serde_json::json!([{"url": "https://example.com/f.pdf"}])),
+            -32005,
+        ),
+        (
+            Some("1.0"),
+            rpc("GetExtendedAgentCard", serde_json::json!({})),
+            -32007,
+        ),
+        (Some("9.9"), rpc("GetTask", serde_json::json!({})), -32009),
+    ];
+    for (version, body, code) in cases {
+        let reply = call(version, body.clone()).await;
+        assert_eq!(reply["error"]["code"], code, "{body}: {reply}");
+        assert_eq!(reply["jsonrpc"], "2.0");
+    }
+    // An unknown agent is an HTTP 404 problem, not a JSON-RPC answer.
+    let missing = http
+        .post(format!("{}/a2a/default/nobody", server.url))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    server.stop();
+}

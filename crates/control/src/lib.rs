@@ -29,6 +29,11 @@ use nexus_store::{NewTaskEvent, StateScope, Store, StoreError};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
+/// Most events read back to rebuild a multi-turn task's history.
+const MAX_HISTORY_EVENTS: u32 = 10_000;
+/// Longest session (context) id accepted.
+pub const MAX_CONTEXT_ID_LEN: usize = 256;
+
 /// Capabilities a deployment can grant, by name.
 pub const GRANTABLE: [&str; 4] = [
     capability::STATE,
@@ -74,6 +79,8 @@ pub struct InvokeRequest {
     pub message: Vec<Part>,
     /// The session (A2A `contextId`); a fresh one when absent.
     pub context_id: Option<String>,
+    /// Continue this task (it must be waiting in `input_required`) instead of starting one.
+    pub task_id: Option<TaskId>,
 }
 
 /// A finished invocation.
@@ -224,38 +231,80 @@ impl ControlPlane {
         if request.message.is_empty() {
             return Err(ControlError::Invalid("the message has no parts".into()));
         }
-        let agent = self.store.get_agent(tenant, agent_name).await?;
-        let revision = self
-            .store
-            .get_revision(tenant, agent.id, agent.current_revision)
-            .await?;
-        let component = self.component(&revision.package_digest).await?;
-        let context_id = request
+        if request
             .context_id
-            .unwrap_or_else(|| TaskId::new().to_string());
+            .as_ref()
+            .is_some_and(|c| c.is_empty() || c.len() > MAX_CONTEXT_ID_LEN)
+        {
+            return Err(ControlError::Invalid(format!(
+                "the session (context id) must be 1 to {MAX_CONTEXT_ID_LEN} bytes"
+            )));
+        }
+        let agent = self.store.get_agent(tenant, agent_name).await?;
         let user_message = Message {
             role: Role::User,
             parts: request.message,
         };
-        let (task, _) = self
+        let user_event = NewTaskEvent {
+            kind: TaskEventKind::Message,
+            payload: json(&user_message),
+        };
+        let (task, revision_number, history) = match request.task_id {
+            // A follow-up message: the task keeps its revision and sees its earlier messages.
+            Some(id) => {
+                let task = self.store.get_task(tenant, id).await?;
+                if task.agent_id != agent.id {
+                    return Err(StoreError::not_found("task", id).into());
+                }
+                let events = self
+                    .store
+                    .list_task_events(tenant, id, 0, MAX_HISTORY_EVENTS)
+                    .await?;
+                let history = events
+                    .into_iter()
+                    .filter(|e| {
+                        e.kind == TaskEventKind::Message && e.payload.get("event").is_none()
+                    })
+                    .filter_map(|e| serde_json::from_value::<Message>(e.payload).ok())
+                    .collect();
+                let (task, _) = self
+                    .store
+                    .transition_task(tenant, id, TaskState::Working, None, vec![user_event])
+                    .await?;
+                let revision = task.agent_revision;
+                (task, revision, history)
+            }
+            None => {
+                let context_id = request
+                    .context_id
+                    .clone()
+                    .unwrap_or_else(|| TaskId::new().to_string());
+                let (task, _) = self
+                    .store
+                    .create_task(
+                        tenant,
+                        NewTask {
+                            agent_id: agent.id,
+                            agent_revision: agent.current_revision,
+                            context_id,
+                            parent_task_id: None,
+                        },
+                        vec![user_event],
+                    )
+                    .await?;
+                let (task, _) = self
+                    .store
+                    .transition_task(tenant, task.id, TaskState::Working, None, Vec::new())
+                    .await?;
+                (task, agent.current_revision, Vec::new())
+            }
+        };
+        let revision = self
             .store
-            .create_task(
-                tenant,
-                NewTask {
-                    agent_id: agent.id,
-                    agent_revision: revision.revision,
-                    context_id: context_id.clone(),
-                    parent_task_id: None,
-                },
-                vec![NewTaskEvent {
-                    kind: TaskEventKind::Message,
-                    payload: json(&user_message),
-                }],
-            )
+            .get_revision(tenant, agent.id, revision_number)
             .await?;
-        self.store
-            .transition_task(tenant, task.id, TaskState::Working, None, Vec::new())
-            .await?;
+        let component = self.component(&revision.package_digest).await?;
+        let context_id = task.context_id.clone();
 
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
         let env = self.task_env(
@@ -300,7 +349,7 @@ impl ControlPlane {
                     task_id: task.id.to_string(),
                     context_id,
                     message: user_message.parts,
-                    history: Vec::new(),
+                    history,
                     metadata: Vec::new(),
                 },
                 env,
@@ -344,10 +393,16 @@ impl ControlPlane {
             kind: TaskEventKind::Usage,
             payload: json(&outcome.usage),
         });
-        let (task, _) = self
+        let task = match self
             .store
             .transition_task(tenant, task.id, state, message, events)
-            .await?;
+            .await
+        {
+            Ok((task, _)) => task,
+            // Canceled while it ran: the cancellation stands.
+            Err(StoreError::IllegalTransition(_)) => self.store.get_task(tenant, task.id).await?,
+            Err(e) => return Err(e.into()),
+        };
         Ok(Invocation {
             task,
             result: outcome.result,

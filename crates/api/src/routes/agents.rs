@@ -300,6 +300,7 @@ pub async fn invoke(
             InvokeRequest {
                 message,
                 context_id: body.context_id,
+                task_id: None,
             },
         )
         .await?;

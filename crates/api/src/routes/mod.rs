@@ -1,5 +1,6 @@
 //! One module per resource.
 
+pub mod a2a;
 pub mod agents;
 pub mod health;
 pub mod tenants;

@@ -1,0 +1,443 @@
+//! NCAP = A2A, per agent: the Agent Card at `/a2a/{tenant}/{agent}/.well-known/agent-card.json`
+//! and JSON-RPC 2.0 at `/a2a/{tenant}/{agent}`, in A2A 1.0 (`A2A-Version: 1.0`, PascalCase
+//! methods) or 0.3 (no header, `message/send` names).
+//!
+//! Supported now: send (blocking until the task ends or asks for input), get, list (1.0),
+//! cancel, and multi-turn through `taskId`. Streaming, resubscription and push notifications
+//! answer their spec error codes and the card says they are unsupported.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nexus_control::{ControlError, InvokeRequest};
+use nexus_core::{Agent, Cursor, Name, PageRequest, TaskId, TaskState, Tenant};
+use nexus_protocol::a2a::{self, MessageError, TaskView, Version};
+use nexus_protocol::jsonrpc::{self, RpcError, code};
+use nexus_store::{StoreError, TaskFilter};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{Path, RawBody};
+
+/// Header selecting the A2A version.
+pub const VERSION_HEADER: &str = "a2a-version";
+/// Most tasks one `ListTasks` page returns (as the A2A SDKs cap it).
+const MAX_LIST_PAGE: u32 = 100;
+/// Most events read to render one task.
+const MAX_TASK_EVENTS: u32 = 10_000;
+
+async fn resolve(state: &AppState, tenant: &str, agent: &str) -> Result<(Tenant, Agent), ApiError> {
+    let tenant = crate::routes::tenants::resolve_tenant(state, tenant).await?;
+    let name = Name::parse(agent).map_err(|e| {
+        ApiError::new(
+            nexus_core::ErrorCode::InvalidParameter,
+            format!("`agent`: {e}"),
+        )
+    })?;
+    let agent = state.store.get_agent(tenant.id, &name).await?;
+    Ok((tenant, agent))
+}
+
+/// The Agent Card: skills from the manifest, 1.0 `supportedInterfaces` and 0.3 fields.
+pub async fn card(
+    State(state): State<AppState>,
+    Path((tenant, agent)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (tenant, agent) = resolve(&state, &tenant, &agent).await?;
+    let revision = state
+        .store
+        .get_revision(tenant.id, agent.id, agent.current_revision)
+        .await?;
+    let package = state
+        .store
+        .get_package_by_digest(tenant.id, &revision.package_digest)
+        .await?;
+    let manifest: nexus_package::Manifest = serde_json::from_value(package.manifest)
+        .map_err(|e| ApiError::from(StoreError::Corrupt(format!("stored manifest: {e}"))))?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:7700");
+    let url = format!("http://{host}/a2a/{}/{}", tenant.name, agent.name);
+    let skills: Vec<Value> = manifest
+        .skills
+        .iter()
+        .map(|skill| {
+            json!({
+                "id": skill.id,
+                "name": skill.name,
+                "description": skill.description,
+                "tags": skill.tags,
+                "examples": skill.examples,
+                "inputModes": manifest.agent.input_modes,
+                "outputModes": manifest.agent.output_modes,
+            })
+        })
+        .collect();
+    let card = json!({
+        "name": agent.name,
+        "description": manifest.agent.description,
+        "version": manifest.agent.version.to_string(),
+        "supportedInterfaces": [
+            {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+            {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
+        ],
+        "capabilities": {"streaming": false, "pushNotifications": false, "extendedAgentCard": false},
+        "defaultInputModes": manifest.agent.input_modes,
+        "defaultOutputModes": manifest.agent.output_modes,
+        "skills": skills,
+        "provider": {"organization": tenant.display_name, "url": format!("http://{host}")},
+        // A2A 0.3 fields, for 0.3 clients.
+        "url": url,
+        "preferredTransport": "JSONRPC",
+        "protocolVersion": "0.3.0",
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        card.to_string(),
+    )
+        .into_response())
+}
+
+fn rpc_response(response: jsonrpc::Response) -> Response {
+    let body = serde_json::to_vec(&response).unwrap_or_default();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// JSON-RPC 2.0 endpoint of one agent.
+pub async fn rpc(
+    State(state): State<AppState>,
+    Path((tenant, agent)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let (tenant, agent) = resolve(&state, &tenant, &agent).await?;
+    let raw: jsonrpc::RawRequest = match serde_json::from_slice(&body) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let code = if e.is_data() {
+                code::INVALID_REQUEST
+            } else {
+                code::PARSE_ERROR
+            };
+            return Ok(rpc_response(jsonrpc::Response::error(
+                Value::Null,
+                RpcError::new(code, e.to_string()),
+            )));
+        }
+    };
+    let request = match jsonrpc::validate(raw) {
+        Ok(request) => request,
+        Err((id, error)) => return Ok(rpc_response(jsonrpc::Response::error(id, error))),
+    };
+    let version_header = headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok());
+    let Some(version) = Version::from_header(version_header) else {
+        let error = RpcError::new(
+            code::VERSION_NOT_SUPPORTED,
+            format!(
+                "A2A version `{}` is not supported; use 1.0 or 0.3",
+                version_header.unwrap_or("")
+            ),
+        );
+        return Ok(rpc_response(jsonrpc::Response::error(request.id, error)));
+    };
+    let outcome = dispatch(
+        &state,
+        &tenant,
+        &agent,
+        version,
+        &request.method,
+        request.params,
+    )
+    .await;
+    Ok(rpc_response(match outcome {
+        Ok(result) => jsonrpc::Response::result(request.id, result),
+        Err(error) => jsonrpc::Response::error(request.id, error),
+    }))
+}
+
+async fn dispatch(
+    state: &AppState,
+    tenant: &Tenant,
+    agent: &Agent,
+    version: Version,
+    method: &str,
+    params: Value,
+) -> Result<Value, RpcError> {
+    use Version::{V0_3, V1};
+    match (version, method) {
+        (V1, "SendMessage") | (V0_3, "message/send") => {
+            send(state, tenant, agent, version, params).await
+        }
+        (V1, "GetTask") | (V0_3, "tasks/get") => get(state, tenant, agent, version, params).await,
+        (V1, "ListTasks") => list(state, tenant, agent, params).await,
+        (V1, "CancelTask") | (V0_3, "tasks/cancel") => {
+            cancel(state, tenant, agent, version, params).await
+        }
+        (V1, "SendStreamingMessage" | "SubscribeToTask")
+        | (V0_3, "message/stream" | "tasks/resubscribe") => Err(RpcError::new(
+            code::UNSUPPORTED_OPERATION,
+            "streaming is not supported by this agent yet",
+        )),
+        (
+            V1,
+            "CreateTaskPushNotificationConfig"
+            | "GetTaskPushNotificationConfig"
+            | "ListTaskPushNotificationConfigs"
+            | "DeleteTaskPushNotificationConfig",
+        )
+        | (
+            V0_3,
+            "tasks/pushNotificationConfig/set"
+            | "tasks/pushNotificationConfig/get"
+            | "tasks/pushNotificationConfig/list"
+            | "tasks/pushNotificationConfig/delete",
+        ) => Err(RpcError::new(
+            code::PUSH_NOTIFICATION_NOT_SUPPORTED,
+            "push notifications are not supported yet",
+        )),
+        (V1, "GetExtendedAgentCard") | (V0_3, "agent/getAuthenticatedExtendedCard") => {
+            Err(RpcError::new(
+                code::EXTENDED_CARD_NOT_CONFIGURED,
+                "this agent has no extended card",
+            ))
+        }
+        _ => Err(RpcError::new(
+            code::METHOD_NOT_FOUND,
+            format!(
+                "no method `{method}` in A2A {}",
+                if version == V1 {
+                    "1.0"
+                } else {
+                    "0.3 (send `A2A-Version: 1.0` for 1.0 methods)"
+                }
+            ),
+        )),
+    }
+}
+
+fn invalid_params(message: impl Into<String>) -> RpcError {
+    RpcError::new(code::INVALID_PARAMS, message)
+}
+
+fn internal(error: impl std::fmt::Display) -> RpcError {
+    tracing::error!(error = %error, "A2A request failed");
+    RpcError::new(code::INTERNAL_ERROR, "internal error; see the server log")
+}
+
+fn history_length(params: &Value, at: &[&str]) -> Option<usize> {
+    let mut value = params;
+    for key in at {
+        value = value.get(key)?;
+    }
+    value.as_u64().map(|n| n as usize)
+}
+
+/// The task `id` of this agent, as an A2A task.
+async fn render(
+    state: &AppState,
+    tenant: &Tenant,
+    task: nexus_core::Task,
+    version: Version,
+    history: Option<usize>,
+) -> Result<Value, RpcError> {
+    let events = state
+        .store
+        .list_task_events(tenant.id, task.id, 0, MAX_TASK_EVENTS)
+        .await
+        .map_err(internal)?;
+    Ok(TaskView::new(task, &events).to_json(version, history))
+}
+
+fn task_id(params: &Value) -> Result<TaskId, RpcError> {
+    let id = params
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid_params("`id` (the task id) is required"))?;
+    id.parse().map_err(|_| {
+        RpcError::new(
+            code::TASK_NOT_FOUND,
+            format!("no task `{}`", id.chars().take(64).collect::<String>()),
+        )
+    })
+}
+
+async fn own_task(
+    state: &AppState,
+    tenant: &Tenant,
+    agent: &Agent,
+    id: TaskId,
+) -> Result<nexus_core::Task, RpcError> {
+    match state.store.get_task(tenant.id, id).await {
+        Ok(task) if task.agent_id == agent.id => Ok(task),
+        Ok(_) | Err(StoreError::NotFound { .. }) => Err(RpcError::new(
+            code::TASK_NOT_FOUND,
+            format!("no task `{id}`"),
+        )),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn send(
+    state: &AppState,
+    tenant: &Tenant,
+    agent: &Agent,
+    version: Version,
+    params: Value,
+) -> Result<Value, RpcError> {
+    let message = params
+        .get("message")
+        .ok_or_else(|| invalid_params("`message` is required"))?;
+    let message = a2a::parse_message(message).map_err(|e| match e {
+        MessageError::Invalid(why) => invalid_params(why),
+        MessageError::Unsupported(why) => RpcError::new(code::CONTENT_TYPE_NOT_SUPPORTED, why),
+    })?;
+    let continue_task = match &message.task_id {
+        Some(id) => {
+            let id: TaskId = id
+                .parse()
+                .map_err(|_| RpcError::new(code::TASK_NOT_FOUND, format!("no task `{id}`")))?;
+            let task = own_task(state, tenant, agent, id).await?;
+            if task.state != TaskState::InputRequired {
+                return Err(RpcError::new(
+                    code::UNSUPPORTED_OPERATION,
+                    format!("task `{id}` is {} and takes no more messages", task.state),
+                ));
+            }
+            Some(id)
+        }
+        None => None,
+    };
+    let invocation = state
+        .control
+        .invoke(
+            tenant.id,
+            &agent.name,
+            InvokeRequest {
+                message: message.parts,
+                context_id: message.context_id,
+                task_id: continue_task,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            ControlError::Invalid(why) => invalid_params(why),
+            ControlError::Store(StoreError::IllegalTransition(t)) => {
+                RpcError::new(code::UNSUPPORTED_OPERATION, t.to_string())
+            }
+            other => internal(other),
+        })?;
+    let history = history_length(&params, &["configuration", "historyLength"]);
+    let task = render(state, tenant, invocation.task, version, history).await?;
+    Ok(match version {
+        Version::V1 => json!({ "task": task }),
+        Version::V0_3 => task,
+    })
+}
+
+async fn get(
+    state: &AppState,
+    tenant: &Tenant,
+    agent: &Agent,
+    version: Version,
+    params: Value,
+) -> Result<Value, RpcError> {
+    let task = own_task(state, tenant, agent, task_id(&params)?).await?;
+    render(
+        state,
+        tenant,
+        task,
+        version,
+        history_length(&params, &["historyLength"]),
+    )
+    .await
+}
+
+async fn list(
+    state: &AppState,
+    tenant: &Tenant,
+    agent: &Agent,
+    params: Value,
+) -> Result<Value, RpcError> {
+    let page_size = params
+        .get("pageSize")
+        .and_then(Value::as_u64)
+        .map_or(50, |n| n.clamp(1, u64::from(MAX_LIST_PAGE)) as u32);
+    let state_filter = match params.get("status").and_then(Value::as_str) {
+        None | Some("TASK_STATE_UNSPECIFIED") => None,
+        Some(name) => Some(
+            a2a::parse_state(name)
+                .ok_or_else(|| invalid_params(format!("unknown task state `{name}`")))?,
+        ),
+    };
+    let filter = TaskFilter {
+        agent_id: Some(agent.id),
+        context_id: params
+            .get("contextId")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned),
+        state: state_filter,
+    };
+    let after = params
+        .get("pageToken")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(|t| Cursor(t.to_owned()));
+    let page = state
+        .store
+        .list_tasks(tenant.id, &filter, PageRequest::after(after, page_size))
+        .await
+        .map_err(|e| match e {
+            StoreError::InvalidCursor(c) => invalid_params(format!("invalid pageToken `{c}`")),
+            other => internal(other),
+        })?;
+    let history = history_length(&params, &["historyLength"]);
+    let mut tasks = Vec::with_capacity(page.items.len());
+    for task in page.items {
+        tasks.push(render(state, tenant, task, Version::V1, history).await?);
+    }
+    Ok(json!({
+        "tasks": tasks,
+        "nextPageToken": page.next_cursor.map(|c| c.0).unwrap_or_default(),
+        "pageSize": page_size,
+    }))
+}
+
+async fn cancel(
+    state: &AppState,
+    tenant: &Tenant,
+    agent: &Agent,
+    version: Version,
+    params: Value,
+) -> Result<Value, RpcError> {
+    let task = own_task(state, tenant, agent, task_id(&params)?).await?;
+    match state
+        .store
+        .transition_task(
+            tenant.id,
+            task.id,
+            TaskState::Canceled,
+            Some("canceled by the caller".into()),
+            Vec::new(),
+        )
+        .await
+    {
+        Ok((task, _)) => render(state, tenant, task, version, None).await,
+        Err(StoreError::IllegalTransition(_)) => Err(RpcError::new(
+            code::TASK_NOT_CANCELABLE,
+            format!(
+                "task `{}` is {} and cannot be canceled",
+                task.id, task.state
+            ),
+        )),
+        Err(e) => Err(internal(e)),
+    }
+}
