@@ -23,7 +23,7 @@ def nexus(server, *args, check=True):
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory):
-    """Starts the server on a free port and deploys `echo` and `greeter`; yields its URL."""
+    """Starts the server on a free port and deploys the agents the tests talk to; yields its URL."""
     data = tmp_path_factory.mktemp("nexus-data")
     env = dict(os.environ, NEXUS__LOG__FORMAT="json")
     env.pop("NEXUS_LISTEN", None)
@@ -40,8 +40,8 @@ def platform(tmp_path_factory):
             url = json.loads(line)["url"]
             break
     assert url, "the server did not start"
-    for example in ("echo", "greeter"):
-        nexus(url, "deploy", str(REPO / "examples" / example))
+    for agent in ("examples/echo", "examples/greeter", "examples/streamer", "tests/guests/hostile"):
+        nexus(url, "deploy", str(REPO / agent))
     yield url
     process.terminate()
     process.wait(timeout=30)

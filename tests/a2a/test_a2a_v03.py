@@ -14,6 +14,7 @@ from a2a.types import (
     Part,
     Role,
     SendMessageRequest,
+    SendStreamingMessageRequest,
     TaskIdParams,
     TaskQueryParams,
     TaskState,
@@ -63,3 +64,22 @@ async def test_send_get_cancel_and_multi_turn_with_0_3_names(platform):
 
         refused = await client.cancel_task(CancelTaskRequest(id="4", params=TaskIdParams(id=task.id)))
         assert refused.root.error.code == -32002
+
+
+async def test_message_stream_with_0_3_names(platform):
+    async with httpx.AsyncClient() as http:
+        url = f"{platform}/a2a/default/streamer"
+        card = await A2ACardResolver(http, url).get_agent_card()
+        assert card.capabilities.streaming
+        client = A2AClient(http, agent_card=card)
+        request = SendStreamingMessageRequest(
+            id="1", params=MessageSendParams(message=user_message("a b"))
+        )
+        events = [response.root.result async for response in client.send_message_streaming(request)]
+
+    assert events[0].kind == "task"
+    kinds = [event.kind for event in events]
+    assert kinds.count("artifact-update") == 2
+    assert [e.final for e in events if e.kind == "status-update"][-1] is True
+    assert events[-1].status.state == TaskState.completed
+    assert events[-1].status.message.parts[0].root.text == "a b"

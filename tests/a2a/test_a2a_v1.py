@@ -1,4 +1,5 @@
-"""NCAP with the official `a2a-sdk` 1.x client: send, get, list, cancel, multi-turn."""
+"""NCAP with the official `a2a-sdk` 1.x client: send, stream, get, list, cancel, resubscribe,
+multi-turn."""
 
 import uuid
 
@@ -13,6 +14,7 @@ from a2a.types import (
     Part,
     Role,
     SendMessageRequest,
+    SubscribeToTaskRequest,
     TaskState,
 )
 
@@ -35,8 +37,9 @@ async def send(client, message):
     return responses[0].task
 
 
-async def agent(platform, name):
-    return await create_client(f"{platform}/a2a/default/{name}", ClientConfig(streaming=False))
+async def agent(platform, name, **config):
+    config.setdefault("streaming", False)
+    return await create_client(f"{platform}/a2a/default/{name}", ClientConfig(**config))
 
 
 async def test_card_describes_the_agent(platform):
@@ -81,3 +84,53 @@ async def test_multi_turn_task(platform):
     waiting = await send(client, user_message("hi"))
     canceled = await client.cancel_task(CancelTaskRequest(id=waiting.id))
     assert canceled.status.state == TaskState.TASK_STATE_CANCELED
+
+
+async def test_streaming_send_yields_updates_then_the_reply(platform):
+    client = await agent(platform, "streamer", streaming=True)
+    request = SendMessageRequest(message=user_message("one two three"))
+    events = [event async for event in client.send_message(request)]
+
+    assert events[0].HasField("task")
+    assert events[0].task.status.state == TaskState.TASK_STATE_WORKING
+    working = [
+        e.status_update.status.message.parts[0].text
+        for e in events
+        if e.HasField("status_update")
+        and e.status_update.status.state == TaskState.TASK_STATE_WORKING
+    ]
+    assert working == ["thinking", "one ", "two ", "three "]
+    chunks = [e.artifact_update for e in events if e.HasField("artifact_update")]
+    assert [(c.append, c.last_chunk) for c in chunks] == [(False, False), (True, True)]
+    assert "".join(c.artifact.parts[0].text for c in chunks) == "one two three"
+    final = events[-1].status_update
+    assert final.status.state == TaskState.TASK_STATE_COMPLETED
+    assert final.status.message.parts[0].text == "one two three"
+
+    # The stream and the stored task agree.
+    task = await client.get_task(GetTaskRequest(id=final.task_id))
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED
+    assert task.artifacts[0].parts[0].text + task.artifacts[0].parts[1].text == "one two three"
+
+
+async def test_resubscribe_follows_a_running_task_until_it_is_canceled(platform):
+    # `polling` sends with returnImmediately: the task comes back while it still runs.
+    client = await agent(platform, "hostile", polling=True)
+    task = await send(client, user_message("loop"))
+    assert task.status.state == TaskState.TASK_STATE_WORKING
+
+    streaming = await agent(platform, "hostile", streaming=True)
+    updates = streaming.subscribe(SubscribeToTaskRequest(id=task.id))
+    first = await anext(updates)
+    assert first.task.id == task.id
+    assert first.task.status.state == TaskState.TASK_STATE_WORKING
+
+    canceled = await client.cancel_task(CancelTaskRequest(id=task.id))
+    assert canceled.status.state == TaskState.TASK_STATE_CANCELED
+    rest = [event async for event in updates]
+    assert rest[-1].status_update.status.state == TaskState.TASK_STATE_CANCELED
+
+    # An ended task has nothing to follow.
+    with pytest.raises(Exception) as refused:
+        [event async for event in streaming.subscribe(SubscribeToTaskRequest(id=task.id))]
+    assert "ended" in str(refused.value)

@@ -45,6 +45,18 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         status_of(self.code)
     }
+
+    /// The problem+json body of this error (also sent as an SSE `error` event mid-stream).
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        Problem {
+            kind: format!("urn:nexus:error:{}", self.code),
+            title: title_of(self.code).to_owned(),
+            status: status.as_u16(),
+            detail: self.detail.clone(),
+            code: self.code,
+        }
+    }
 }
 
 /// The HTTP status of each error code. Exhaustive on purpose: a new code must choose one.
@@ -95,13 +107,7 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(code = %self.code, detail = %self.detail, "request failed");
         }
-        let problem = Problem {
-            kind: format!("urn:nexus:error:{}", self.code),
-            title: title_of(self.code).to_owned(),
-            status: status.as_u16(),
-            detail: self.detail,
-            code: self.code,
-        };
+        let problem = self.problem();
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
@@ -144,6 +150,13 @@ impl From<nexus_control::ControlError> for ApiError {
             ControlError::Component(e) => Self::new(ErrorCode::InvalidPackage, e),
             ControlError::Grant(e) => Self::new(ErrorCode::GrantRefused, e),
             ControlError::Invalid(e) => Self::new(ErrorCode::ValidationFailed, e),
+            ControlError::Internal(e) => {
+                tracing::error!(error = %e, "control plane failure");
+                Self::new(
+                    ErrorCode::Internal,
+                    "an internal error occurred; see the server log for this request id",
+                )
+            }
             ControlError::Blob(e) => {
                 tracing::error!(error = %e, "blob storage failure");
                 Self::new(

@@ -134,6 +134,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/a2a/{tenant}/{agent}",
             axum::routing::post(routes::a2a::rpc),
         )
+        .route("/mcp/{tenant}", axum::routing::post(routes::mcp::endpoint))
         .fallback(middleware::route_not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state);

@@ -13,7 +13,8 @@ use super::*;
 
 struct TestApp {
     router: Router,
-    _dir: tempfile::TempDir,
+    store: Arc<dyn nexus_store::Store>,
+    dir: tempfile::TempDir,
 }
 
 async fn app_with(limits: Limits) -> TestApp {
@@ -37,15 +38,21 @@ async fn app_with(limits: Limits) -> TestApp {
         nexus_blob::BlobStore::local(&dir.path().join("blobs")).unwrap(),
         Arc::new(runtime),
         Arc::new(nexus_host::llm::EchoProvider),
+        Arc::new(
+            nexus_secrets::LocalKeyFile::open_or_create(dir.path())
+                .unwrap()
+                .0,
+        ),
     );
     let state = AppState {
-        store,
+        store: store.clone(),
         control: Arc::new(control),
         metrics: nexus_telemetry::init_metrics().unwrap(),
     };
     TestApp {
         router: router(state, limits),
-        _dir: dir,
+        store,
+        dir,
     }
 }
 
@@ -425,4 +432,262 @@ async fn deploy_invoke_and_task_routes_reject_bad_input() {
     for (reply, status, code) in &cases {
         assert_problem(reply, *status, code);
     }
+}
+
+/// One MCP message to `/mcp/{tenant}`, as a Streamable HTTP client sends it.
+async fn mcp(app: &TestApp, tenant: &str, message: Value) -> Reply {
+    app.send(
+        Request::post(format!("/mcp/{tenant}"))
+            .header(header::HOST, "localhost")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(Body::from(message.to_string()))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn mcp_initializes_statelessly_and_refuses_unknown_tools() {
+    let app = app().await;
+    let init = mcp(
+        &app,
+        "default",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(init.status, StatusCode::OK, "{}", init.text);
+    assert_eq!(init.content_type, "application/json");
+    assert_eq!(init.body["result"]["protocolVersion"], "2025-11-25");
+    assert!(init.body["result"]["capabilities"]["tools"].is_object());
+    assert!(!init.headers.contains_key("mcp-session-id"));
+
+    let listed = mcp(
+        &app,
+        "default",
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(listed.body["result"]["tools"], json!([]), "{}", listed.text);
+
+    for name in ["nobody", "Bad Name", "nobody__skill", ""] {
+        let called = mcp(
+            &app,
+            "default",
+            json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                "params": {"name": name, "arguments": {"message": "hi"}}}),
+        )
+        .await;
+        assert_eq!(called.body["error"]["code"], -32602, "{}", called.text);
+    }
+}
+
+#[tokio::test]
+async fn mcp_bad_tenants_and_methods_are_problems() {
+    let app = app().await;
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    assert_problem(
+        &mcp(&app, "nope", ping.clone()).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_problem(
+        &mcp(&app, "Bad%20Name", ping).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+    );
+    assert_problem(
+        &app.get("/mcp/default").await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    // A browser page (DNS rebinding) is refused by the MCP layer.
+    let from_page = app
+        .send(
+            Request::post("/mcp/default")
+                .header(header::HOST, "localhost")
+                .header(header::ORIGIN, "http://evil.example")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::ACCEPT, "application/json, text/event-stream")
+                .body(Body::from(
+                    json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        from_page.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        from_page.text
+    );
+    let small = app_with(Limits {
+        body_limit_bytes: 64,
+        ..Limits::default()
+    })
+    .await;
+    let padded = json!({"jsonrpc": "2.0", "id": 1, "method": "ping",
+        "params": {"_meta": {"pad": "x".repeat(64)}}});
+    assert_problem(
+        &mcp(&small, "default", padded).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+}
+
+/// Stores a package's metadata as an upload would; deploying reads nothing else.
+async fn stored_package(app: &TestApp, agent: &str) -> String {
+    let manifest = nexus_package::parse_manifest(
+        "nexus.toml",
+        &format!(
+            "[agent]\nname = \"{agent}\"\nnamespace = \"t\"\nversion = \"0.1.0\"\ndescription = \"d\"\n\
+             [[skills]]\nid = \"s\"\nname = \"S\"\ndescription = \"d\"\n"
+        ),
+    )
+    .unwrap();
+    let tenant = app
+        .store
+        .get_tenant_by_name(&nexus_core::Name::parse("default").unwrap())
+        .await
+        .unwrap();
+    let digest = format!("sha256:{}", "b".repeat(64));
+    app.store
+        .put_package(
+            tenant.id,
+            nexus_core::NewPackage {
+                reference: manifest.package_ref(),
+                digest: digest.clone(),
+                size_bytes: 1,
+                manifest: manifest.to_json(),
+            },
+        )
+        .await
+        .unwrap();
+    digest
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn deploy_secrets_are_stored_encrypted_and_shown_by_name_only() {
+    const LEAK: &str = "DO-NOT-LEAK";
+    let app = app().await;
+    let digest = stored_package(&app, "mailer").await;
+    let value = format!("sk-live-{LEAK}-0123456789");
+    let deployed = app
+        .post_json(
+            "/v1/tenants/default/agents",
+            json!({"package_digest": digest, "config": {"mode": "fast"},
+                "secrets": {"api-key": value, "token": format!("tok-{LEAK}")}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(deployed.status, StatusCode::CREATED, "{}", deployed.text);
+    assert_eq!(
+        deployed.body["revision"]["secret_names"],
+        json!(["api-key", "token"])
+    );
+    assert!(!deployed.text.contains(LEAK), "{}", deployed.text);
+    let shown = app.get("/v1/tenants/default/agents/mailer").await;
+    assert_eq!(
+        shown.body["revisions"][0]["secret_names"],
+        json!(["api-key", "token"])
+    );
+    assert!(!shown.text.contains(LEAK), "{}", shown.text);
+
+    // The row holds a ciphertext of the right size, and no database file holds the value.
+    let tenant = nexus_core::TenantId::from_uuid(
+        deployed.body["agent"]["tenant_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+    );
+    let agent: nexus_core::AgentId = deployed.body["agent"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stored = app
+        .store
+        .get_secret(tenant, agent, "api-key")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.len(), value.len() + nexus_secrets::OVERHEAD);
+    assert!(!contains(&stored, LEAK));
+    let mut files = Vec::new();
+    for file in ["nexus.db", "nexus.db-wal"] {
+        files.extend(std::fs::read(app.dir.path().join(file)).unwrap_or_default());
+    }
+    assert!(contains(&files, "api-key"), "names are stored in the clear");
+    assert!(
+        !contains(&files, LEAK),
+        "a secret value is in the database file"
+    );
+
+    // A redeploy without secrets keeps them.
+    let again = app
+        .post_json(
+            "/v1/tenants/default/agents",
+            json!({"package_digest": digest}).to_string(),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+    assert_eq!(again.body["revision"]["revision"], 2);
+    assert_eq!(
+        again.body["revision"]["secret_names"],
+        json!(["api-key", "token"])
+    );
+
+    // Bad secrets are refused, echo no value, and deploy nothing.
+    let too_many: serde_json::Map<String, Value> = (0..=nexus_control::MAX_SECRETS_PER_AGENT)
+        .map(|i| (format!("k{i}"), json!(LEAK)))
+        .collect();
+    let cases = [
+        (
+            json!({"token": ""}),
+            "validation_failed",
+            "`token` is empty",
+        ),
+        (
+            json!({"token": 12345}),
+            "invalid_body",
+            "`token` must be a string",
+        ),
+        (
+            json!({"token": [LEAK]}),
+            "invalid_body",
+            "`token` must be a string",
+        ),
+        (json!(LEAK), "invalid_body", "must be an object"),
+        (json!({"bad name": LEAK}), "validation_failed", "bad name"),
+        (Value::Object(too_many), "validation_failed", "at most"),
+        (
+            json!({"token": format!("{LEAK}{}", "x".repeat(nexus_control::MAX_SECRET_VALUE_BYTES))}),
+            "validation_failed",
+            "the limit is",
+        ),
+    ];
+    for (secrets, code, detail) in cases {
+        let reply = app
+            .post_json(
+                "/v1/tenants/default/agents",
+                json!({"package_digest": digest, "secrets": secrets}).to_string(),
+            )
+            .await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, code);
+        let shown = reply.body["detail"].as_str().unwrap();
+        assert!(shown.contains(detail), "{secrets}: {shown}");
+        assert!(!shown.contains(LEAK) && !shown.contains("12345"), "{shown}");
+    }
+    let unchanged = app.get("/v1/tenants/default/agents/mailer").await;
+    assert_eq!(unchanged.body["agent"]["current_revision"], 2);
 }

@@ -74,6 +74,56 @@ impl Client {
             .map(|_| ())
     }
 
+    /// Sends a request answered with `text/event-stream` and yields its events as they come.
+    /// An error response is turned into a CLI error before any event.
+    pub async fn events(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<impl futures::Stream<Item = Result<sse_stream::Sse, CliError>> + use<>, CliError>
+    {
+        let response = request
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| CliError {
+                code: CliError::UNREACHABLE,
+                message: format!("cannot reach the server at {}: {e}", self.base),
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(problem_error(status, &bytes));
+        }
+        let base = self.base.clone();
+        Ok(futures::StreamExt::map(
+            sse_stream::SseStream::from_bytes_stream(response.bytes_stream()),
+            move |event| {
+                event.map_err(|e| CliError {
+                    code: CliError::UNREACHABLE,
+                    message: format!("the event stream from {base} broke: {e}"),
+                })
+            },
+        ))
+    }
+
+    /// A POST request with a JSON body, for [`events`](Self::events).
+    pub fn post_request<B: Serialize>(
+        &self,
+        segments: &[&str],
+        body: &B,
+    ) -> reqwest::RequestBuilder {
+        self.http.post(self.url(segments)).json(body)
+    }
+
+    /// A GET request, for [`events`](Self::events).
+    pub fn get_request(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> reqwest::RequestBuilder {
+        self.http.get(self.url(segments)).query(query)
+    }
+
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {

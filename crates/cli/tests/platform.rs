@@ -90,7 +90,7 @@ fn deploy_invoke_rollback_and_restart() {
         .collect();
     assert_eq!(
         kinds,
-        ["status", "message", "status", "status", "message", "usage"]
+        ["status", "message", "status", "message", "usage", "status"]
     );
     server.stop();
 
@@ -109,6 +109,55 @@ fn deploy_invoke_rollback_and_restart() {
 
     text(&server.cli(&["agents", "delete", "echo"]));
     let (code, stderr) = code_and_stderr(&server.cli(&["invoke", "echo", "anyone?"]));
+    assert_eq!(code, Some(4), "{stderr}");
+    server.stop();
+}
+
+#[test]
+fn invoke_streams_and_logs_follow() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let streamer = repo().join("examples/streamer");
+    text(&server.cli_building(&["deploy", streamer.to_str().unwrap()]));
+
+    // Partial text on stdout as it comes, progress and the outcome on stderr.
+    let streamed = server.cli(&["invoke", "--stream", "streamer", "one two three"]);
+    let (code, stderr) = code_and_stderr(&streamed);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&streamed.stdout),
+        "one two three \n"
+    );
+    assert!(stderr.contains("… thinking"), "{stderr}");
+    assert!(stderr.contains("completed"), "{stderr}");
+
+    // With --json: the task first, then one event per line, ending with the final status.
+    let lines: Vec<Value> = String::from_utf8_lossy(
+        &server
+            .cli(&["--json", "invoke", "--stream", "streamer", "x"])
+            .stdout,
+    )
+    .lines()
+    .map(|line| serde_json::from_str(line).unwrap())
+    .collect();
+    assert_eq!(lines[0]["state"], "working");
+    let task_id = lines[0]["id"].as_str().unwrap().to_owned();
+    let last = lines.last().unwrap();
+    assert_eq!(
+        (&last["kind"], &last["payload"]["state"]),
+        (&"status".into(), &"completed".into())
+    );
+
+    // Following an ended task prints its whole log and returns.
+    let followed = server.cli(&["--json", "logs", "-f", &task_id]);
+    let followed: Vec<Value> = String::from_utf8_lossy(&followed.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    // The stream began once the task was working (after event 3); the log has it all.
+    assert_eq!(followed[0]["seq"], 1);
+    assert_eq!(followed[3..].to_vec(), lines[1..].to_vec());
+    let (code, stderr) = code_and_stderr(&server.cli(&["logs", "-f", "not-a-task"]));
     assert_eq!(code, Some(4), "{stderr}");
     server.stop();
 }
@@ -298,12 +347,26 @@ async fn a2a_errors_have_their_spec_codes() {
             rpc("tasks/pushNotificationConfig/set", serde_json::json!({})),
             -32003,
         ),
+        // Streaming methods refuse bad requests with a plain JSON-RPC error, before any SSE.
         (
             Some("1.0"),
             rpc("SendStreamingMessage", serde_json::json!({})),
+            -32602,
+        ),
+        (None, rpc("message/stream", serde_json::json!({})), -32602),
+        (
+            Some("1.0"),
+            rpc("SubscribeToTask", serde_json::json!({"id": task_id})),
             -32004,
         ),
-        (None, rpc("message/stream", serde_json::json!({})), -32004),
+        (
+            None,
+            rpc(
+                "tasks/resubscribe",
+                serde_json::json!({"id": nexus_core::TaskId::new().to_string()}),
+            ),
+            -32001,
+        ),
         (
             Some("1.0"),
             message(serde_json::json!([{"url": "https://example.com/f.pdf"}])),
@@ -330,4 +393,80 @@ async fn a2a_errors_have_their_spec_codes() {
         .unwrap();
     assert_eq!(missing.status(), 404);
     server.stop();
+}
+
+#[test]
+fn deploy_secrets_are_encrypted_at_rest_and_shown_by_name() {
+    const VALUE: &str = "sk-live-DO-NOT-LEAK";
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    // The first start created the master key, readable by its owner only.
+    let key_file = data.path().join("master.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let echo = repo().join("examples/echo");
+    let echo = echo.to_str().unwrap();
+
+    let secret = format!("api-key={VALUE}");
+    let deployed = stdout_json(&server.cli_building(&[
+        "--json",
+        "deploy",
+        echo,
+        "--secret",
+        &secret,
+        "--secret",
+        "token=t0k",
+    ]));
+    assert_eq!(
+        deployed["revision"]["secret_names"],
+        serde_json::json!(["api-key", "token"])
+    );
+    assert!(!deployed.to_string().contains(VALUE), "{deployed}");
+
+    // An empty secret is refused before anything is sent.
+    let (code, stderr) = code_and_stderr(&server.cli(&["deploy", echo, "--secret", "token="]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("`token` is empty"), "{stderr}");
+
+    // A redeploy without --secret keeps them; `agents get` names them.
+    text(&server.cli_building(&["deploy", echo]));
+    let shown = text(&server.cli(&["agents", "get", "echo"]));
+    assert!(shown.contains("secrets:  api-key, token"), "{shown}");
+    assert!(shown.contains("revision 2"), "{shown}");
+    assert!(!shown.contains(VALUE));
+    // Tasks open the secrets and run as before.
+    assert_eq!(text(&server.cli(&["invoke", "echo", "hi"])), "echo: hi");
+    server.stop();
+
+    // No database file holds the value.
+    for entry in std::fs::read_dir(data.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(VALUE.len()).any(|w| w == VALUE.as_bytes()),
+                "{} holds a secret value",
+                path.display()
+            );
+        }
+    }
+
+    // A key file that others can read stops the server at start, saying what to do.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let output = Command::new(NEXUS)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .output()
+            .unwrap();
+        let (code, stderr) = code_and_stderr(&output);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("chmod 600"), "{stderr}");
+    }
 }

@@ -17,7 +17,7 @@ use nexus_blob::{BlobStore, Digest};
 use nexus_core::message::{Message, Part, Role};
 use nexus_core::{
     Agent, AgentRevision, Grants, Name, NewAgentRevision, NewPackage, NewTask, Package, Task,
-    TaskEventKind, TaskId, TaskState, TenantId,
+    TaskEvent, TaskEventKind, TaskId, TaskState, TenantId,
 };
 use nexus_host::capability;
 use nexus_host::emit::{AgentEvent, EventSink};
@@ -29,8 +29,17 @@ use nexus_store::{NewTaskEvent, StateScope, Store, StoreError};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
+mod live;
+mod secrets;
+
+pub use secrets::{MAX_SECRET_NAME_LEN, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_AGENT};
+
 /// Most events read back to rebuild a multi-turn task's history.
 const MAX_HISTORY_EVENTS: u32 = 10_000;
+/// Events read from the log per query while a follower catches up.
+const REPLAY_PAGE: u32 = 500;
+/// Events queued for one follower; a slow reader (e.g. a slow network) holds back only itself.
+const FOLLOW_BUFFER: usize = 64;
 /// Longest session (context) id accepted.
 pub const MAX_CONTEXT_ID_LEN: usize = 256;
 
@@ -60,17 +69,35 @@ pub enum ControlError {
     /// Bad input that is not about grants (e.g. an empty message).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A bug or a crash inside the control plane; details are in the server log.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// A deployment request: which package (by digest), under which name, with what.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct DeployRequest {
     /// Agent name; defaults to the manifest's `agent.name`.
     pub name: Option<Name>,
     /// `sha256:…` of an uploaded package.
     pub package_digest: String,
     pub config: BTreeMap<String, String>,
+    /// Secrets to create or replace, by name; the agent keeps its other secrets. Stored
+    /// encrypted; `Debug` shows the names only.
+    pub secrets: BTreeMap<String, String>,
     pub grants: Grants,
+}
+
+impl std::fmt::Debug for DeployRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployRequest")
+            .field("name", &self.name)
+            .field("package_digest", &self.package_digest)
+            .field("config", &self.config)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("grants", &self.grants)
+            .finish()
+    }
 }
 
 /// One message to an agent.
@@ -87,8 +114,53 @@ pub struct InvokeRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct Invocation {
     pub task: Task,
-    pub result: TaskResult,
+    /// How the agent's run ended; absent when the task was canceled while it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
     pub usage: Usage,
+}
+
+/// A task that has started running.
+#[derive(Debug)]
+pub struct Started {
+    /// The task, `working`.
+    pub task: Task,
+    /// Its whole event log so far, oldest first.
+    pub log: Vec<TaskEvent>,
+    outcome: tokio::task::JoinHandle<Result<Invocation, ControlError>>,
+}
+
+impl Started {
+    /// Waits for the run to end (or to ask for input).
+    pub async fn finished(self) -> Result<Invocation, ControlError> {
+        self.outcome
+            .await
+            .map_err(|e| ControlError::Internal(format!("the task runner failed: {e}")))?
+    }
+}
+
+/// Marks a task as running on this node until dropped, so it can be followed and canceled.
+struct LiveGuard {
+    control: Arc<ControlPlane>,
+    task: TaskId,
+    canceled: tokio::sync::watch::Receiver<bool>,
+}
+
+impl LiveGuard {
+    fn begin(control: Arc<ControlPlane>, task: TaskId) -> Self {
+        let canceled = control.live.begin(task);
+        Self {
+            control,
+            task,
+            canceled,
+        }
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.control.live.end(self.task);
+    }
 }
 
 /// The control plane of one node.
@@ -97,8 +169,12 @@ pub struct ControlPlane {
     blobs: BlobStore,
     runtime: Arc<Runtime>,
     llm: Arc<dyn LlmProvider>,
+    /// Wraps the tenants' data keys, which seal deployment secrets.
+    kms: Arc<dyn nexus_secrets::Kms>,
     /// Loaded components by package digest: compiled once, instantiated per task.
     loaded: Mutex<HashMap<String, AgentComponent>>,
+    /// Tasks running on this node, for followers and cancellation.
+    live: live::LiveTasks,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -110,18 +186,23 @@ impl std::fmt::Debug for ControlPlane {
 }
 
 impl ControlPlane {
+    /// A control plane over `store` and `blobs`, running agents on `runtime`, with `llm` as the
+    /// model provider and `kms` protecting deployment secrets.
     pub fn new(
         store: Arc<dyn Store>,
         blobs: BlobStore,
         runtime: Arc<Runtime>,
         llm: Arc<dyn LlmProvider>,
+        kms: Arc<dyn nexus_secrets::Kms>,
     ) -> Self {
         Self {
             store,
             blobs,
             runtime,
             llm,
+            kms,
             loaded: Mutex::new(HashMap::new()),
+            live: live::LiveTasks::default(),
         }
     }
 
@@ -159,12 +240,15 @@ impl ControlPlane {
         Ok(stored)
     }
 
-    /// Creates the agent, or a new revision of it, from an uploaded package.
+    /// Creates the agent, or a new revision of it, from an uploaded package. `secrets` are
+    /// sealed and stored with the revision, in one transaction; the agent keeps earlier secrets
+    /// not named again, and the revision lists all of them.
     pub async fn deploy(
         &self,
         tenant: TenantId,
         request: DeployRequest,
     ) -> Result<(Agent, AgentRevision), ControlError> {
+        secrets::check(&request.secrets)?;
         let package = self
             .store
             .get_package_by_digest(tenant, &request.package_digest)
@@ -176,18 +260,33 @@ impl ControlPlane {
             Some(name) => name,
             None => package.reference.name.clone(),
         };
+        let sealed = if request.secrets.is_empty() {
+            Vec::new()
+        } else {
+            secrets::check_total(self.store.as_ref(), tenant, &name, &request.secrets).await?;
+            secrets::seal(
+                self.store.as_ref(),
+                self.kms.as_ref(),
+                tenant,
+                &name,
+                &request.secrets,
+            )
+            .await?
+        };
         let deployed = self
             .store
-            .deploy_revision(
+            .deploy_revision_with_secrets(
                 tenant,
                 NewAgentRevision {
                     name,
                     package: package.reference.clone(),
                     package_digest: package.digest.clone(),
                     config: request.config,
+                    // The store lists every secret the agent has after this deployment.
                     secret_names: Vec::new(),
                     grants: request.grants,
                 },
+                sealed,
             )
             .await?;
         Ok(deployed)
@@ -221,13 +320,27 @@ impl ControlPlane {
         Ok(component)
     }
 
-    /// Runs `request` as a durable task on the agent's current revision.
+    /// Runs `request` as a durable task and waits for it to end (or to ask for input).
     pub async fn invoke(
-        &self,
+        self: &Arc<Self>,
         tenant: TenantId,
         agent_name: &Name,
         request: InvokeRequest,
     ) -> Result<Invocation, ControlError> {
+        let started = self.start(tenant, agent_name, request).await?;
+        started.finished().await
+    }
+
+    /// Starts `request` as a durable task on the agent's current revision (or continues the
+    /// waiting task it names) and returns once the task is `working`. The agent runs in the
+    /// background and the task ends even if the caller goes away; follow it with
+    /// [`follow`](Self::follow) or wait with [`Started::finished`].
+    pub async fn start(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        agent_name: &Name,
+        request: InvokeRequest,
+    ) -> Result<Started, ControlError> {
         if request.message.is_empty() {
             return Err(ControlError::Invalid("the message has no parts".into()));
         }
@@ -249,37 +362,50 @@ impl ControlPlane {
             kind: TaskEventKind::Message,
             payload: json(&user_message),
         };
-        let (task, revision_number, history) = match request.task_id {
-            // A follow-up message: the task keeps its revision and sees its earlier messages.
+        // Everything that can refuse the request is checked before the task changes, so a
+        // refused request leaves no task behind (or the waiting task as it was).
+        let (task, revision_number, earlier_events) = match request.task_id {
             Some(id) => {
                 let task = self.store.get_task(tenant, id).await?;
                 if task.agent_id != agent.id {
                     return Err(StoreError::not_found("task", id).into());
                 }
+                task.state
+                    .transition(TaskState::Working)
+                    .map_err(StoreError::IllegalTransition)?;
                 let events = self
                     .store
                     .list_task_events(tenant, id, 0, MAX_HISTORY_EVENTS)
                     .await?;
-                let history = events
-                    .into_iter()
-                    .filter(|e| {
-                        e.kind == TaskEventKind::Message && e.payload.get("event").is_none()
-                    })
-                    .filter_map(|e| serde_json::from_value::<Message>(e.payload).ok())
-                    .collect();
-                let (task, _) = self
-                    .store
-                    .transition_task(tenant, id, TaskState::Working, None, vec![user_event])
-                    .await?;
                 let revision = task.agent_revision;
-                (task, revision, history)
+                (Some(task), revision, events)
+            }
+            None => (None, agent.current_revision, Vec::new()),
+        };
+        let revision = self
+            .store
+            .get_revision(tenant, agent.id, revision_number)
+            .await?;
+        let component = self.component(&revision.package_digest).await?;
+        let history = history_of(&earlier_events);
+
+        let (task, log) = match task {
+            // A follow-up message: the task keeps its revision and sees its earlier messages.
+            Some(task) => {
+                let live = LiveGuard::begin(self.clone(), task.id);
+                let (task, appended) = self
+                    .transition(tenant, task.id, TaskState::Working, None, vec![user_event])
+                    .await?;
+                let mut log = earlier_events;
+                log.extend(appended);
+                (task, (log, live))
             }
             None => {
                 let context_id = request
                     .context_id
                     .clone()
                     .unwrap_or_else(|| TaskId::new().to_string());
-                let (task, _) = self
+                let (task, created) = self
                     .store
                     .create_task(
                         tenant,
@@ -292,33 +418,59 @@ impl ControlPlane {
                         vec![user_event],
                     )
                     .await?;
-                let (task, _) = self
-                    .store
-                    .transition_task(tenant, task.id, TaskState::Working, None, Vec::new())
+                let live = LiveGuard::begin(self.clone(), task.id);
+                let (task, appended) = self
+                    .transition(tenant, task.id, TaskState::Working, None, Vec::new())
                     .await?;
-                (task, agent.current_revision, Vec::new())
+                let mut log = created;
+                log.extend(appended);
+                (task, (log, live))
             }
         };
-        let revision = self
-            .store
-            .get_revision(tenant, agent.id, revision_number)
-            .await?;
-        let component = self.component(&revision.package_digest).await?;
-        let context_id = task.context_id.clone();
+        let (log, live) = log;
 
-        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-        let env = self.task_env(
-            tenant,
-            &agent,
-            &revision,
-            &context_id,
-            EventSink::new(sender),
-        )?;
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let env = self
+            .task_env(
+                tenant,
+                &agent,
+                &revision,
+                &task.context_id,
+                EventSink::new(sender),
+            )
+            .await?;
+        let input = TaskInput {
+            task_id: task.id.to_string(),
+            context_id: task.context_id.clone(),
+            message: user_message.parts,
+            history,
+            metadata: Vec::new(),
+        };
+        let this = self.clone();
+        let id = task.id;
+        let outcome = tokio::spawn(async move {
+            this.run(tenant, id, component, input, env, receiver, live)
+                .await
+        });
+        Ok(Started { task, log, outcome })
+    }
+
+    /// Runs the agent for a started task and records how it ended.
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        self: Arc<Self>,
+        tenant: TenantId,
+        task_id: TaskId,
+        component: AgentComponent,
+        input: TaskInput,
+        env: TaskEnv,
+        mut streamed: tokio::sync::mpsc::UnboundedReceiver<AgentEvent>,
+        live: LiveGuard,
+    ) -> Result<Invocation, ControlError> {
         // Streamed events go to the task's log as they come.
-        let store = self.store.clone();
-        let task_id = task.id;
+        let this = self.clone();
         let log_writer = tokio::spawn(async move {
-            while let Some(event) = receiver.recv().await {
+            while let Some(event) = streamed.recv().await {
                 let kind = match &event {
                     AgentEvent::Artifact { .. } => TaskEventKind::Artifact,
                     AgentEvent::Log { .. } => TaskEventKind::Log,
@@ -326,39 +478,35 @@ impl ControlPlane {
                         TaskEventKind::Message
                     }
                 };
-                let appended = store
-                    .append_task_events(
-                        tenant,
-                        task_id,
-                        vec![NewTaskEvent {
-                            kind,
-                            payload: json(&event),
-                        }],
-                    )
-                    .await;
-                if let Err(e) = appended {
+                let event = NewTaskEvent {
+                    kind,
+                    payload: json(&event),
+                };
+                if let Err(e) = this.append(tenant, task_id, vec![event]).await {
                     tracing::warn!(task = %task_id, error = %e, "dropping a task event");
                 }
             }
         });
-        let outcome = self
-            .runtime
-            .run(
-                &component,
-                TaskInput {
-                    task_id: task.id.to_string(),
-                    context_id,
-                    message: user_message.parts,
-                    history,
-                    metadata: Vec::new(),
-                },
-                env,
-            )
-            .await;
+        let mut canceled = live.canceled.clone();
+        let outcome = tokio::select! {
+            outcome = self.runtime.run(&component, input, env) => Some(outcome),
+            // Dropping the run stops the guest at its next yield point.
+            Ok(_) = canceled.wait_for(|canceled| *canceled) => None,
+        };
         // The sink is dropped with the instance; wait until every event is in the log.
         if let Err(e) = log_writer.await {
             tracing::warn!(task = %task_id, error = %e, "task event writer failed");
         }
+        let Some(outcome) = outcome else {
+            // Canceled: the cancellation is already recorded.
+            let task = self.store.get_task(tenant, task_id).await?;
+            drop(live);
+            return Ok(Invocation {
+                task,
+                result: None,
+                usage: Usage::default(),
+            });
+        };
 
         let (state, message, mut events) = match &outcome.result {
             TaskResult::Completed { reply } | TaskResult::InputRequired { reply } => {
@@ -394,24 +542,163 @@ impl ControlPlane {
             payload: json(&outcome.usage),
         });
         let task = match self
-            .store
-            .transition_task(tenant, task.id, state, message, events)
+            .transition(tenant, task_id, state, message, events)
             .await
         {
             Ok((task, _)) => task,
-            // Canceled while it ran: the cancellation stands.
-            Err(StoreError::IllegalTransition(_)) => self.store.get_task(tenant, task.id).await?,
+            // Canceled just as it ended: the cancellation stands.
+            Err(StoreError::IllegalTransition(_)) => self.store.get_task(tenant, task_id).await?,
             Err(e) => return Err(e.into()),
         };
+        drop(live);
         Ok(Invocation {
             task,
-            result: outcome.result,
+            result: Some(outcome.result),
             usage: outcome.usage,
         })
     }
 
-    /// The capabilities of one task, from the revision's grants.
-    fn task_env(
+    /// Cancels a task that has not ended; a running agent is stopped.
+    pub async fn cancel(&self, tenant: TenantId, task_id: TaskId) -> Result<Task, ControlError> {
+        let (task, _) = self
+            .transition(
+                tenant,
+                task_id,
+                TaskState::Canceled,
+                Some("canceled by the caller".into()),
+                Vec::new(),
+            )
+            .await?;
+        self.live.cancel(task_id);
+        Ok(task)
+    }
+
+    /// Follows a task's event log from `after_seq`: what is logged already, then new events as
+    /// they are committed, until the task stops running (ends or waits for input). The
+    /// receiver yields an error and closes if the log cannot be read; dropping it stops the
+    /// follower.
+    pub fn follow(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        task_id: TaskId,
+        after_seq: u64,
+    ) -> tokio::sync::mpsc::Receiver<Result<TaskEvent, ControlError>> {
+        let (sender, receiver) = tokio::sync::mpsc::channel(FOLLOW_BUFFER);
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.pump(tenant, task_id, after_seq, &sender).await {
+                let _ = sender.send(Err(e)).await;
+            }
+        });
+        receiver
+    }
+
+    async fn pump(
+        &self,
+        tenant: TenantId,
+        task_id: TaskId,
+        after_seq: u64,
+        out: &tokio::sync::mpsc::Sender<Result<TaskEvent, ControlError>>,
+    ) -> Result<(), ControlError> {
+        use tokio::sync::broadcast::error::RecvError;
+        // Subscribe before reading the log, so nothing falls between the two.
+        let mut live = self.live.subscribe(task_id);
+        let Some(mut last) = self.replay(tenant, task_id, after_seq, out).await? else {
+            return Ok(());
+        };
+        if live.is_none() {
+            // Not running here, or it started while we read the log: look once more.
+            live = self.live.subscribe(task_id);
+            match self.replay(tenant, task_id, last, out).await? {
+                Some(seq) => last = seq,
+                None => return Ok(()),
+            }
+        }
+        let Some(mut live) = live else {
+            return Ok(());
+        };
+        loop {
+            match live.recv().await {
+                Ok(event) if event.seq <= last => {}
+                Ok(event) if event.seq == last + 1 => {
+                    last = event.seq;
+                    if out.send(Ok(event)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                // A gap (published out of order, or this follower lagged): the log has it.
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    match self.replay(tenant, task_id, last, out).await? {
+                        Some(seq) => last = seq,
+                        None => return Ok(()),
+                    }
+                }
+                Err(RecvError::Closed) => {
+                    self.replay(tenant, task_id, last, out).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Sends the logged events after `after_seq`; returns the last sequence number sent, or
+    /// `None` when the receiver is gone.
+    async fn replay(
+        &self,
+        tenant: TenantId,
+        task_id: TaskId,
+        mut after_seq: u64,
+        out: &tokio::sync::mpsc::Sender<Result<TaskEvent, ControlError>>,
+    ) -> Result<Option<u64>, ControlError> {
+        loop {
+            let events = self
+                .store
+                .list_task_events(tenant, task_id, after_seq, REPLAY_PAGE)
+                .await?;
+            let full_page = events.len() == REPLAY_PAGE as usize;
+            for event in events {
+                after_seq = event.seq;
+                if out.send(Ok(event)).await.is_err() {
+                    return Ok(None);
+                }
+            }
+            if !full_page {
+                return Ok(Some(after_seq));
+            }
+        }
+    }
+
+    /// Moves a task and tells its followers.
+    async fn transition(
+        &self,
+        tenant: TenantId,
+        id: TaskId,
+        to: TaskState,
+        message: Option<String>,
+        events: Vec<NewTaskEvent>,
+    ) -> Result<(Task, Vec<TaskEvent>), StoreError> {
+        let (task, appended) = self
+            .store
+            .transition_task(tenant, id, to, message, events)
+            .await?;
+        self.live.publish(id, &appended);
+        Ok((task, appended))
+    }
+
+    /// Appends to a task's log and tells its followers.
+    async fn append(
+        &self,
+        tenant: TenantId,
+        id: TaskId,
+        events: Vec<NewTaskEvent>,
+    ) -> Result<(), StoreError> {
+        let appended = self.store.append_task_events(tenant, id, events).await?;
+        self.live.publish(id, &appended);
+        Ok(())
+    }
+
+    /// The capabilities of one task, from the revision's grants, with its secrets decrypted.
+    async fn task_env(
         &self,
         tenant: TenantId,
         agent: &Agent,
@@ -420,6 +707,14 @@ impl ControlPlane {
         events: EventSink,
     ) -> Result<TaskEnv, ControlError> {
         let granted = |name: &str| revision.grants.capabilities.iter().any(|c| c == name);
+        let secrets = secrets::open(
+            self.store.as_ref(),
+            self.kms.as_ref(),
+            tenant,
+            agent,
+            revision,
+        )
+        .await?;
         Ok(TaskEnv {
             state: if granted(capability::STATE) {
                 StateCapability::granted(
@@ -433,10 +728,7 @@ impl ControlPlane {
             } else {
                 StateCapability::denied()
             },
-            config: nexus_host::config::ConfigCapability::new(
-                revision.config.clone(),
-                BTreeMap::new(),
-            ),
+            config: nexus_host::config::ConfigCapability::new(revision.config.clone(), secrets),
             llm: if granted(capability::LLM) {
                 LlmCapability::granted(self.llm.clone())
             } else {
@@ -485,6 +777,15 @@ pub fn check_grants(
         }
     }
     Ok(())
+}
+
+/// The conversation so far, from a task's log: its messages, without streamed chunks.
+fn history_of(events: &[TaskEvent]) -> Vec<Message> {
+    events
+        .iter()
+        .filter(|e| e.kind == TaskEventKind::Message && e.payload.get("event").is_none())
+        .filter_map(|e| serde_json::from_value::<Message>(e.payload.clone()).ok())
+        .collect()
 }
 
 fn json<T: Serialize>(value: &T) -> serde_json::Value {

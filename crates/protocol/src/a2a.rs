@@ -141,7 +141,7 @@ impl TaskView {
     }
 }
 
-fn timestamp(at: DateTime<Utc>) -> String {
+pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -244,7 +244,7 @@ pub fn message_json(
     out
 }
 
-fn artifact_json(version: Version, artifact: &Artifact) -> Value {
+pub(crate) fn artifact_json(version: Version, artifact: &Artifact) -> Value {
     let mut out = json!({
         "artifactId": artifact.id,
         "parts": artifact.parts.iter().map(|p| part_json(version, p)).collect::<Vec<_>>(),

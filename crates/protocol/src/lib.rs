@@ -5,8 +5,10 @@
 //!   event log, rendered in the A2A 1.0 shape (ProtoJSON: camelCase, `TASK_STATE_*` enums,
 //!   `oneof` parts) or the 0.3 shape (`kind` discriminators, lowercase states), and message
 //!   parsing from either.
+//! - [`stream`]: a task's log events as A2A stream responses (SSE payloads).
 //!
 //! No IO: the HTTP routes live in `nexus-api`.
 
 pub mod a2a;
 pub mod jsonrpc;
+pub mod stream;

@@ -114,6 +114,7 @@ fn migrator() -> sqlx::migrate::Migrator {
             "agent state",
             include_str!("../migrations/0002_agent_state.sql"),
         ),
+        (3, "secrets", include_str!("../migrations/0003_secrets.sql")),
     ])
 }
 

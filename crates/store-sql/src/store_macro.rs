@@ -18,8 +18,8 @@ macro_rules! impl_store {
                 audit::GENESIS_HASH, page::now,
             };
             use $crate::__private::nexus_store::{
-                AgentStore, AuditStore, NewTaskEvent, PackageStore, Result, StateScope, StateStore,
-                Store, StoreError, TaskFilter, TaskStore, TenantStore,
+                AgentStore, AuditStore, NewTaskEvent, PackageStore, Result, SealedSecret, SecretStore,
+                StateScope, StateStore, Store, StoreError, TaskFilter, TaskStore, TenantStore,
             };
             use $crate::__private::sqlx::{self, types::Json};
             use $crate::__private::uuid::Uuid;
@@ -82,6 +82,118 @@ macro_rules! impl_store {
                     .parse::<TaskState>()
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 Ok((state, to_u64(last_seq, "tasks.last_seq")?))
+            }
+
+            /// Creates the agent or its next revision and makes that revision current. With
+            /// `secrets`, also creates or replaces those secrets of the agent, and the revision
+            /// names all the agent's secrets.
+            async fn deploy_in_tx(
+                tx: &mut Tx,
+                tenant: TenantId,
+                mut new: NewAgentRevision,
+                secrets: Option<Vec<SealedSecret>>,
+            ) -> Result<(Agent, AgentRevision)> {
+                let at = now();
+                let (agent_id,): (Uuid,) = sqlx::query_as(
+                    "INSERT INTO agents (id, tenant_id, name, current_revision, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 0, $4, $4) \
+                     ON CONFLICT (tenant_id, name) DO UPDATE SET updated_at = excluded.updated_at \
+                     RETURNING id",
+                )
+                .bind(AgentId::new().as_uuid())
+                .bind(tenant.as_uuid())
+                .bind(new.name.as_str())
+                .bind(at)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(|e| {
+                    if is_foreign_key_violation(&e) {
+                        StoreError::not_found("tenant", tenant)
+                    } else {
+                        map_err(e)
+                    }
+                })?;
+                if let Some(secrets) = secrets {
+                    for secret in secrets {
+                        upsert_secret(tx, tenant, agent_id, &secret, at).await?;
+                    }
+                    let names: Vec<(String,)> = sqlx::query_as(
+                        "SELECT name FROM agent_secrets WHERE tenant_id = $1 AND agent_id = $2 ORDER BY name",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(agent_id)
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                    new.secret_names = names.into_iter().map(|(name,)| name).collect();
+                }
+                let (revision,): (i64,) = sqlx::query_as(
+                    "SELECT COALESCE(MAX(revision), 0) + 1 FROM agent_revisions WHERE agent_id = $1",
+                )
+                .bind(agent_id)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                let stored: AgentRevision = sqlx::query_as::<_, RevisionRow>(
+                    "INSERT INTO agent_revisions \
+                     (tenant_id, agent_id, revision, package_ref, package_digest, config, secret_names, grants, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     RETURNING agent_id, revision, package_ref, package_digest, config, secret_names, grants, created_at",
+                )
+                .bind(tenant.as_uuid())
+                .bind(agent_id)
+                .bind(revision)
+                .bind(new.package.to_string())
+                .bind(&new.package_digest)
+                .bind(Json(&new.config))
+                .bind(Json(&new.secret_names))
+                .bind(Json(&new.grants))
+                .bind(at)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .try_into()?;
+                let agent: Agent = sqlx::query_as::<_, AgentRow>(
+                    "UPDATE agents SET current_revision = $1 WHERE id = $2 \
+                     RETURNING id, tenant_id, name, current_revision, created_at, updated_at",
+                )
+                .bind(revision)
+                .bind(agent_id)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .try_into()?;
+                Ok((agent, stored))
+            }
+
+            async fn upsert_secret(
+                tx: &mut Tx,
+                tenant: TenantId,
+                agent: Uuid,
+                secret: &SealedSecret,
+                at: $crate::__private::chrono::DateTime<$crate::__private::chrono::Utc>,
+            ) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO agent_secrets (tenant_id, agent_id, name, ciphertext, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (tenant_id, agent_id, name) DO UPDATE \
+                     SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+                )
+                .bind(tenant.as_uuid())
+                .bind(agent)
+                .bind(&secret.name)
+                .bind(&secret.ciphertext)
+                .bind(at)
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| {
+                    if is_foreign_key_violation(&e) {
+                        StoreError::not_found("agent", AgentId::from_uuid(agent))
+                    } else {
+                        map_err(e)
+                    }
+                })?;
+                Ok(())
             }
 
             #[async_trait]
@@ -170,65 +282,10 @@ macro_rules! impl_store {
                     tenant: TenantId,
                     new: NewAgentRevision,
                 ) -> Result<(Agent, AgentRevision)> {
-                    let at = now();
                     let mut tx = self.writer().begin().await.map_err(map_err)?;
-                    let (agent_id,): (Uuid,) = sqlx::query_as(
-                        "INSERT INTO agents (id, tenant_id, name, current_revision, created_at, updated_at) \
-                         VALUES ($1, $2, $3, 0, $4, $4) \
-                         ON CONFLICT (tenant_id, name) DO UPDATE SET updated_at = excluded.updated_at \
-                         RETURNING id",
-                    )
-                    .bind(AgentId::new().as_uuid())
-                    .bind(tenant.as_uuid())
-                    .bind(new.name.as_str())
-                    .bind(at)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| {
-                        if is_foreign_key_violation(&e) {
-                            StoreError::not_found("tenant", tenant)
-                        } else {
-                            map_err(e)
-                        }
-                    })?;
-                    let (revision,): (i64,) = sqlx::query_as(
-                        "SELECT COALESCE(MAX(revision), 0) + 1 FROM agent_revisions WHERE agent_id = $1",
-                    )
-                    .bind(agent_id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                    let stored: AgentRevision = sqlx::query_as::<_, RevisionRow>(
-                        "INSERT INTO agent_revisions \
-                         (tenant_id, agent_id, revision, package_ref, package_digest, config, secret_names, grants, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                         RETURNING agent_id, revision, package_ref, package_digest, config, secret_names, grants, created_at",
-                    )
-                    .bind(tenant.as_uuid())
-                    .bind(agent_id)
-                    .bind(revision)
-                    .bind(new.package.to_string())
-                    .bind(&new.package_digest)
-                    .bind(Json(&new.config))
-                    .bind(Json(&new.secret_names))
-                    .bind(Json(&new.grants))
-                    .bind(at)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(map_err)?
-                    .try_into()?;
-                    let agent: Agent = sqlx::query_as::<_, AgentRow>(
-                        "UPDATE agents SET current_revision = $1 WHERE id = $2 \
-                         RETURNING id, tenant_id, name, current_revision, created_at, updated_at",
-                    )
-                    .bind(revision)
-                    .bind(agent_id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(map_err)?
-                    .try_into()?;
+                    let deployed = deploy_in_tx(&mut tx, tenant, new, None).await?;
                     tx.commit().await.map_err(map_err)?;
-                    Ok((agent, stored))
+                    Ok(deployed)
                 }
 
                 async fn get_agent(&self, tenant: TenantId, name: &Name) -> Result<Agent> {
@@ -531,12 +588,13 @@ macro_rules! impl_store {
                     let mut tx = self.writer().begin().await.map_err(map_err)?;
                     let (from, last_seq) = lock_task(&mut tx, tenant, id).await?;
                     from.transition(to)?;
-                    let mut all_events = Vec::with_capacity(events.len() + 1);
+                    // The status change comes last, so a reader following the log sees the
+                    // reply and artifacts before the state that ends the task.
+                    let mut all_events = events;
                     all_events.push(NewTaskEvent {
                         kind: $crate::__private::nexus_core::TaskEventKind::Status,
                         payload: status_payload(to, message.as_deref()),
                     });
-                    all_events.extend(events);
                     let task: Task = sqlx::query_as::<_, TaskRow>(
                         "UPDATE tasks SET state = $1, status_message = $2, last_seq = $3, updated_at = $4 \
                          WHERE id = $5 \
@@ -851,6 +909,118 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?;
                     Ok(rows.into_iter().map(|(key,)| key).collect())
+                }
+            }
+
+            #[async_trait]
+            impl SecretStore for $store {
+                async fn put_tenant_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<Vec<u8>> {
+                    sqlx::query(
+                        "INSERT INTO tenant_keys (tenant_id, wrapped, created_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (tenant_id) DO NOTHING",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(wrapped)
+                    .bind(now())
+                    .execute(self.writer())
+                    .await
+                    .map_err(|e| {
+                        if is_foreign_key_violation(&e) {
+                            StoreError::not_found("tenant", tenant)
+                        } else {
+                            map_err(e)
+                        }
+                    })?;
+                    // Read through the writer: a reader might not see the row just written yet.
+                    let (stored,): (Vec<u8>,) =
+                        sqlx::query_as("SELECT wrapped FROM tenant_keys WHERE tenant_id = $1")
+                            .bind(tenant.as_uuid())
+                            .fetch_one(self.writer())
+                            .await
+                            .map_err(map_err)?;
+                    Ok(stored)
+                }
+
+                async fn get_tenant_key(&self, tenant: TenantId) -> Result<Option<Vec<u8>>> {
+                    let row: Option<(Vec<u8>,)> =
+                        sqlx::query_as("SELECT wrapped FROM tenant_keys WHERE tenant_id = $1")
+                            .bind(tenant.as_uuid())
+                            .fetch_optional(self.reader())
+                            .await
+                            .map_err(map_err)?;
+                    Ok(row.map(|(wrapped,)| wrapped))
+                }
+
+                async fn deploy_revision_with_secrets(
+                    &self,
+                    tenant: TenantId,
+                    new: NewAgentRevision,
+                    secrets: Vec<SealedSecret>,
+                ) -> Result<(Agent, AgentRevision)> {
+                    let mut tx = self.writer().begin().await.map_err(map_err)?;
+                    let deployed = deploy_in_tx(&mut tx, tenant, new, Some(secrets)).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(deployed)
+                }
+
+                async fn put_secret(
+                    &self,
+                    tenant: TenantId,
+                    agent: AgentId,
+                    secret: SealedSecret,
+                ) -> Result<()> {
+                    let mut tx = self.writer().begin().await.map_err(map_err)?;
+                    upsert_secret(&mut tx, tenant, *agent.as_uuid(), &secret, now()).await?;
+                    tx.commit().await.map_err(map_err)
+                }
+
+                async fn get_secret(
+                    &self,
+                    tenant: TenantId,
+                    agent: AgentId,
+                    name: &str,
+                ) -> Result<Option<Vec<u8>>> {
+                    let row: Option<(Vec<u8>,)> = sqlx::query_as(
+                        "SELECT ciphertext FROM agent_secrets \
+                         WHERE tenant_id = $1 AND agent_id = $2 AND name = $3",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(agent.as_uuid())
+                    .bind(name)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(row.map(|(ciphertext,)| ciphertext))
+                }
+
+                async fn list_secrets(&self, tenant: TenantId, agent: AgentId) -> Result<Vec<SealedSecret>> {
+                    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+                        "SELECT name, ciphertext FROM agent_secrets \
+                         WHERE tenant_id = $1 AND agent_id = $2 ORDER BY name",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(agent.as_uuid())
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|(name, ciphertext)| SealedSecret { name, ciphertext })
+                        .collect())
+                }
+
+                async fn delete_secret(&self, tenant: TenantId, agent: AgentId, name: &str) -> Result<bool> {
+                    let deleted = sqlx::query(
+                        "DELETE FROM agent_secrets WHERE tenant_id = $1 AND agent_id = $2 AND name = $3",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(agent.as_uuid())
+                    .bind(name)
+                    .execute(self.writer())
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                    Ok(deleted > 0)
                 }
             }
 

@@ -14,7 +14,7 @@ use nexus_core::{
 };
 use serde_json::json;
 
-use crate::{NewTaskEvent, StateScope, Store, StoreError, TaskFilter};
+use crate::{NewTaskEvent, SealedSecret, StateScope, Store, StoreError, TaskFilter};
 
 /// Generates one `#[tokio::test]` per conformance case. `$fresh` is an async expression
 /// evaluating to an `Arc<dyn Store>` (or anything that derefs to a `Store`) that is empty.
@@ -35,7 +35,10 @@ macro_rules! conformance_tests {
             tasks_concurrent_transitions_have_one_winner,
             tasks_unfinished_fail_at_recovery,
             audit_chain_holds_under_concurrency,
-            state_is_scoped_and_compare_and_swap_is_atomic
+            state_is_scoped_and_compare_and_swap_is_atomic,
+            secrets_deploy_with_the_revision_and_keep_earlier_ones,
+            secrets_are_scoped_to_tenant_and_agent,
+            tenant_keys_are_stored_once
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -436,8 +439,9 @@ pub async fn tasks_follow_the_state_machine(store: Arc<dyn Store>) {
     assert_eq!(done.state, TaskState::Completed);
     assert_eq!(done.status_message.as_deref(), Some("all good"));
     assert_eq!(
-        appended.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        vec![4, 5]
+        appended.iter().map(|e| (e.seq, e.kind)).collect::<Vec<_>>(),
+        vec![(4, TaskEventKind::Artifact), (5, TaskEventKind::Status)],
+        "the status change comes after the events it ends"
     );
     assert_eq!(store.get_task(t, task.id).await.unwrap(), done);
 
@@ -879,4 +883,192 @@ pub async fn state_is_scoped_and_compare_and_swap_is_atomic(store: Arc<dyn Store
     // Deleting the agent deletes its state.
     store.delete_agent(t, a).await.unwrap();
     assert_eq!(store.state_get(&scope, "k").await.unwrap(), None);
+}
+
+fn sealed(name: &str, ciphertext: &[u8]) -> SealedSecret {
+    SealedSecret {
+        name: name.to_owned(),
+        ciphertext: ciphertext.to_vec(),
+    }
+}
+
+pub async fn secrets_deploy_with_the_revision_and_keep_earlier_ones(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    // Every byte value survives the round trip.
+    let binary: Vec<u8> = (0..=255).collect();
+
+    // The first deployment creates the agent with its secrets; the revision names what the
+    // agent has (not what `new` claimed).
+    let (agent, first) = store
+        .deploy_revision_with_secrets(
+            t,
+            revision("mailer", "1.0.0"),
+            vec![sealed("token", b"t1"), sealed("api-key", &binary)],
+        )
+        .await
+        .unwrap();
+    assert_eq!((agent.current_revision, first.revision), (1, 1));
+    assert_eq!(first.secret_names, vec!["api-key", "token"]);
+    assert_eq!(
+        store.get_secret(t, agent.id, "api-key").await.unwrap(),
+        Some(binary.clone())
+    );
+
+    // A redeploy replaces one, adds one and keeps the other.
+    let (_, second) = store
+        .deploy_revision_with_secrets(
+            t,
+            revision("mailer", "1.1.0"),
+            vec![sealed("token", b"t2"), sealed("zeta", b"z")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.revision, 2);
+    assert_eq!(second.secret_names, vec!["api-key", "token", "zeta"]);
+    // Without secrets, every earlier one stays.
+    let (agent, third) = store
+        .deploy_revision_with_secrets(t, revision("mailer", "1.2.0"), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(agent.current_revision, 3);
+    assert_eq!(third.secret_names, second.secret_names);
+    assert_eq!(
+        store.get_revision(t, agent.id, 3).await.unwrap(),
+        third,
+        "the revision is stored as returned"
+    );
+    assert_eq!(
+        store.list_secrets(t, agent.id).await.unwrap(),
+        vec![
+            sealed("api-key", &binary),
+            sealed("token", b"t2"),
+            sealed("zeta", b"z")
+        ]
+    );
+    // A plain deployment leaves secrets alone.
+    store
+        .deploy_revision(t, revision("mailer", "1.3.0"))
+        .await
+        .unwrap();
+    assert_eq!(store.list_secrets(t, agent.id).await.unwrap().len(), 3);
+
+    // Single-secret operations.
+    store
+        .put_secret(t, agent.id, sealed("extra", b"e1"))
+        .await
+        .unwrap();
+    store
+        .put_secret(t, agent.id, sealed("extra", b"e2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_secret(t, agent.id, "extra").await.unwrap(),
+        Some(b"e2".to_vec())
+    );
+    assert!(store.delete_secret(t, agent.id, "extra").await.unwrap());
+    assert!(!store.delete_secret(t, agent.id, "extra").await.unwrap());
+    assert_eq!(store.get_secret(t, agent.id, "extra").await.unwrap(), None);
+    assert_eq!(store.get_secret(t, agent.id, "absent").await.unwrap(), None);
+
+    // Deploying into a tenant that does not exist changes nothing.
+    let missing = store
+        .deploy_revision_with_secrets(
+            TenantId::new(),
+            revision("ghost", "1.0.0"),
+            vec![sealed("k", b"v")],
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+
+    // Deleting the agent deletes its secrets.
+    store.delete_agent(t, agent.id).await.unwrap();
+    assert_eq!(store.get_secret(t, agent.id, "token").await.unwrap(), None);
+    assert!(store.list_secrets(t, agent.id).await.unwrap().is_empty());
+    let gone = store.put_secret(t, agent.id, sealed("k", b"v")).await;
+    assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
+}
+
+pub async fn secrets_are_scoped_to_tenant_and_agent(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let (a, _) = store
+        .deploy_revision_with_secrets(t, revision("a", "1.0.0"), vec![sealed("token", b"a")])
+        .await
+        .unwrap();
+    let (b, b_revision) = store
+        .deploy_revision_with_secrets(t, revision("b", "1.0.0"), vec![sealed("other", b"b")])
+        .await
+        .unwrap();
+    assert_eq!(b_revision.secret_names, vec!["other"]);
+    assert_eq!(store.get_secret(t, b.id, "token").await.unwrap(), None);
+
+    // Another tenant neither sees nor changes them, even knowing the agent's id.
+    assert_eq!(store.get_secret(other, a.id, "token").await.unwrap(), None);
+    assert!(store.list_secrets(other, a.id).await.unwrap().is_empty());
+    assert!(!store.delete_secret(other, a.id, "token").await.unwrap());
+    let foreign = store
+        .put_secret(other, a.id, sealed("token", b"evil"))
+        .await;
+    assert!(
+        matches!(foreign, Err(StoreError::NotFound { .. })),
+        "{foreign:?}"
+    );
+    assert_eq!(
+        store.get_secret(t, a.id, "token").await.unwrap(),
+        Some(b"a".to_vec())
+    );
+    let unknown = store
+        .put_secret(t, AgentId::new(), sealed("token", b"x"))
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound { .. })),
+        "{unknown:?}"
+    );
+    // The same agent name in another tenant is another agent with its own secrets.
+    let (twin, twin_revision) = store
+        .deploy_revision_with_secrets(other, revision("a", "1.0.0"), Vec::new())
+        .await
+        .unwrap();
+    assert_ne!(twin.id, a.id);
+    assert!(twin_revision.secret_names.is_empty());
+}
+
+pub async fn tenant_keys_are_stored_once(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    assert_eq!(store.get_tenant_key(t).await.unwrap(), None);
+    assert_eq!(store.put_tenant_key(t, b"first").await.unwrap(), b"first");
+    // The first key stays: a second one would orphan everything sealed under the first.
+    assert_eq!(store.put_tenant_key(t, b"second").await.unwrap(), b"first");
+    assert_eq!(
+        store.get_tenant_key(t).await.unwrap(),
+        Some(b"first".to_vec())
+    );
+    assert_eq!(store.get_tenant_key(other).await.unwrap(), None);
+    let missing = store.put_tenant_key(TenantId::new(), b"x").await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+
+    // Racing first uses agree on one key.
+    let racers: Vec<_> = (0..8u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put_tenant_key(other, &[i; 8]).await.unwrap() })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for racer in racers {
+        winners.push(racer.await.unwrap());
+    }
+    winners.dedup();
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(
+        store.get_tenant_key(other).await.unwrap(),
+        Some(winners[0].clone())
+    );
 }

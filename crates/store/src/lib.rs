@@ -161,8 +161,8 @@ pub trait TaskStore: Send + Sync {
         filter: &TaskFilter,
         page: PageRequest,
     ) -> Result<Page<Task>>;
-    /// Moves the task to `to` if the state machine allows it, appending a `status` event
-    /// followed by `events`, atomically. Returns the task and the appended events.
+    /// Moves the task to `to` if the state machine allows it, appending `events` followed by a
+    /// `status` event, atomically. Returns the task and the appended events.
     async fn transition_task(
         &self,
         tenant: TenantId,
@@ -242,10 +242,75 @@ pub trait StateStore: Send + Sync {
     ) -> Result<Vec<String>>;
 }
 
+/// A secret value of an agent, already encrypted by the caller: the store never sees
+/// plaintext. `Debug` shows the name and size only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub name: String,
+    pub ciphertext: Vec<u8>,
+}
+
+impl Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedSecret")
+            .field("name", &self.name)
+            .field("ciphertext_bytes", &self.ciphertext.len())
+            .finish()
+    }
+}
+
+/// Agents' secrets, sealed by the caller, keyed by (tenant, agent, name), and each tenant's
+/// data key, wrapped by the caller's KMS. An agent's secrets are deleted with it, a tenant's
+/// key with the tenant.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Stores `wrapped` as the tenant's data key unless it already has one. Returns the key the
+    /// tenant has afterwards: the earlier one if another call stored it first.
+    async fn put_tenant_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<Vec<u8>>;
+    /// The tenant's wrapped data key, if it has one.
+    async fn get_tenant_key(&self, tenant: TenantId) -> Result<Option<Vec<u8>>>;
+    /// Does what [`AgentStore::deploy_revision`] does and, in the same transaction, creates or
+    /// replaces the agent's `secrets`, keeping its other secrets. The revision's
+    /// `secret_names` become the names of all the agent's secrets afterwards, sorted; those in
+    /// `new` are ignored.
+    async fn deploy_revision_with_secrets(
+        &self,
+        tenant: TenantId,
+        new: NewAgentRevision,
+        secrets: Vec<SealedSecret>,
+    ) -> Result<(Agent, AgentRevision)>;
+    /// Creates or replaces one secret of an agent.
+    async fn put_secret(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        secret: SealedSecret,
+    ) -> Result<()>;
+    async fn get_secret(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>>;
+    /// All secrets of an agent, by name.
+    async fn list_secrets(&self, tenant: TenantId, agent: AgentId) -> Result<Vec<SealedSecret>>;
+    /// Removes a secret; returns whether there was one.
+    async fn delete_secret(&self, tenant: TenantId, agent: AgentId, name: &str) -> Result<bool>;
+}
+
 /// A complete storage backend.
 #[async_trait]
 pub trait Store:
-    TenantStore + AgentStore + PackageStore + TaskStore + AuditStore + StateStore + Debug + Send + Sync
+    TenantStore
+    + AgentStore
+    + PackageStore
+    + TaskStore
+    + AuditStore
+    + StateStore
+    + SecretStore
+    + Debug
+    + Send
+    + Sync
 {
     /// Short backend name for logs and metrics (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

@@ -2,9 +2,9 @@
 //! and JSON-RPC 2.0 at `/a2a/{tenant}/{agent}`, in A2A 1.0 (`A2A-Version: 1.0`, PascalCase
 //! methods) or 0.3 (no header, `message/send` names).
 //!
-//! Supported now: send (blocking until the task ends or asks for input), get, list (1.0),
-//! cancel, and multi-turn through `taskId`. Streaming, resubscription and push notifications
-//! answer their spec error codes and the card says they are unsupported.
+//! Supported: send (blocking until the task ends or asks for input, or returning at once),
+//! streaming send and resubscription over SSE (fed by the task's event log, see
+//! [`nexus_protocol::stream`]), get, list (1.0), cancel, and multi-turn through `taskId`.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,6 +13,7 @@ use nexus_control::{ControlError, InvokeRequest};
 use nexus_core::{Agent, Cursor, Name, PageRequest, TaskId, TaskState, Tenant};
 use nexus_protocol::a2a::{self, MessageError, TaskView, Version};
 use nexus_protocol::jsonrpc::{self, RpcError, code};
+use nexus_protocol::stream::StreamRenderer;
 use nexus_store::{StoreError, TaskFilter};
 use serde_json::{Value, json};
 
@@ -84,7 +85,7 @@ pub async fn card(
             {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
             {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
         ],
-        "capabilities": {"streaming": false, "pushNotifications": false, "extendedAgentCard": false},
+        "capabilities": {"streaming": true, "pushNotifications": false, "extendedAgentCard": false},
         "defaultInputModes": manifest.agent.input_modes,
         "defaultOutputModes": manifest.agent.output_modes,
         "skills": skills,
@@ -148,6 +149,18 @@ pub async fn rpc(
         );
         return Ok(rpc_response(jsonrpc::Response::error(request.id, error)));
     };
+    if is_streaming(version, &request.method) {
+        return Ok(stream(
+            &state,
+            &tenant,
+            &agent,
+            version,
+            request.id,
+            &request.method,
+            request.params,
+        )
+        .await);
+    }
     let outcome = dispatch(
         &state,
         &tenant,
@@ -181,11 +194,6 @@ async fn dispatch(
         (V1, "CancelTask") | (V0_3, "tasks/cancel") => {
             cancel(state, tenant, agent, version, params).await
         }
-        (V1, "SendStreamingMessage" | "SubscribeToTask")
-        | (V0_3, "message/stream" | "tasks/resubscribe") => Err(RpcError::new(
-            code::UNSUPPORTED_OPERATION,
-            "streaming is not supported by this agent yet",
-        )),
         (
             V1,
             "CreateTaskPushNotificationConfig"
@@ -315,9 +323,9 @@ async fn send(
         }
         None => None,
     };
-    let invocation = state
+    let started = state
         .control
-        .invoke(
+        .start(
             tenant.id,
             &agent.name,
             InvokeRequest {
@@ -327,19 +335,41 @@ async fn send(
             },
         )
         .await
-        .map_err(|e| match e {
-            ControlError::Invalid(why) => invalid_params(why),
-            ControlError::Store(StoreError::IllegalTransition(t)) => {
-                RpcError::new(code::UNSUPPORTED_OPERATION, t.to_string())
-            }
-            other => internal(other),
-        })?;
+        .map_err(control_error)?;
     let history = history_length(&params, &["configuration", "historyLength"]);
-    let task = render(state, tenant, invocation.task, version, history).await?;
+    let configuration = params.get("configuration");
+    // 1.0 `returnImmediately: true` and 0.3 `blocking: false` ask for the task as soon as it
+    // runs; poll it, subscribe to it or get a push notification when it ends.
+    let return_now = match version {
+        Version::V1 => configuration
+            .and_then(|c| c.get("returnImmediately"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        Version::V0_3 => !configuration
+            .and_then(|c| c.get("blocking"))
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+    };
+    let task = if return_now {
+        TaskView::new(started.task.clone(), &started.log).to_json(version, history)
+    } else {
+        let invocation = started.finished().await.map_err(control_error)?;
+        render(state, tenant, invocation.task, version, history).await?
+    };
     Ok(match version {
         Version::V1 => json!({ "task": task }),
         Version::V0_3 => task,
     })
+}
+
+fn control_error(error: ControlError) -> RpcError {
+    match error {
+        ControlError::Invalid(why) => invalid_params(why),
+        ControlError::Store(StoreError::IllegalTransition(t)) => {
+            RpcError::new(code::UNSUPPORTED_OPERATION, t.to_string())
+        }
+        other => internal(other),
+    }
 }
 
 async fn get(
@@ -419,19 +449,9 @@ async fn cancel(
     params: Value,
 ) -> Result<Value, RpcError> {
     let task = own_task(state, tenant, agent, task_id(&params)?).await?;
-    match state
-        .store
-        .transition_task(
-            tenant.id,
-            task.id,
-            TaskState::Canceled,
-            Some("canceled by the caller".into()),
-            Vec::new(),
-        )
-        .await
-    {
-        Ok((task, _)) => render(state, tenant, task, version, None).await,
-        Err(StoreError::IllegalTransition(_)) => Err(RpcError::new(
+    match state.control.cancel(tenant.id, task.id).await {
+        Ok(task) => render(state, tenant, task, version, None).await,
+        Err(ControlError::Store(StoreError::IllegalTransition(_))) => Err(RpcError::new(
             code::TASK_NOT_CANCELABLE,
             format!(
                 "task `{}` is {} and cannot be canceled",
@@ -440,4 +460,173 @@ async fn cancel(
         )),
         Err(e) => Err(internal(e)),
     }
+}
+
+fn is_streaming(version: Version, method: &str) -> bool {
+    matches!(
+        (version, method),
+        (Version::V1, "SendStreamingMessage" | "SubscribeToTask")
+            | (Version::V0_3, "message/stream" | "tasks/resubscribe")
+    )
+}
+
+/// A streaming method: a JSON-RPC error as a plain response when it cannot start, else an SSE
+/// stream whose events each carry one JSON-RPC response.
+async fn stream(
+    state: &AppState,
+    tenant: &Tenant,
+    agent: &Agent,
+    version: Version,
+    id: Value,
+    method: &str,
+    params: Value,
+) -> Response {
+    let opened = match method {
+        "SendStreamingMessage" | "message/stream" => {
+            open_send_stream(state, tenant, agent, version, &params).await
+        }
+        _ => open_subscription(state, tenant, agent, version, &params).await,
+    };
+    let (first, renderer, events) = match opened {
+        Ok(opened) => opened,
+        Err(error) => return rpc_response(jsonrpc::Response::error(id, error)),
+    };
+    sse(id, first, renderer, events)
+}
+
+/// What a stream starts with: the task as it stands, the renderer for what follows, and the
+/// events that follow (`None` when the task is not running and nothing will follow).
+type Opened = (Value, StreamRenderer, Option<FollowReceiver>);
+type FollowReceiver = tokio::sync::mpsc::Receiver<Result<nexus_core::TaskEvent, ControlError>>;
+
+async fn open_send_stream(
+    state: &AppState,
+    tenant: &Tenant,
+    agent: &Agent,
+    version: Version,
+    params: &Value,
+) -> Result<Opened, RpcError> {
+    let message = params
+        .get("message")
+        .ok_or_else(|| invalid_params("`message` is required"))?;
+    let message = a2a::parse_message(message).map_err(|e| match e {
+        MessageError::Invalid(why) => invalid_params(why),
+        MessageError::Unsupported(why) => RpcError::new(code::CONTENT_TYPE_NOT_SUPPORTED, why),
+    })?;
+    let continue_task = match &message.task_id {
+        Some(id) => {
+            let id: TaskId = id
+                .parse()
+                .map_err(|_| RpcError::new(code::TASK_NOT_FOUND, format!("no task `{id}`")))?;
+            own_task(state, tenant, agent, id).await?;
+            Some(id)
+        }
+        None => None,
+    };
+    let started = state
+        .control
+        .start(
+            tenant.id,
+            &agent.name,
+            InvokeRequest {
+                message: message.parts,
+                context_id: message.context_id,
+                task_id: continue_task,
+            },
+        )
+        .await
+        .map_err(control_error)?;
+    let after = started.log.last().map_or(0, |e| e.seq);
+    let mut renderer = StreamRenderer::new(version, &started.task);
+    let history = history_length(params, &["configuration", "historyLength"]);
+    let first = renderer.snapshot(&TaskView::new(started.task.clone(), &started.log), history);
+    let events = state.control.follow(tenant.id, started.task.id, after);
+    Ok((first, renderer, Some(events)))
+}
+
+async fn open_subscription(
+    state: &AppState,
+    tenant: &Tenant,
+    agent: &Agent,
+    version: Version,
+    params: &Value,
+) -> Result<Opened, RpcError> {
+    let task = own_task(state, tenant, agent, task_id(params)?).await?;
+    if task.state.is_terminal() {
+        return Err(RpcError::new(
+            code::UNSUPPORTED_OPERATION,
+            format!(
+                "task `{}` has ended ({}); get it instead",
+                task.id, task.state
+            ),
+        ));
+    }
+    let log = state
+        .store
+        .list_task_events(tenant.id, task.id, 0, MAX_TASK_EVENTS)
+        .await
+        .map_err(internal)?;
+    let after = log.last().map_or(0, |e| e.seq);
+    let mut renderer = StreamRenderer::new(version, &task);
+    let task_id = task.id;
+    let view = TaskView::new(task, &log);
+    let first = renderer.snapshot(&view, history_length(params, &["historyLength"]));
+    let events = state.control.follow(tenant.id, task_id, after);
+    Ok((first, renderer, Some(events)))
+}
+
+/// The SSE response: the first event, then one per rendered log event until the stream ends.
+fn sse(
+    id: Value,
+    first: Value,
+    renderer: StreamRenderer,
+    events: Option<FollowReceiver>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+
+    let event = |response: jsonrpc::Response| {
+        Ok::<_, std::convert::Infallible>(
+            Event::default().data(serde_json::to_string(&response).unwrap_or_default()),
+        )
+    };
+    let head = futures::stream::once({
+        let first = event(jsonrpc::Response::result(id.clone(), first));
+        async move { first }
+    });
+    struct Follow {
+        id: Value,
+        renderer: StreamRenderer,
+        events: Option<FollowReceiver>,
+    }
+    let tail = futures::stream::unfold(
+        Follow {
+            id,
+            renderer,
+            events,
+        },
+        move |mut follow| async move {
+            loop {
+                let receiver = follow.events.as_mut()?;
+                let next = match receiver.recv().await? {
+                    Ok(next) => next,
+                    Err(error) => {
+                        follow.events = None;
+                        let response = jsonrpc::Response::error(follow.id.clone(), internal(error));
+                        return Some((event(response), follow));
+                    }
+                };
+                if let Some((result, ends)) = follow.renderer.event(&next) {
+                    if ends {
+                        // Dropping the receiver stops the follower.
+                        follow.events = None;
+                    }
+                    let response = jsonrpc::Response::result(follow.id.clone(), result);
+                    return Some((event(response), follow));
+                }
+            }
+        },
+    );
+    Sse::new(futures::StreamExt::chain(head, tail))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }

@@ -74,7 +74,7 @@ pub struct GrantsBody {
 }
 
 /// Body of `POST /v1/tenants/{tenant}/agents`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployBody {
     /// `sha256:…` of an uploaded package.
@@ -83,8 +83,54 @@ pub struct DeployBody {
     pub name: Option<String>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Secrets to create or replace, name → value; the agent keeps earlier secrets not named
+    /// here. Values are stored encrypted and never returned: responses list names only. At
+    /// most 64 per agent (`MAX_SECRETS_PER_AGENT`), names of 1 to 128 ASCII letters, digits,
+    /// `_`, `-` or `.`, values of 1 byte to 16 KiB (`MAX_SECRET_VALUE_BYTES`).
+    #[serde(default, deserialize_with = "secret_values")]
+    #[schema(example = json!({"api-key": "sk-…"}))]
+    pub secrets: BTreeMap<String, String>,
     #[serde(default)]
     pub grants: GrantsBody,
+}
+
+impl std::fmt::Debug for DeployBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secret values never reach logs.
+        f.debug_struct("DeployBody")
+            .field("package_digest", &self.package_digest)
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("grants", &self.grants)
+            .finish()
+    }
+}
+
+/// Reads `secrets` as an object of strings. Unlike serde's own messages, errors name the
+/// secret but never echo what was sent.
+fn secret_values<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Object(entries) => entries
+            .into_iter()
+            .map(|(name, value)| match value {
+                serde_json::Value::String(value) => Ok((name, value)),
+                _ => Err(D::Error::custom(format!(
+                    "secret `{}` must be a string",
+                    name.escape_debug()
+                        .take(nexus_control::MAX_SECRET_NAME_LEN)
+                        .collect::<String>()
+                ))),
+            })
+            .collect(),
+        _ => Err(D::Error::custom(
+            "`secrets` must be an object of names to string values",
+        )),
+    }
 }
 
 /// An agent with its revision.
@@ -100,7 +146,7 @@ pub struct Deployment {
     responses(
         (status = 201, description = "Deployed", body = Deployment),
         (status = 404, description = "No such package", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A grant the manifest does not declare", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A grant the manifest does not declare (`grant_refused`), or an invalid name, config or secret (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn deploy(
     State(state): State<AppState>,
@@ -124,6 +170,7 @@ pub async fn deploy(
                 name,
                 package_digest: body.package_digest,
                 config: body.config,
+                secrets: body.secrets,
                 grants: Grants {
                     capabilities: body.grants.capabilities,
                     hosts: body.grants.hosts,
@@ -261,23 +308,30 @@ pub struct InvokeBody {
     pub parts: Vec<Part>,
     /// Session (A2A `contextId`); a new one when absent.
     pub context_id: Option<String>,
+    /// Continue this task, which must be waiting for input (`input_required`).
+    pub task_id: Option<String>,
+    /// Answer with a `text/event-stream` of the task's events as they happen instead of
+    /// waiting for the end: first `task` (the task, working), then one SSE event per log
+    /// event (named by its kind, `id` = its sequence number) until the task stops running.
+    #[serde(default)]
+    pub stream: bool,
 }
 
 /// Longest session id accepted.
 const MAX_CONTEXT_ID_LEN: usize = 256;
 
-/// Send a message to an agent and wait for the task to end.
+/// Send a message to an agent and wait for the task to end (or stream its events).
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/agents/{agent}/tasks", tag = "tasks", request_body = InvokeBody,
     params(("tenant" = String, Path, description = "Tenant name or id"), ("agent" = String, Path, description = "Agent name")),
     responses(
-        (status = 200, description = "The finished task with the agent's result", body = serde_json::Value),
+        (status = 200, description = "The finished task with the agent's result; with `stream`, a text/event-stream of its events", body = serde_json::Value),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn invoke(
     State(state): State<AppState>,
     Path((tenant, agent)): Path<(String, String)>,
     Json(body): Json<InvokeBody>,
-) -> Result<Json<Invocation>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
     let agent = parse_name("agent", &agent)?;
     let mut message = body.parts;
@@ -292,19 +346,62 @@ pub async fn invoke(
             format!("context_id: must be 1 to {MAX_CONTEXT_ID_LEN} bytes"),
         ));
     }
-    let invocation = state
+    let task_id = body.task_id.as_deref().map(parse_task_id).transpose()?;
+    let started = state
         .control
-        .invoke(
+        .start(
             tenant.id,
             &agent,
             InvokeRequest {
                 message,
                 context_id: body.context_id,
-                task_id: None,
+                task_id,
             },
         )
         .await?;
-    Ok(Json(invocation))
+    if body.stream {
+        let after = started.log.last().map_or(0, |e| e.seq);
+        let events = state.control.follow(tenant.id, started.task.id, after);
+        return Ok(event_stream(Some(started.task), events));
+    }
+    let invocation: Invocation = started.finished().await?;
+    Ok(Json(invocation).into_response())
+}
+
+/// A task's events as SSE: `task` first when given, then each log event as it is committed,
+/// named by its kind with its sequence number as the SSE id (so `Last-Event-ID` resumes).
+fn event_stream(
+    first: Option<Task>,
+    events: tokio::sync::mpsc::Receiver<Result<TaskEvent, nexus_control::ControlError>>,
+) -> axum::response::Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    type SseItem = Result<Event, std::convert::Infallible>;
+
+    let head = futures::stream::iter(first.map(|task| -> SseItem {
+        Ok(Event::default()
+            .event("task")
+            .data(serde_json::to_string(&task).unwrap_or_default()))
+    }));
+    let tail = futures::stream::unfold(Some(events), |events| async move {
+        let mut events = events?;
+        let item: SseItem = match events.recv().await? {
+            Ok(event) => Ok(Event::default()
+                .event(event.kind.as_str())
+                .id(event.seq.to_string())
+                .data(serde_json::to_string(&event).unwrap_or_default())),
+            Err(error) => {
+                let problem = ApiError::from(error);
+                let item = Ok(Event::default()
+                    .event("error")
+                    .data(serde_json::to_string(&problem.problem()).unwrap_or_default()));
+                return Some((item, None));
+            }
+        };
+        Some((item, Some(events)))
+    });
+    Sse::new(futures::StreamExt::chain(head, tail))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// Filters of the task list.
@@ -395,18 +492,46 @@ pub struct EventParams {
     /// Return events after this sequence number (default 0: from the start).
     pub after: Option<u64>,
     pub limit: Option<u32>,
+    /// Answer with a `text/event-stream` that goes on with new events until the task stops
+    /// running (`nexus logs -f`). A `Last-Event-ID` header resumes after that event.
+    #[serde(default)]
+    pub follow: bool,
 }
 
 /// A task's event log: status changes, messages, streamed output, artifacts, logs, usage.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/tasks/{task}/events", tag = "tasks",
     params(("tenant" = String, Path, description = "Tenant name or id"), ("task" = String, Path, description = "Task id"), EventParams),
-    responses((status = 200, description = "Events in order", body = Vec<TaskEvent>)))]
+    responses((status = 200, description = "Events in order; with `follow`, a text/event-stream", body = Vec<TaskEvent>)))]
 pub async fn task_events(
     State(state): State<AppState>,
     Path((tenant, task)): Path<(String, String)>,
     Query(params): Query<EventParams>,
-) -> Result<Json<Vec<TaskEvent>>, ApiError> {
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
+    if params.follow {
+        let task = state
+            .store
+            .get_task(tenant.id, parse_task_id(&task)?)
+            .await?;
+        let resume = headers
+            .get("last-event-id")
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::InvalidParameter,
+                            "`Last-Event-ID` must be an event sequence number",
+                        )
+                    })
+            })
+            .transpose()?;
+        let after = resume.unwrap_or(0).max(params.after.unwrap_or(0));
+        let events = state.control.follow(tenant.id, task.id, after);
+        return Ok(event_stream(None, events));
+    }
     let limit = params
         .limit
         .unwrap_or(MAX_EVENTS_PER_PAGE)
@@ -421,7 +546,8 @@ pub async fn task_events(
                 limit,
             )
             .await?,
-    ))
+    )
+    .into_response())
 }
 
 /// Cancel a task that has not ended (e.g. one waiting for input).
@@ -436,15 +562,10 @@ pub async fn cancel_task(
     Path((tenant, task)): Path<(String, String)>,
 ) -> Result<Json<Task>, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
-    let (task, _) = state
-        .store
-        .transition_task(
-            tenant.id,
-            parse_task_id(&task)?,
-            TaskState::Canceled,
-            Some("canceled by the caller".into()),
-            Vec::new(),
-        )
-        .await?;
-    Ok(Json(task))
+    Ok(Json(
+        state
+            .control
+            .cancel(tenant.id, parse_task_id(&task)?)
+            .await?,
+    ))
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use nexus_core::message::text_of;
-use nexus_core::{Agent, Package, Page, Task, TaskEvent};
+use nexus_core::{Agent, Package, Page, Task, TaskEvent, TaskEventKind, TaskState};
 use serde_json::{Value, json};
 
 use super::Output;
@@ -80,7 +80,7 @@ async fn build_package(
     Ok((path, package))
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct DeployArgs {
     /// An agent project directory (built and packed first) or a .ncpkg file.
     target: PathBuf,
@@ -93,12 +93,59 @@ pub struct DeployArgs {
     /// Configuration value, KEY=VALUE (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = super::run::parse_pair)]
     config: Vec<(String, String)>,
+    /// Secret for the agent, NAME=VALUE (repeatable), stored encrypted. A redeploy keeps the
+    /// agent's earlier secrets; naming one again replaces its value.
+    #[arg(long = "secret", value_name = "NAME=VALUE", value_parser = parse_secret)]
+    secrets: Vec<SecretArg>,
     /// Grant a capability the manifest declares: state, llm, agents, bus (repeatable).
     #[arg(long = "grant", value_name = "CAPABILITY")]
     grants: Vec<String>,
     /// Grant an outbound host the manifest declares (repeatable).
     #[arg(long = "allow-host", value_name = "URL")]
     allow_hosts: Vec<String>,
+}
+
+impl std::fmt::Debug for DeployArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployArgs")
+            .field("target", &self.target)
+            .field("name", &self.name)
+            .field("tenant", &self.tenant)
+            .field("config", &self.config)
+            .field("secrets", &self.secrets)
+            .field("grants", &self.grants)
+            .field("allow_hosts", &self.allow_hosts)
+            .finish()
+    }
+}
+
+/// One `--secret NAME=VALUE`. `Debug` shows the name only.
+#[derive(Clone)]
+pub struct SecretArg {
+    name: String,
+    value: String,
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretArg({:?})", self.name)
+    }
+}
+
+/// Splits NAME=VALUE; an empty value is refused here rather than stored. Errors never repeat
+/// the value.
+fn parse_secret(text: &str) -> Result<SecretArg, String> {
+    match text.split_once('=') {
+        Some(("", _)) => Err("expected NAME=VALUE; the name is empty".into()),
+        Some((name, "")) => Err(format!(
+            "secret `{name}` is empty; give it a value (NAME=VALUE)"
+        )),
+        Some((name, value)) => Ok(SecretArg {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        }),
+        None => Err("expected NAME=VALUE".into()),
+    }
 }
 
 pub async fn deploy(args: DeployArgs, client: &Client, output: Output) -> Result<(), CliError> {
@@ -119,6 +166,11 @@ pub async fn deploy(args: DeployArgs, client: &Client, output: Output) -> Result
                 "package_digest": package.digest,
                 "name": args.name,
                 "config": args.config.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "secrets": args
+                    .secrets
+                    .into_iter()
+                    .map(|s| (s.name, s.value))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
                 "grants": {"capabilities": args.grants, "hosts": args.allow_hosts},
             }),
         )
@@ -193,6 +245,21 @@ pub async fn agents(cmd: AgentsCommand, client: &Client, output: Output) -> Resu
                 detail["agent"]["name"].as_str().unwrap_or("?")
             );
             println!("current:  revision {}", detail["agent"]["current_revision"]);
+            // Names only: the API never returns secret values.
+            let current = detail["revisions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["revision"] == detail["agent"]["current_revision"]);
+            let secrets: Vec<&str> = current
+                .and_then(|r| r["secret_names"].as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !secrets.is_empty() {
+                println!("secrets:  {}", secrets.join(", "));
+            }
             for revision in detail["revisions"].as_array().into_iter().flatten() {
                 println!(
                     "  rev {:<4} {}  {}",
@@ -257,17 +324,28 @@ pub struct InvokeArgs {
     /// Session (A2A contextId): state and conversation are per session.
     #[arg(long)]
     session: Option<String>,
+    /// Answer a task that waits for input (`input_required`) instead of starting one.
+    #[arg(long)]
+    task: Option<String>,
+    /// Print the agent's output as it streams (with --json: one event per line).
+    #[arg(long)]
+    stream: bool,
     #[arg(long, env = "NEXUS_TENANT", default_value = "default")]
     tenant: String,
 }
 
 pub async fn invoke(args: InvokeArgs, client: &Client, output: Output) -> Result<(), CliError> {
-    let invocation: Value = client
-        .post(
-            &["v1", "tenants", &args.tenant, "agents", &args.name, "tasks"],
-            &json!({ "text": args.text, "context_id": args.session }),
-        )
-        .await?;
+    let segments = ["v1", "tenants", &args.tenant, "agents", &args.name, "tasks"];
+    let body = json!({
+        "text": args.text,
+        "context_id": args.session,
+        "task_id": args.task,
+        "stream": args.stream,
+    });
+    if args.stream {
+        return invoke_streaming(client.post_request(&segments, &body), client, output).await;
+    }
+    let invocation: Value = client.post(&segments, &body).await?;
     if output.json {
         return output.print_json(&invocation);
     }
@@ -284,23 +362,117 @@ pub async fn invoke(args: InvokeArgs, client: &Client, output: Output) -> Result
             );
             Ok(())
         }
-        Some("rejected") => Err(CliError {
-            code: CliError::TASK_FAILED,
-            message: format!(
-                "the agent rejected the input: {}",
-                result["reason"].as_str().unwrap_or("")
-            ),
-        }),
-        _ => Err(CliError {
-            code: CliError::TASK_FAILED,
-            message: format!(
-                "task {} failed: {}",
-                invocation["task"]["id"].as_str().unwrap_or("?"),
-                invocation["task"]["status_message"]
-                    .as_str()
-                    .unwrap_or("unknown error")
-            ),
-        }),
+        _ => {
+            let task: Task = serde_json::from_value(invocation["task"].clone()).map_err(|e| {
+                CliError::internal(format!("unexpected response from the server: {e}"))
+            })?;
+            ended(&task)
+        }
+    }
+}
+
+/// The exit status for a task that did not answer.
+fn ended(task: &Task) -> Result<(), CliError> {
+    let why = task.status_message.as_deref().unwrap_or("no reason given");
+    let message = match task.state {
+        TaskState::Completed | TaskState::InputRequired => return Ok(()),
+        TaskState::Rejected => format!("the agent rejected the input: {why}"),
+        TaskState::Canceled => format!("task {} was canceled: {why}", task.id),
+        _ => format!("task {} {}: {why}", task.id, task.state),
+    };
+    Err(CliError {
+        code: CliError::TASK_FAILED,
+        message,
+    })
+}
+
+/// Prints a streamed invocation: partial text on stdout as it comes, progress on stderr, the
+/// reply at the end (unless it was streamed already), and the outcome.
+async fn invoke_streaming(
+    request: reqwest::RequestBuilder,
+    client: &Client,
+    output: Output,
+) -> Result<(), CliError> {
+    use std::io::Write;
+
+    let mut events = std::pin::pin!(client.events(request).await?);
+    let mut task: Option<Task> = None;
+    let mut streamed_text = false;
+    let mut reply = String::new();
+    while let Some(event) = futures::StreamExt::next(&mut events).await {
+        let event = event?;
+        let data = event.data.unwrap_or_default();
+        if event.event.as_deref() == Some("error") {
+            return Err(stream_error(&data));
+        }
+        if output.json {
+            println!("{data}");
+        }
+        if event.event.as_deref() == Some("task") {
+            task = serde_json::from_str(&data).ok();
+            continue;
+        }
+        let Ok(event) = serde_json::from_str::<TaskEvent>(&data) else {
+            continue;
+        };
+        match (
+            event.kind,
+            event.payload.get("event").and_then(Value::as_str),
+        ) {
+            (TaskEventKind::Message, Some("partial_text")) if !output.json => {
+                print!("{}", event.payload["text"].as_str().unwrap_or(""));
+                let _ = std::io::stdout().flush();
+                streamed_text = true;
+            }
+            (TaskEventKind::Message, Some("progress")) if !output.json => {
+                eprintln!("… {}", event.payload["text"].as_str().unwrap_or(""));
+            }
+            (TaskEventKind::Message, None) => {
+                if let Ok(message) =
+                    serde_json::from_value::<nexus_core::message::Message>(event.payload)
+                    && message.role == nexus_core::message::Role::Agent
+                {
+                    reply = text_of(&message.parts);
+                }
+            }
+            (TaskEventKind::Status, _) => {
+                if let (Some(task), Some(state)) = (
+                    task.as_mut(),
+                    event.payload["state"]
+                        .as_str()
+                        .and_then(|s| s.parse::<TaskState>().ok()),
+                ) {
+                    task.state = state;
+                    task.status_message = event.payload["message"].as_str().map(str::to_owned);
+                }
+            }
+            _ => {}
+        }
+    }
+    let task = task.ok_or_else(|| CliError::internal("the stream ended before the task began"))?;
+    if !output.json {
+        if streamed_text {
+            println!();
+        } else if !reply.is_empty() {
+            println!("{reply}");
+        }
+        eprintln!("task {} {}", task.id, task.state);
+    }
+    ended(&task)
+}
+
+fn stream_error(data: &str) -> CliError {
+    #[derive(serde::Deserialize)]
+    struct Problem {
+        code: String,
+        detail: String,
+    }
+    match serde_json::from_str::<Problem>(data) {
+        Ok(problem) => CliError {
+            code: CliError::SERVER_FAILED,
+            message: format!("{} ({})", problem.detail, problem.code),
+        },
+        Err(_) => CliError::internal(format!("the server sent an error: {data}")),
     }
 }
 
@@ -398,29 +570,47 @@ pub async fn tasks(cmd: TasksCommand, client: &Client, output: Output) -> Result
 pub struct LogsArgs {
     /// The task.
     id: String,
+    /// Keep printing new events until the task stops running.
+    #[arg(long, short = 'f')]
+    follow: bool,
     #[arg(long, env = "NEXUS_TENANT", default_value = "default")]
     tenant: String,
 }
 
 /// Prints a task's event log: status changes, messages, streamed output, artifacts, logs.
 pub async fn logs(args: LogsArgs, client: &Client, output: Output) -> Result<(), CliError> {
-    let events: Vec<TaskEvent> = client
-        .get(
-            &["v1", "tenants", &args.tenant, "tasks", &args.id, "events"],
-            &[],
-        )
-        .await?;
+    let segments = ["v1", "tenants", &args.tenant, "tasks", &args.id, "events"];
+    if args.follow {
+        let request = client.get_request(&segments, &[("follow", "true".to_owned())]);
+        let mut events = std::pin::pin!(client.events(request).await?);
+        while let Some(event) = futures::StreamExt::next(&mut events).await {
+            let event = event?;
+            let data = event.data.unwrap_or_default();
+            if event.event.as_deref() == Some("error") {
+                return Err(stream_error(&data));
+            }
+            if output.json {
+                println!("{data}");
+            } else if let Ok(event) = serde_json::from_str::<TaskEvent>(&data) {
+                print_event(&event);
+            }
+        }
+        return Ok(());
+    }
+    let events: Vec<TaskEvent> = client.get(&segments, &[]).await?;
     if output.json {
         return output.print_json(&events);
     }
-    for event in &events {
-        println!(
-            "{:>4} {} {:<8} {}",
-            event.seq,
-            event.created_at.format("%H:%M:%S%.3f"),
-            event.kind.as_str(),
-            event.payload
-        );
-    }
+    events.iter().for_each(print_event);
     Ok(())
+}
+
+fn print_event(event: &TaskEvent) {
+    println!(
+        "{:>4} {} {:<8} {}",
+        event.seq,
+        event.created_at.format("%H:%M:%S%.3f"),
+        event.kind.as_str(),
+        event.payload
+    );
 }

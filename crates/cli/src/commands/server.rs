@@ -153,7 +153,32 @@ fn control_plane(
         blobs,
         Arc::new(runtime),
         Arc::new(nexus_host::llm::EchoProvider),
+        Arc::new(master_key(data_dir)?),
     )))
+}
+
+/// The key that protects deployment secrets, `<data-dir>/master.key`, created on first start.
+/// A key file that is malformed or readable by others stops the server.
+fn master_key(data_dir: &std::path::Path) -> Result<nexus_secrets::LocalKeyFile, CliError> {
+    use nexus_secrets::SecretsError;
+    match nexus_secrets::LocalKeyFile::open_or_create(data_dir) {
+        Ok((key, created)) => {
+            if created {
+                tracing::warn!(
+                    path = %key.path().display(),
+                    "created the master key that encrypts secrets; back it up apart from the \
+                     database: without it stored secrets cannot be recovered"
+                );
+            }
+            Ok(key)
+        }
+        Err(
+            e @ (SecretsError::KeyFileMalformed { .. }
+            | SecretsError::KeyFileLength { .. }
+            | SecretsError::KeyFilePermissions { .. }),
+        ) => Err(CliError::usage(e.to_string())),
+        Err(e) => Err(CliError::internal(e.to_string())),
+    }
 }
 
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {

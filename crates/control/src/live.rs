@@ -1,0 +1,85 @@
+//! Live tasks: the in-process fan-out from a running task to whoever follows it.
+//!
+//! The durable record is always the task's event log in the store; this only wakes followers
+//! sooner. Every event is published after it is committed, so a follower that misses one
+//! (it subscribed late, lagged, or events were published out of order by concurrent writers)
+//! reads the gap back from the log. In cluster mode the bus takes this role between nodes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use nexus_core::{TaskEvent, TaskId};
+use tokio::sync::{broadcast, watch};
+
+/// Events buffered per running task for slow followers; one that falls further behind reads
+/// the rest back from the log.
+const LIVE_BUFFER: usize = 256;
+
+/// One running task: its event fan-out and its cancellation signal.
+struct Running {
+    events: broadcast::Sender<TaskEvent>,
+    cancel: watch::Sender<bool>,
+}
+
+/// Tasks running on this node.
+#[derive(Default)]
+pub(crate) struct LiveTasks {
+    running: Mutex<HashMap<TaskId, Running>>,
+}
+
+impl std::fmt::Debug for LiveTasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveTasks")
+            .field("running", &self.lock().len())
+            .finish()
+    }
+}
+
+impl LiveTasks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Running>> {
+        // A panic while holding this lock cannot leave the map inconsistent (every operation
+        // is a single insert, remove or lookup), so a poisoned lock is still usable.
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks `task` as running here; the receiver turns `true` when it is canceled.
+    pub(crate) fn begin(&self, task: TaskId) -> watch::Receiver<bool> {
+        let (cancel, canceled) = watch::channel(false);
+        let (events, _) = broadcast::channel(LIVE_BUFFER);
+        self.lock().insert(task, Running { events, cancel });
+        canceled
+    }
+
+    /// Ends the fan-out: followers drain what was published, then see the end.
+    pub(crate) fn end(&self, task: TaskId) {
+        self.lock().remove(&task);
+    }
+
+    /// Hands committed events to the task's followers, if it runs here.
+    pub(crate) fn publish(&self, task: TaskId, events: &[TaskEvent]) {
+        if let Some(running) = self.lock().get(&task) {
+            for event in events {
+                // No receivers is fine: nobody follows this task right now.
+                let _ = running.events.send(event.clone());
+            }
+        }
+    }
+
+    /// Follows a task running here; `None` when it does not run here.
+    pub(crate) fn subscribe(&self, task: TaskId) -> Option<broadcast::Receiver<TaskEvent>> {
+        self.lock().get(&task).map(|r| r.events.subscribe())
+    }
+
+    /// Asks a task running here to stop; false when it does not run here.
+    pub(crate) fn cancel(&self, task: TaskId) -> bool {
+        match self.lock().get(&task) {
+            Some(running) => {
+                running.cancel.send_replace(true);
+                true
+            }
+            None => false,
+        }
+    }
+}
