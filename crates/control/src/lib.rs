@@ -118,6 +118,10 @@ pub struct Invocation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<TaskResult>,
     pub usage: Usage,
+    /// The task's whole event log at the end, so callers can render it without reading it
+    /// back.
+    #[serde(skip)]
+    pub log: Vec<TaskEvent>,
 }
 
 /// A task that has started running.
@@ -341,19 +345,19 @@ impl ControlPlane {
         agent_name: &Name,
         request: InvokeRequest,
     ) -> Result<Started, ControlError> {
-        if request.message.is_empty() {
-            return Err(ControlError::Invalid("the message has no parts".into()));
-        }
-        if request
-            .context_id
-            .as_ref()
-            .is_some_and(|c| c.is_empty() || c.len() > MAX_CONTEXT_ID_LEN)
-        {
-            return Err(ControlError::Invalid(format!(
-                "the session (context id) must be 1 to {MAX_CONTEXT_ID_LEN} bytes"
-            )));
-        }
+        check_request(&request)?;
         let agent = self.store.get_agent(tenant, agent_name).await?;
+        self.start_agent(tenant, agent, request).await
+    }
+
+    /// [`start`](Self::start) for an agent the caller has already looked up.
+    pub async fn start_agent(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        agent: Agent,
+        request: InvokeRequest,
+    ) -> Result<Started, ControlError> {
+        check_request(&request)?;
         let user_message = Message {
             role: Role::User,
             parts: request.message,
@@ -364,7 +368,7 @@ impl ControlPlane {
         };
         // Everything that can refuse the request is checked before the task changes, so a
         // refused request leaves no task behind (or the waiting task as it was).
-        let (task, revision_number, earlier_events) = match request.task_id {
+        let (waiting, revision_number, earlier_events) = match request.task_id {
             Some(id) => {
                 let task = self.store.get_task(tenant, id).await?;
                 if task.agent_id != agent.id {
@@ -388,8 +392,25 @@ impl ControlPlane {
             .await?;
         let component = self.component(&revision.package_digest).await?;
         let history = history_of(&earlier_events);
+        let context_id = match &waiting {
+            Some(task) => task.context_id.clone(),
+            None => request
+                .context_id
+                .clone()
+                .unwrap_or_else(|| TaskId::new().to_string()),
+        };
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let env = self
+            .task_env(
+                tenant,
+                &agent,
+                &revision,
+                &context_id,
+                EventSink::new(sender),
+            )
+            .await?;
 
-        let (task, log) = match task {
+        let (task, log, live) = match waiting {
             // A follow-up message: the task keeps its revision and sees its earlier messages.
             Some(task) => {
                 let live = LiveGuard::begin(self.clone(), task.id);
@@ -398,14 +419,10 @@ impl ControlPlane {
                     .await?;
                 let mut log = earlier_events;
                 log.extend(appended);
-                (task, (log, live))
+                (task, log, live)
             }
             None => {
-                let context_id = request
-                    .context_id
-                    .clone()
-                    .unwrap_or_else(|| TaskId::new().to_string());
-                let (task, created) = self
+                let (task, log) = self
                     .store
                     .create_task(
                         tenant,
@@ -414,31 +431,15 @@ impl ControlPlane {
                             agent_revision: agent.current_revision,
                             context_id,
                             parent_task_id: None,
+                            start_working: true,
                         },
                         vec![user_event],
                     )
                     .await?;
                 let live = LiveGuard::begin(self.clone(), task.id);
-                let (task, appended) = self
-                    .transition(tenant, task.id, TaskState::Working, None, Vec::new())
-                    .await?;
-                let mut log = created;
-                log.extend(appended);
-                (task, (log, live))
+                (task, log, live)
             }
         };
-        let (log, live) = log;
-
-        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let env = self
-            .task_env(
-                tenant,
-                &agent,
-                &revision,
-                &task.context_id,
-                EventSink::new(sender),
-            )
-            .await?;
         let input = TaskInput {
             task_id: task.id.to_string(),
             context_id: task.context_id.clone(),
@@ -447,9 +448,9 @@ impl ControlPlane {
             metadata: Vec::new(),
         };
         let this = self.clone();
-        let id = task.id;
+        let (id, start_log) = (task.id, log.clone());
         let outcome = tokio::spawn(async move {
-            this.run(tenant, id, component, input, env, receiver, live)
+            this.run(tenant, id, component, input, env, receiver, live, start_log)
                 .await
         });
         Ok(Started { task, log, outcome })
@@ -466,10 +467,12 @@ impl ControlPlane {
         env: TaskEnv,
         mut streamed: tokio::sync::mpsc::UnboundedReceiver<AgentEvent>,
         live: LiveGuard,
+        mut log: Vec<TaskEvent>,
     ) -> Result<Invocation, ControlError> {
         // Streamed events go to the task's log as they come.
         let this = self.clone();
         let log_writer = tokio::spawn(async move {
+            let mut written = Vec::new();
             while let Some(event) = streamed.recv().await {
                 let kind = match &event {
                     AgentEvent::Artifact { .. } => TaskEventKind::Artifact,
@@ -482,10 +485,12 @@ impl ControlPlane {
                     kind,
                     payload: json(&event),
                 };
-                if let Err(e) = this.append(tenant, task_id, vec![event]).await {
-                    tracing::warn!(task = %task_id, error = %e, "dropping a task event");
+                match this.append(tenant, task_id, vec![event]).await {
+                    Ok(appended) => written.extend(appended),
+                    Err(e) => tracing::warn!(task = %task_id, error = %e, "dropping a task event"),
                 }
             }
+            written
         });
         let mut canceled = live.canceled.clone();
         let outcome = tokio::select! {
@@ -494,18 +499,16 @@ impl ControlPlane {
             Ok(_) = canceled.wait_for(|canceled| *canceled) => None,
         };
         // The sink is dropped with the instance; wait until every event is in the log.
-        if let Err(e) = log_writer.await {
-            tracing::warn!(task = %task_id, error = %e, "task event writer failed");
+        match log_writer.await {
+            Ok(written) => log.extend(written),
+            Err(e) => tracing::warn!(task = %task_id, error = %e, "task event writer failed"),
         }
         let Some(outcome) = outcome else {
             // Canceled: the cancellation is already recorded.
-            let task = self.store.get_task(tenant, task_id).await?;
             drop(live);
-            return Ok(Invocation {
-                task,
-                result: None,
-                usage: Usage::default(),
-            });
+            return self
+                .ended_elsewhere(tenant, task_id, None, Usage::default())
+                .await;
         };
 
         let (state, message, mut events) = match &outcome.result {
@@ -541,20 +544,47 @@ impl ControlPlane {
             kind: TaskEventKind::Usage,
             payload: json(&outcome.usage),
         });
-        let task = match self
+        let result = self
             .transition(tenant, task_id, state, message, events)
-            .await
-        {
-            Ok((task, _)) => task,
-            // Canceled just as it ended: the cancellation stands.
-            Err(StoreError::IllegalTransition(_)) => self.store.get_task(tenant, task_id).await?,
-            Err(e) => return Err(e.into()),
-        };
+            .await;
         drop(live);
+        match result {
+            Ok((task, appended)) => {
+                log.extend(appended);
+                Ok(Invocation {
+                    task,
+                    result: Some(outcome.result),
+                    usage: outcome.usage,
+                    log,
+                })
+            }
+            // Canceled just as it ended: the cancellation stands.
+            Err(StoreError::IllegalTransition(_)) => {
+                self.ended_elsewhere(tenant, task_id, Some(outcome.result), outcome.usage)
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The invocation of a task whose end was recorded by someone else (a cancellation).
+    async fn ended_elsewhere(
+        &self,
+        tenant: TenantId,
+        task_id: TaskId,
+        result: Option<TaskResult>,
+        usage: Usage,
+    ) -> Result<Invocation, ControlError> {
+        let task = self.store.get_task(tenant, task_id).await?;
+        let log = self
+            .store
+            .list_task_events(tenant, task_id, 0, MAX_HISTORY_EVENTS)
+            .await?;
         Ok(Invocation {
             task,
-            result: Some(outcome.result),
-            usage: outcome.usage,
+            result,
+            usage,
+            log,
         })
     }
 
@@ -691,10 +721,10 @@ impl ControlPlane {
         tenant: TenantId,
         id: TaskId,
         events: Vec<NewTaskEvent>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<TaskEvent>, StoreError> {
         let appended = self.store.append_task_events(tenant, id, events).await?;
         self.live.publish(id, &appended);
-        Ok(())
+        Ok(appended)
     }
 
     /// The capabilities of one task, from the revision's grants, with its secrets decrypted.
@@ -775,6 +805,23 @@ pub fn check_grants(
                 "host `{host}` is not declared in the package manifest's [capabilities].hosts"
             )));
         }
+    }
+    Ok(())
+}
+
+/// Refuses an empty message or an unusable session id.
+fn check_request(request: &InvokeRequest) -> Result<(), ControlError> {
+    if request.message.is_empty() {
+        return Err(ControlError::Invalid("the message has no parts".into()));
+    }
+    if request
+        .context_id
+        .as_ref()
+        .is_some_and(|c| c.is_empty() || c.len() > MAX_CONTEXT_ID_LEN)
+    {
+        return Err(ControlError::Invalid(format!(
+            "the session (context id) must be 1 to {MAX_CONTEXT_ID_LEN} bytes"
+        )));
     }
     Ok(())
 }

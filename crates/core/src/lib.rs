@@ -10,6 +10,7 @@ pub mod error;
 pub mod id;
 pub mod message;
 pub mod name;
+pub mod net;
 pub mod package;
 pub mod page;
 pub mod task;

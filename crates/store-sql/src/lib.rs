@@ -34,6 +34,10 @@ pub mod __private {
 }
 
 /// States in which a task is running on some node: the ones a crash leaves behind.
+/// Task events written per multi-row `INSERT`: 6 bound parameters each keeps a statement far
+/// below SQLite's 32,766 and PostgreSQL's 65,535 parameter limits.
+pub const EVENTS_PER_INSERT: usize = 1000;
+
 pub const RUNNING_STATES: [TaskState; 2] = [TaskState::Submitted, TaskState::Working];
 
 /// Builds a migrator from migrations embedded in the binary: `(version, description, sql)`.
@@ -309,6 +313,35 @@ impl TryFrom<AuditRow> for AuditEvent {
             at: row.at,
             prev_hash: row.prev_hash,
             hash: row.hash,
+        })
+    }
+}
+
+/// A `task_push_configs` row.
+#[derive(Debug, FromRow)]
+pub struct PushConfigRow {
+    pub task_id: Uuid,
+    pub id: String,
+    pub protocol_version: String,
+    pub url: String,
+    pub token: Option<Vec<u8>>,
+    pub auth_scheme: Option<String>,
+    pub auth_credentials: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<PushConfigRow> for nexus_store::PushConfig {
+    type Error = StoreError;
+    fn try_from(row: PushConfigRow) -> Result<Self, StoreError> {
+        Ok(nexus_store::PushConfig {
+            task_id: TaskId::from_uuid(row.task_id),
+            id: row.id,
+            protocol_version: row.protocol_version,
+            url: row.url,
+            token: row.token,
+            auth_scheme: row.auth_scheme,
+            auth_credentials: row.auth_credentials,
+            created_at: row.created_at,
         })
     }
 }

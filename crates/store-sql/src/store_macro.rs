@@ -26,7 +26,7 @@ macro_rules! impl_store {
             use $crate::{
                 AgentRow, AuditRow, PackageRow, RevisionRow, TaskEventRow, TaskRow, TenantRow,
                 convert, is_foreign_key_violation, is_unique_violation, map_err, parse_cursor,
-                status_payload, to_i64, to_u64, RUNNING_STATES,
+                status_payload, to_i64, to_u64, EVENTS_PER_INSERT, RUNNING_STATES,
             };
 
             type Tx = sqlx::Transaction<'static, $db>;
@@ -39,29 +39,32 @@ macro_rules! impl_store {
                 events: Vec<NewTaskEvent>,
             ) -> Result<Vec<TaskEvent>> {
                 let created_at = now();
-                let mut stored = Vec::with_capacity(events.len());
-                for (offset, event) in events.into_iter().enumerate() {
-                    let seq = first_seq + offset as u64;
-                    sqlx::query(
-                        "INSERT INTO task_events (task_id, tenant_id, seq, kind, payload, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(task.as_uuid())
-                    .bind(tenant.as_uuid())
-                    .bind(to_i64(seq))
-                    .bind(event.kind.as_str())
-                    .bind(Json(&event.payload))
-                    .bind(created_at)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(map_err)?;
-                    stored.push(TaskEvent {
+                let stored: Vec<TaskEvent> = events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(offset, event)| TaskEvent {
                         task_id: task,
-                        seq,
+                        seq: first_seq + offset as u64,
                         kind: event.kind,
                         payload: event.payload,
                         created_at,
+                    })
+                    .collect();
+                // One multi-row statement per call, in chunks that stay well under either
+                // backend's limit on bound parameters (6 per row).
+                for chunk in stored.chunks(EVENTS_PER_INSERT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO task_events (task_id, tenant_id, seq, kind, payload, created_at) ",
+                    );
+                    insert.push_values(chunk, |mut row, event| {
+                        row.push_bind(*task.as_uuid())
+                            .push_bind(*tenant.as_uuid())
+                            .push_bind(to_i64(event.seq))
+                            .push_bind(event.kind.as_str())
+                            .push_bind(Json(event.payload.clone()))
+                            .push_bind(created_at);
                     });
+                    insert.build().execute(&mut **tx).await.map_err(map_err)?;
                 }
                 Ok(stored)
             }
@@ -499,12 +502,21 @@ macro_rules! impl_store {
                 ) -> Result<(Task, Vec<TaskEvent>)> {
                     let at = now();
                     let id = TaskId::new();
-                    let mut all_events = Vec::with_capacity(events.len() + 1);
+                    let mut all_events = Vec::with_capacity(events.len() + 2);
                     all_events.push(NewTaskEvent {
                         kind: $crate::__private::nexus_core::TaskEventKind::Status,
                         payload: status_payload(TaskState::Submitted, None),
                     });
                     all_events.extend(events);
+                    let state = if new.start_working {
+                        all_events.push(NewTaskEvent {
+                            kind: $crate::__private::nexus_core::TaskEventKind::Status,
+                            payload: status_payload(TaskState::Working, None),
+                        });
+                        TaskState::Working
+                    } else {
+                        TaskState::Submitted
+                    };
                     let mut tx = self.writer().begin().await.map_err(map_err)?;
                     let task: Task = sqlx::query_as::<_, TaskRow>(
                         "INSERT INTO tasks (id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
@@ -519,7 +531,7 @@ macro_rules! impl_store {
                     .bind(i64::from(new.agent_revision))
                     .bind(&new.context_id)
                     .bind(new.parent_task_id.map(|p| *p.as_uuid()))
-                    .bind(TaskState::Submitted.as_str())
+                    .bind(state.as_str())
                     .bind(to_i64(all_events.len() as u64))
                     .bind(at)
                     .fetch_one(&mut *tx)
@@ -1016,6 +1028,124 @@ macro_rules! impl_store {
                     .bind(tenant.as_uuid())
                     .bind(agent.as_uuid())
                     .bind(name)
+                    .execute(self.writer())
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                    Ok(deleted > 0)
+                }
+            }
+
+            #[async_trait]
+            impl $crate::__private::nexus_store::PushConfigStore for $store {
+                async fn put_push_config(
+                    &self,
+                    tenant: TenantId,
+                    config: $crate::__private::nexus_store::PushConfig,
+                    max_per_task: usize,
+                ) -> Result<$crate::__private::nexus_store::PushConfig> {
+                    let mut tx = self.writer().begin().await.map_err(map_err)?;
+                    // Locking the task row makes concurrent puts for one task count in turn,
+                    // so the limit holds.
+                    lock_task(&mut tx, tenant, config.task_id).await?;
+                    let (others,): (i64,) = sqlx::query_as(
+                        "SELECT COUNT(*) FROM task_push_configs \
+                         WHERE tenant_id = $1 AND task_id = $2 AND id <> $3",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(config.task_id.as_uuid())
+                    .bind(&config.id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    if usize::try_from(others).unwrap_or(usize::MAX) >= max_per_task {
+                        return Err(StoreError::TooMany {
+                            kind: "push notification configs for one task",
+                            limit: max_per_task,
+                        });
+                    }
+                    let at = now();
+                    let stored: $crate::PushConfigRow = sqlx::query_as(
+                        "INSERT INTO task_push_configs (tenant_id, task_id, id, protocol_version, url, \
+                         token, auth_scheme, auth_credentials, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                         ON CONFLICT (tenant_id, task_id, id) DO UPDATE SET \
+                         protocol_version = excluded.protocol_version, url = excluded.url, \
+                         token = excluded.token, auth_scheme = excluded.auth_scheme, \
+                         auth_credentials = excluded.auth_credentials, updated_at = excluded.updated_at \
+                         RETURNING task_id, id, protocol_version, url, token, auth_scheme, \
+                         auth_credentials, created_at",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(config.task_id.as_uuid())
+                    .bind(&config.id)
+                    .bind(&config.protocol_version)
+                    .bind(&config.url)
+                    .bind(config.token.as_deref())
+                    .bind(config.auth_scheme.as_deref())
+                    .bind(config.auth_credentials.as_deref())
+                    .bind(at)
+                    .bind(at)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    tx.commit().await.map_err(map_err)?;
+                    stored.try_into()
+                }
+
+                async fn get_push_config(
+                    &self,
+                    tenant: TenantId,
+                    task: TaskId,
+                    id: &str,
+                ) -> Result<$crate::__private::nexus_store::PushConfig> {
+                    let row: Option<$crate::PushConfigRow> = sqlx::query_as(
+                        "SELECT task_id, id, protocol_version, url, token, auth_scheme, \
+                         auth_credentials, created_at FROM task_push_configs \
+                         WHERE tenant_id = $1 AND task_id = $2 AND id = $3",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(task.as_uuid())
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    row.ok_or_else(|| {
+                        StoreError::not_found("push notification config", format!("{task}/{id}"))
+                    })?
+                    .try_into()
+                }
+
+                async fn list_push_configs(
+                    &self,
+                    tenant: TenantId,
+                    task: TaskId,
+                ) -> Result<Vec<$crate::__private::nexus_store::PushConfig>> {
+                    let rows: Vec<$crate::PushConfigRow> = sqlx::query_as(
+                        "SELECT task_id, id, protocol_version, url, token, auth_scheme, \
+                         auth_credentials, created_at FROM task_push_configs \
+                         WHERE tenant_id = $1 AND task_id = $2 ORDER BY created_at, id",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(task.as_uuid())
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    convert(rows)
+                }
+
+                async fn delete_push_config(
+                    &self,
+                    tenant: TenantId,
+                    task: TaskId,
+                    id: &str,
+                ) -> Result<bool> {
+                    let deleted = sqlx::query(
+                        "DELETE FROM task_push_configs WHERE tenant_id = $1 AND task_id = $2 AND id = $3",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(task.as_uuid())
+                    .bind(id)
                     .execute(self.writer())
                     .await
                     .map_err(map_err)?

@@ -14,7 +14,7 @@ use nexus_core::{
 };
 use serde_json::json;
 
-use crate::{NewTaskEvent, SealedSecret, StateScope, Store, StoreError, TaskFilter};
+use crate::{NewTaskEvent, PushConfig, SealedSecret, StateScope, Store, StoreError, TaskFilter};
 
 /// Generates one `#[tokio::test]` per conformance case. `$fresh` is an async expression
 /// evaluating to an `Arc<dyn Store>` (or anything that derefs to a `Store`) that is empty.
@@ -38,7 +38,9 @@ macro_rules! conformance_tests {
             state_is_scoped_and_compare_and_swap_is_atomic,
             secrets_deploy_with_the_revision_and_keep_earlier_ones,
             secrets_are_scoped_to_tenant_and_agent,
-            tenant_keys_are_stored_once
+            tenant_keys_are_stored_once,
+            push_configs_put_get_list_delete,
+            push_configs_are_scoped_and_go_with_their_task
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -96,6 +98,7 @@ fn new_task(agent_id: AgentId, context: &str) -> NewTask {
         agent_revision: 1,
         context_id: context.to_owned(),
         parent_task_id: None,
+        start_working: false,
     }
 }
 
@@ -467,14 +470,30 @@ pub async fn tasks_follow_the_state_machine(store: Arc<dyn Store>) {
 pub async fn tasks_event_log_is_gapless_and_resumable(store: Arc<dyn Store>) {
     let t = tenant(&*store, "acme").await;
     let a = agent(&*store, t, "echo").await;
-    let (task, _) = store
-        .create_task(t, new_task(a, "s"), vec![])
+    // Created straight into WORKING: one transaction, the same log as two.
+    let (task, created) = store
+        .create_task(
+            t,
+            NewTask {
+                start_working: true,
+                ..new_task(a, "s")
+            },
+            vec![],
+        )
         .await
         .unwrap();
-    store
-        .transition_task(t, task.id, TaskState::Working, None, vec![])
-        .await
-        .unwrap();
+    assert_eq!(task.state, TaskState::Working);
+    assert_eq!(
+        store.get_task(t, task.id).await.unwrap().state,
+        TaskState::Working
+    );
+    assert_eq!(
+        created
+            .iter()
+            .map(|e| e.payload["state"].clone())
+            .collect::<Vec<_>>(),
+        [json!("submitted"), json!("working")]
+    );
     for i in 0..5 {
         let appended = store
             .append_task_events(
@@ -1071,4 +1090,168 @@ pub async fn tenant_keys_are_stored_once(store: Arc<dyn Store>) {
         store.get_tenant_key(other).await.unwrap(),
         Some(winners[0].clone())
     );
+}
+
+fn push_config(task: TaskId, id: &str, url: &str) -> PushConfig {
+    PushConfig {
+        task_id: task,
+        id: id.to_owned(),
+        protocol_version: "1.0".to_owned(),
+        url: url.to_owned(),
+        token: Some(b"sealed-token".to_vec()),
+        auth_scheme: Some("Bearer".to_owned()),
+        auth_credentials: Some(b"sealed-credentials".to_vec()),
+        created_at: chrono::Utc::now(),
+    }
+}
+
+pub async fn push_configs_put_get_list_delete(store: Arc<dyn Store>) {
+    let t = tenant(store.as_ref(), "acme").await;
+    let a = agent(store.as_ref(), t, "notifier").await;
+    let (task, _) = store
+        .create_task(t, new_task(a, "s"), vec![])
+        .await
+        .unwrap();
+    let task = task.id;
+    const LIMIT: usize = 2;
+
+    let first = store
+        .put_push_config(t, push_config(task, "one", "https://a.example/hook"), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(first.id, "one");
+    assert_eq!(first.token.as_deref(), Some(&b"sealed-token"[..]));
+    assert_eq!(store.get_push_config(t, task, "one").await.unwrap(), first);
+
+    // Putting the same id replaces the config and keeps its creation time.
+    let replaced = store
+        .put_push_config(
+            t,
+            PushConfig {
+                token: None,
+                auth_scheme: None,
+                auth_credentials: None,
+                protocol_version: "0.3".to_owned(),
+                ..push_config(task, "one", "https://b.example/hook")
+            },
+            LIMIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            replaced.url.as_str(),
+            replaced.token.as_ref(),
+            replaced.auth_scheme.as_ref()
+        ),
+        ("https://b.example/hook", None, None)
+    );
+    assert_eq!(replaced.protocol_version, "0.3");
+    assert_eq!(replaced.created_at, first.created_at);
+
+    let second = store
+        .put_push_config(t, push_config(task, "two", "https://c.example/hook"), LIMIT)
+        .await
+        .unwrap();
+    let listed = store.list_push_configs(t, task).await.unwrap();
+    assert_eq!(listed, vec![replaced.clone(), second.clone()]);
+
+    // The limit counts the task's other configs: a third is refused, a replacement is not.
+    let third = store
+        .put_push_config(t, push_config(task, "three", "https://d.example/"), LIMIT)
+        .await;
+    assert!(
+        matches!(third, Err(StoreError::TooMany { limit: LIMIT, .. })),
+        "{third:?}"
+    );
+    store
+        .put_push_config(t, push_config(task, "two", "https://e.example/"), LIMIT)
+        .await
+        .unwrap();
+
+    assert!(store.delete_push_config(t, task, "one").await.unwrap());
+    assert!(!store.delete_push_config(t, task, "one").await.unwrap());
+    let gone = store.get_push_config(t, task, "one").await;
+    assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
+    assert_eq!(store.list_push_configs(t, task).await.unwrap().len(), 1);
+
+    // Concurrent puts of distinct ids stop at the limit.
+    let (racy, _) = store
+        .create_task(t, new_task(a, "s"), vec![])
+        .await
+        .unwrap();
+    let racers: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            let config = push_config(racy.id, &format!("c{i}"), "https://a.example/");
+            tokio::spawn(async move { store.put_push_config(t, config, LIMIT).await })
+        })
+        .collect();
+    let mut stored = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(_) => stored += 1,
+            Err(StoreError::TooMany { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(stored, LIMIT);
+    assert_eq!(
+        store.list_push_configs(t, racy.id).await.unwrap().len(),
+        LIMIT
+    );
+
+    let missing = store
+        .put_push_config(
+            t,
+            push_config(TaskId::new(), "x", "https://a.example/"),
+            LIMIT,
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+}
+
+pub async fn push_configs_are_scoped_and_go_with_their_task(store: Arc<dyn Store>) {
+    let t = tenant(store.as_ref(), "acme").await;
+    let other = tenant(store.as_ref(), "globex").await;
+    let a = agent(store.as_ref(), t, "notifier").await;
+    let (task, _) = store
+        .create_task(t, new_task(a, "s"), vec![])
+        .await
+        .unwrap();
+    let task = task.id;
+    store
+        .put_push_config(t, push_config(task, "one", "https://a.example/"), 10)
+        .await
+        .unwrap();
+
+    // Another tenant sees nothing and changes nothing, even knowing the task id.
+    let get = store.get_push_config(other, task, "one").await;
+    assert!(matches!(get, Err(StoreError::NotFound { .. })), "{get:?}");
+    assert!(
+        store
+            .list_push_configs(other, task)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!store.delete_push_config(other, task, "one").await.unwrap());
+    let put = store
+        .put_push_config(
+            other,
+            push_config(task, "evil", "https://evil.example/"),
+            10,
+        )
+        .await;
+    assert!(matches!(put, Err(StoreError::NotFound { .. })), "{put:?}");
+    assert_eq!(store.list_push_configs(t, task).await.unwrap().len(), 1);
+
+    // Deleting the agent deletes its tasks and their configs.
+    store.delete_agent(t, a).await.unwrap();
+    let gone = store.get_push_config(t, task, "one").await;
+    assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
+    assert!(store.list_push_configs(t, task).await.unwrap().is_empty());
 }

@@ -11,6 +11,7 @@
 use std::fmt::Debug;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use nexus_core::task::IllegalTransition;
 use nexus_core::{
     Agent, AgentId, AgentRevision, AuditEvent, Name, NewAgentRevision, NewAuditEvent, NewPackage,
@@ -35,6 +36,9 @@ pub enum StoreError {
     /// The task has ended; its log takes no more events.
     #[error("task `{0}` has ended and accepts no more events")]
     TaskEnded(TaskId),
+    /// Creating the row would exceed a limit on rows of its kind (`limit` per owner).
+    #[error("too many {kind}: the limit is {limit}")]
+    TooMany { kind: &'static str, limit: usize },
     /// A pagination cursor that this store did not hand out.
     #[error("invalid cursor `{0}`")]
     InvalidCursor(String),
@@ -298,6 +302,67 @@ pub trait SecretStore: Send + Sync {
     async fn delete_secret(&self, tenant: TenantId, agent: AgentId, name: &str) -> Result<bool>;
 }
 
+/// A webhook for a task's push notifications (A2A `TaskPushNotificationConfig`), with its
+/// secrets sealed by the caller: the store never sees the token or credentials in the clear.
+/// `Debug` shows their sizes only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PushConfig {
+    pub task_id: TaskId,
+    /// Chosen by the caller, unique per task.
+    pub id: String,
+    /// The A2A version that renders the notifications (`1.0` or `0.3`); opaque to the store.
+    pub protocol_version: String,
+    pub url: String,
+    /// The sealed token the receiver checks.
+    pub token: Option<Vec<u8>>,
+    /// `Authorization` scheme, e.g. `Bearer`.
+    pub auth_scheme: Option<String>,
+    /// The sealed credentials sent after the scheme.
+    pub auth_credentials: Option<Vec<u8>>,
+    /// When the id was first put (replacing a config keeps it); set by the store.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Debug for PushConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushConfig")
+            .field("task_id", &self.task_id)
+            .field("id", &self.id)
+            .field("protocol_version", &self.protocol_version)
+            .field("url", &self.url)
+            .field("token_bytes", &self.token.as_ref().map(Vec::len))
+            .field("auth_scheme", &self.auth_scheme)
+            .field(
+                "auth_credentials_bytes",
+                &self.auth_credentials.as_ref().map(Vec::len),
+            )
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// Tasks' push-notification webhooks, keyed by (tenant, task, id). Deleted with their task
+/// (and so with its agent and tenant).
+#[async_trait]
+pub trait PushConfigStore: Send + Sync {
+    /// Creates `config`, or replaces the task's config with the same id (keeping its
+    /// `created_at`). `NotFound` if the task is not in this tenant; `TooMany` if the task
+    /// would have more than `max_per_task` configs. Returns the stored config.
+    async fn put_push_config(
+        &self,
+        tenant: TenantId,
+        config: PushConfig,
+        max_per_task: usize,
+    ) -> Result<PushConfig>;
+    /// `NotFound` if the task has no config `id` (or is not in this tenant).
+    async fn get_push_config(&self, tenant: TenantId, task: TaskId, id: &str)
+    -> Result<PushConfig>;
+    /// A task's configs, oldest first.
+    async fn list_push_configs(&self, tenant: TenantId, task: TaskId) -> Result<Vec<PushConfig>>;
+    /// Removes one config; returns whether there was one.
+    async fn delete_push_config(&self, tenant: TenantId, task: TaskId, id: &str) -> Result<bool>;
+}
+
 /// A complete storage backend.
 #[async_trait]
 pub trait Store:
@@ -308,6 +373,7 @@ pub trait Store:
     + AuditStore
     + StateStore
     + SecretStore
+    + PushConfigStore
     + Debug
     + Send
     + Sync

@@ -28,7 +28,11 @@ const MAX_LIST_PAGE: u32 = 100;
 /// Most events read to render one task.
 const MAX_TASK_EVENTS: u32 = 10_000;
 
-async fn resolve(state: &AppState, tenant: &str, agent: &str) -> Result<(Tenant, Agent), ApiError> {
+pub(crate) async fn resolve(
+    state: &AppState,
+    tenant: &str,
+    agent: &str,
+) -> Result<(Tenant, Agent), ApiError> {
     let tenant = crate::routes::tenants::resolve_tenant(state, tenant).await?;
     let name = Name::parse(agent).map_err(|e| {
         ApiError::new(
@@ -84,6 +88,7 @@ pub async fn card(
         "supportedInterfaces": [
             {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
             {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
+            {"url": url, "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
         ],
         "capabilities": {"streaming": true, "pushNotifications": false, "extendedAgentCard": false},
         "defaultInputModes": manifest.agent.input_modes,
@@ -176,7 +181,7 @@ pub async fn rpc(
     }))
 }
 
-async fn dispatch(
+pub(crate) async fn dispatch(
     state: &AppState,
     tenant: &Tenant,
     agent: &Agent,
@@ -235,7 +240,7 @@ fn invalid_params(message: impl Into<String>) -> RpcError {
     RpcError::new(code::INVALID_PARAMS, message)
 }
 
-fn internal(error: impl std::fmt::Display) -> RpcError {
+pub(crate) fn internal(error: impl std::fmt::Display) -> RpcError {
     tracing::error!(error = %error, "A2A request failed");
     RpcError::new(code::INTERNAL_ERROR, "internal error; see the server log")
 }
@@ -325,9 +330,9 @@ async fn send(
     };
     let started = state
         .control
-        .start(
+        .start_agent(
             tenant.id,
-            &agent.name,
+            agent.clone(),
             InvokeRequest {
                 message: message.parts,
                 context_id: message.context_id,
@@ -354,7 +359,7 @@ async fn send(
         TaskView::new(started.task.clone(), &started.log).to_json(version, history)
     } else {
         let invocation = started.finished().await.map_err(control_error)?;
-        render(state, tenant, invocation.task, version, history).await?
+        TaskView::new(invocation.task, &invocation.log).to_json(version, history)
     };
     Ok(match version {
         Version::V1 => json!({ "task": task }),
@@ -499,7 +504,7 @@ async fn stream(
 type Opened = (Value, StreamRenderer, Option<FollowReceiver>);
 type FollowReceiver = tokio::sync::mpsc::Receiver<Result<nexus_core::TaskEvent, ControlError>>;
 
-async fn open_send_stream(
+pub(crate) async fn open_send_stream(
     state: &AppState,
     tenant: &Tenant,
     agent: &Agent,
@@ -525,9 +530,9 @@ async fn open_send_stream(
     };
     let started = state
         .control
-        .start(
+        .start_agent(
             tenant.id,
-            &agent.name,
+            agent.clone(),
             InvokeRequest {
                 message: message.parts,
                 context_id: message.context_id,
@@ -544,7 +549,7 @@ async fn open_send_stream(
     Ok((first, renderer, Some(events)))
 }
 
-async fn open_subscription(
+pub(crate) async fn open_subscription(
     state: &AppState,
     tenant: &Tenant,
     agent: &Agent,

@@ -116,6 +116,10 @@ pub struct HttpArgs {
     /// Concurrent connections.
     #[arg(long, default_value_t = 16)]
     connections: usize,
+    /// Send this header with every request (`Name: value`; repeatable), e.g.
+    /// `A2A-Version: 1.0`.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
 }
 
 /// The result of one run.
@@ -291,8 +295,22 @@ async fn http(args: &HttpArgs) -> Result<Report, CliError> {
     }
     let url = reqwest::Url::parse(&args.url)
         .map_err(|e| CliError::usage(format!("invalid URL `{}`: {e}", args.url)))?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    for header in &args.headers {
+        let parsed = header.split_once(':').and_then(|(name, value)| {
+            Some((
+                reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
+                reqwest::header::HeaderValue::from_str(value.trim()).ok()?,
+            ))
+        });
+        let (name, value) = parsed.ok_or_else(|| {
+            CliError::usage(format!("--header must be `Name: value`, not `{header}`"))
+        })?;
+        headers.insert(name, value);
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
+        .default_headers(headers)
         .build()
         .map_err(|e| CliError::internal(e.to_string()))?;
     if let Some(body) = &args.post {
