@@ -28,9 +28,13 @@ use nexus_runtime::{AgentComponent, Runtime, TaskEnv, TaskInput, TaskResult, Usa
 use nexus_store::{NewTaskEvent, StateScope, Store, StoreError};
 use serde::Serialize;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
+mod calls;
 mod live;
 mod secrets;
+
+pub use calls::{CallChain, MAX_CALL_DEPTH, trace_id_from_traceparent};
 
 pub use secrets::{MAX_SECRET_NAME_LEN, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_AGENT};
 
@@ -108,6 +112,9 @@ pub struct InvokeRequest {
     pub context_id: Option<String>,
     /// Continue this task (it must be waiting in `input_required`) instead of starting one.
     pub task_id: Option<TaskId>,
+    /// The chain of agent calls this task belongs to, and its trace; empty for a client's
+    /// request (an incoming `traceparent` goes in `trace_id`).
+    pub chain: CallChain,
 }
 
 /// A finished invocation.
@@ -399,6 +406,24 @@ impl ControlPlane {
                 .clone()
                 .unwrap_or_else(|| TaskId::new().to_string()),
         };
+        let task_id = waiting.as_ref().map_or_else(TaskId::new, |task| task.id);
+        let trace_id = request
+            .chain
+            .trace_id
+            .clone()
+            .unwrap_or_else(|| task_id.as_uuid().simple().to_string());
+        let chain = CallChain {
+            trace_id: Some(trace_id.clone()),
+            ..request.chain.clone()
+        };
+        // What this task's own calls to other agents carry: it is their parent.
+        let mut callers = request.chain.callers;
+        callers.push(agent.id);
+        let child_chain = CallChain {
+            parent: Some(task_id),
+            callers,
+            trace_id: Some(trace_id.clone()),
+        };
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let env = self
             .task_env(
@@ -407,6 +432,7 @@ impl ControlPlane {
                 &revision,
                 &context_id,
                 EventSink::new(sender),
+                child_chain,
             )
             .await?;
 
@@ -427,10 +453,11 @@ impl ControlPlane {
                     .create_task(
                         tenant,
                         NewTask {
+                            id: task_id,
                             agent_id: agent.id,
                             agent_revision: agent.current_revision,
                             context_id,
-                            parent_task_id: None,
+                            parent_task_id: chain.parent,
                             start_working: true,
                         },
                         vec![user_event],
@@ -445,14 +472,24 @@ impl ControlPlane {
             context_id: task.context_id.clone(),
             message: user_message.parts,
             history,
-            metadata: Vec::new(),
+            metadata: vec![("traceparent".to_owned(), chain.traceparent(task.id))],
         };
         let this = self.clone();
         let (id, start_log) = (task.id, log.clone());
-        let outcome = tokio::spawn(async move {
-            this.run(tenant, id, component, input, env, receiver, live, start_log)
-                .await
-        });
+        let span = tracing::info_span!(
+            "task",
+            task = %id,
+            agent = %agent.name,
+            trace_id = %trace_id,
+            parent = ?chain.parent
+        );
+        let outcome = tokio::spawn(
+            async move {
+                this.run(tenant, id, component, input, env, receiver, live, start_log)
+                    .await
+            }
+            .instrument(span),
+        );
         Ok(Started { task, log, outcome })
     }
 
@@ -729,12 +766,13 @@ impl ControlPlane {
 
     /// The capabilities of one task, from the revision's grants, with its secrets decrypted.
     async fn task_env(
-        &self,
+        self: &Arc<Self>,
         tenant: TenantId,
         agent: &Agent,
         revision: &AgentRevision,
         context_id: &str,
         events: EventSink,
+        calls: CallChain,
     ) -> Result<TaskEnv, ControlError> {
         let granted = |name: &str| revision.grants.capabilities.iter().any(|c| c == name);
         let secrets = secrets::open(
@@ -764,7 +802,16 @@ impl ControlPlane {
             } else {
                 LlmCapability::denied()
             },
-            agents: nexus_host::agents::AgentsCapability::new(granted(capability::AGENTS)),
+            agents: if granted(capability::AGENTS) {
+                nexus_host::agents::AgentsCapability::granted(Arc::new(calls::ChildCaller {
+                    control: self.clone(),
+                    tenant,
+                    context_id: context_id.to_owned(),
+                    chain: calls,
+                }))
+            } else {
+                nexus_host::agents::AgentsCapability::new(false)
+            },
             bus: nexus_host::bus::BusCapability::new(granted(capability::BUS)),
             outbound: OutboundPolicy::new(&revision.grants.hosts)
                 .map_err(|e| StoreError::Corrupt(format!("stored grant: {e}")))?,

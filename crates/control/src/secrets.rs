@@ -171,7 +171,7 @@ pub(crate) async fn open(
 }
 
 /// The tenant's data key, unwrapped; created (and stored wrapped) on first use if `create`.
-async fn tenant_key(
+pub(crate) async fn tenant_key(
     store: &dyn Store,
     kms: &dyn Kms,
     tenant: TenantId,
@@ -203,7 +203,7 @@ async fn tenant_key(
         })
 }
 
-fn internal(err: nexus_secrets::SecretsError) -> ControlError {
+pub(crate) fn internal(err: nexus_secrets::SecretsError) -> ControlError {
     ControlError::Internal(format!("secrets: {err}"))
 }
 
@@ -247,7 +247,7 @@ mod tests {
     /// A control plane on a fresh SQLite file, with a package whose metadata is stored (deploy
     /// needs no component; `task_env` does not run one).
     struct Fixture {
-        control: crate::ControlPlane,
+        control: std::sync::Arc<crate::ControlPlane>,
         tenant: TenantId,
         digest: String,
         dir: tempfile::TempDir,
@@ -294,13 +294,13 @@ mod tests {
         })
         .unwrap();
         let (kms, _) = nexus_secrets::LocalKeyFile::open_or_create(dir.path()).unwrap();
-        let control = crate::ControlPlane::new(
+        let control = std::sync::Arc::new(crate::ControlPlane::new(
             store,
             nexus_blob::BlobStore::local(&dir.path().join("blobs")).unwrap(),
             std::sync::Arc::new(runtime),
             std::sync::Arc::new(nexus_host::llm::EchoProvider),
             std::sync::Arc::new(kms),
-        );
+        ));
         Fixture {
             control,
             tenant,
@@ -346,6 +346,7 @@ mod tests {
                     revision,
                     "session",
                     nexus_host::emit::EventSink::new(sender),
+                    crate::CallChain::default(),
                 )
                 .await?;
             let mut values = Vec::new();
@@ -515,7 +516,7 @@ mod tests {
         let (other_kms, created) =
             nexus_secrets::LocalKeyFile::open_or_create(fx.dir.path()).unwrap();
         assert!(created);
-        let control = crate::ControlPlane::new(
+        let control = std::sync::Arc::new(crate::ControlPlane::new(
             store,
             nexus_blob::BlobStore::local(&fx.dir.path().join("blobs")).unwrap(),
             std::sync::Arc::new(
@@ -527,7 +528,7 @@ mod tests {
             ),
             std::sync::Arc::new(nexus_host::llm::EchoProvider),
             std::sync::Arc::new(other_kms),
-        );
+        ));
         let (sender, _receiver) = tokio::sync::mpsc::unbounded_channel();
         let replaced = control
             .task_env(
@@ -536,6 +537,7 @@ mod tests {
                 &a_revision,
                 "s",
                 nexus_host::emit::EventSink::new(sender),
+                crate::CallChain::default(),
             )
             .await
             .map(|_| ())

@@ -22,6 +22,14 @@ struct Platform {
 
 /// A control plane on a real SQLite store with `agents` deployed from the built guests.
 async fn platform(agents: &[&str]) -> Platform {
+    let p = empty_platform().await;
+    for name in agents {
+        p.deploy(name, name, &[]).await;
+    }
+    p
+}
+
+async fn empty_platform() -> Platform {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/nexus.db", dir.path().display());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, 2).await.unwrap());
@@ -41,32 +49,67 @@ async fn platform(agents: &[&str]) -> Platform {
         Arc::new(nexus_host::llm::EchoProvider),
         Arc::new(kms),
     ));
-    for name in agents {
+    Platform {
+        control,
+        tenant,
+        _dir: dir,
+    }
+}
+
+impl Platform {
+    /// Deploys the guest component `guest` as agent `name` with `config`; `delegate` declares
+    /// and is granted `agents`.
+    async fn deploy(&self, guest: &str, name: &str, config: &[(&str, &str)]) {
+        let calls = guest == "delegate";
         let manifest = format!(
             "[agent]\nname = \"{name}\"\nnamespace = \"tests\"\nversion = \"0.1.0\"\n\
              description = \"test\"\n[[skills]]\nid = \"test\"\nname = \"Test\"\n\
-             description = \"test\"\n"
+             description = \"test\"\n[capabilities]\nagents = {calls}\n"
         );
-        let package = nexus_package::pack(&manifest, &common::guest(name), None).unwrap();
-        let uploaded = control
-            .upload_package(tenant, package.bytes.into())
+        let package = nexus_package::pack(&manifest, &common::guest(guest), None).unwrap();
+        let uploaded = self
+            .control
+            .upload_package(self.tenant, package.bytes.into())
             .await
             .unwrap();
-        control
+        let mut grants = nexus_core::Grants::default();
+        if calls {
+            grants.capabilities.push("agents".into());
+        }
+        self.control
             .deploy(
-                tenant,
+                self.tenant,
                 DeployRequest {
                     package_digest: uploaded.digest,
+                    config: config
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                    grants,
                     ..DeployRequest::default()
                 },
             )
             .await
             .unwrap();
     }
-    Platform {
-        control,
-        tenant,
-        _dir: dir,
+
+    async fn invoke(&self, agent: &str, text: &str) -> nexus_control::Invocation {
+        self.control
+            .invoke(self.tenant, &Name::parse(agent).unwrap(), message(text))
+            .await
+            .unwrap()
+    }
+}
+
+fn reply_text(invocation: &nexus_control::Invocation) -> String {
+    match &invocation.result {
+        Some(nexus_runtime::TaskResult::Completed { reply }) => {
+            nexus_core::message::text_of(&reply.message)
+        }
+        other => panic!(
+            "not completed: {other:?} ({:?})",
+            invocation.task.status_message
+        ),
     }
 }
 
@@ -150,4 +193,115 @@ async fn cancel_stops_a_running_agent() {
         .await
         .unwrap();
     assert_eq!(ok.task.state, TaskState::Completed);
+}
+
+/// An agent's call to another is a child task in the same session, linked to its parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_call_agents_as_child_tasks() {
+    let p = platform(&["echo"]).await;
+    p.deploy("delegate", "delegate", &[]).await;
+    p.deploy("delegate", "relay", &[("target", "default/delegate")])
+        .await;
+
+    let relayed = p.invoke("relay", "hi").await;
+    assert_eq!(
+        reply_text(&relayed),
+        "default/delegate says: echo says: echo: hi"
+    );
+
+    let tasks = p
+        .control
+        .store()
+        .list_tasks(
+            p.tenant,
+            &nexus_store::TaskFilter::default(),
+            nexus_core::PageRequest::after(None, 10),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(tasks.len(), 3, "relay, delegate and echo each ran a task");
+    let child = |parent: &nexus_core::Task| {
+        tasks
+            .iter()
+            .find(|t| t.parent_task_id == Some(parent.id))
+            .unwrap_or_else(|| panic!("no child of {}", parent.id))
+            .clone()
+    };
+    let delegate = child(&relayed.task);
+    let echo = child(&delegate);
+    for task in [&delegate, &echo] {
+        assert_eq!(task.context_id, relayed.task.context_id);
+        assert_eq!(task.state, TaskState::Completed);
+    }
+}
+
+/// Cycles, chains past the depth limit, other tenants' agents and unknown agents are refused,
+/// and the calling agent sees why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_calls_are_bounded() {
+    let p = platform(&["echo"]).await;
+    // d1 → d2 → … → dN → echo.
+    let max = nexus_control::MAX_CALL_DEPTH;
+    for i in 1..=max {
+        let target = if i == max {
+            "echo".to_owned()
+        } else {
+            format!("d{}", i + 1)
+        };
+        p.deploy("delegate", &format!("d{i}"), &[("target", &target)])
+            .await;
+    }
+    // From d2, the chain holds MAX agents (d2..dN and echo): allowed. From d1, one too many.
+    let within = p.invoke("d2", "deep").await;
+    assert!(reply_text(&within).ends_with("echo says: echo: deep"));
+    let too_deep = p.invoke("d1", "deeper").await;
+    assert_eq!(too_deep.task.state, TaskState::Failed);
+    assert!(
+        too_deep
+            .task
+            .status_message
+            .as_deref()
+            .unwrap_or("")
+            .contains("too deep or loops back"),
+        "{:?}",
+        too_deep.task.status_message
+    );
+
+    p.deploy("delegate", "ouroboros", &[("target", "ouroboros")])
+        .await;
+    p.deploy("delegate", "stranger", &[("target", "elsewhere/echo")])
+        .await;
+    p.deploy("delegate", "lost", &[("target", "nobody")]).await;
+    for (agent, reason) in [
+        ("ouroboros", "too deep or loops back"),
+        ("stranger", "no agent to delegate to"),
+        ("lost", "no agent to delegate to"),
+    ] {
+        let failed = p.invoke(agent, "x").await;
+        assert_eq!(failed.task.state, TaskState::Failed, "{agent}");
+        let why = failed.task.status_message.unwrap_or_default();
+        assert!(why.contains(reason), "{agent}: {why}");
+    }
+
+    // Another tenant's agent is denied, not found.
+    let other = p
+        .control
+        .store()
+        .ensure_tenant(NewTenant {
+            name: Name::parse("elsewhere").unwrap(),
+            display_name: "Elsewhere".into(),
+        })
+        .await
+        .unwrap();
+    assert_ne!(other.id, p.tenant);
+    let denied = p.invoke("stranger", "x").await;
+    assert!(
+        denied
+            .task
+            .status_message
+            .unwrap_or_default()
+            .contains("denied"),
+        "a call into another tenant is a policy denial"
+    );
 }

@@ -143,6 +143,9 @@ pub struct Task {
 /// What it takes to create a task; it starts `SUBMITTED`, or `WORKING` with `start_working`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTask {
+    /// Chosen by the caller (a fresh [`TaskId::new`]), so the id can be handed out (e.g. to
+    /// an agent's child calls) before the task is stored.
+    pub id: TaskId,
     pub agent_id: AgentId,
     pub agent_revision: u32,
     pub context_id: String,

@@ -501,7 +501,7 @@ macro_rules! impl_store {
                     events: Vec<NewTaskEvent>,
                 ) -> Result<(Task, Vec<TaskEvent>)> {
                     let at = now();
-                    let id = TaskId::new();
+                    let id = new.id;
                     let mut all_events = Vec::with_capacity(events.len() + 2);
                     all_events.push(NewTaskEvent {
                         kind: $crate::__private::nexus_core::TaskEventKind::Status,
@@ -539,6 +539,8 @@ macro_rules! impl_store {
                     .map_err(|e| {
                         if is_foreign_key_violation(&e) {
                             StoreError::not_found("agent", new.agent_id)
+                        } else if is_unique_violation(&e) {
+                            StoreError::already_exists("task", id)
                         } else {
                             map_err(e)
                         }

@@ -94,6 +94,7 @@ async fn agent(store: &dyn Store, t: TenantId, n: &str) -> AgentId {
 
 fn new_task(agent_id: AgentId, context: &str) -> NewTask {
     NewTask {
+        id: TaskId::new(),
         agent_id,
         agent_revision: 1,
         context_id: context.to_owned(),

@@ -337,6 +337,7 @@ async fn send(
                 message: message.parts,
                 context_id: message.context_id,
                 task_id: continue_task,
+                chain: nexus_control::CallChain::default(),
             },
         )
         .await
@@ -537,6 +538,7 @@ pub(crate) async fn open_send_stream(
                 message: message.parts,
                 context_id: message.context_id,
                 task_id: continue_task,
+                chain: nexus_control::CallChain::default(),
             },
         )
         .await

@@ -330,6 +330,7 @@ const MAX_CONTEXT_ID_LEN: usize = 256;
 pub async fn invoke(
     State(state): State<AppState>,
     Path((tenant, agent)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     Json(body): Json<InvokeBody>,
 ) -> Result<axum::response::Response, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
@@ -356,6 +357,13 @@ pub async fn invoke(
                 message,
                 context_id: body.context_id,
                 task_id,
+                chain: nexus_control::CallChain {
+                    trace_id: headers
+                        .get("traceparent")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(nexus_control::trace_id_from_traceparent),
+                    ..nexus_control::CallChain::default()
+                },
             },
         )
         .await?;

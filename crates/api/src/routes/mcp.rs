@@ -213,6 +213,7 @@ impl ServerHandler for TenantTools {
                         arguments.session
                     },
                     task_id: continues,
+                    chain: nexus_control::CallChain::default(),
                 },
             )
             .await
