@@ -1,22 +1,30 @@
 """NCAP with the official `a2a-sdk` 1.x client: send, stream, get, list, cancel, resubscribe,
-multi-turn."""
+multi-turn, push notifications."""
 
+import asyncio
 import uuid
 
 import httpx
 import pytest
 from a2a.client import A2ACardResolver, ClientConfig, create_client
 from a2a.types import (
+    AuthenticationInfo,
     CancelTaskRequest,
+    DeleteTaskPushNotificationConfigRequest,
+    GetTaskPushNotificationConfigRequest,
     GetTaskRequest,
+    ListTaskPushNotificationConfigsRequest,
     ListTasksRequest,
     Message,
     Part,
     Role,
     SendMessageRequest,
+    StreamResponse,
     SubscribeToTaskRequest,
+    TaskPushNotificationConfig,
     TaskState,
 )
+from google.protobuf import json_format
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -134,3 +142,107 @@ async def test_resubscribe_follows_a_running_task_until_it_is_canceled(platform)
     with pytest.raises(Exception) as refused:
         [event async for event in streaming.subscribe(SubscribeToTaskRequest(id=task.id))]
     assert "ended" in str(refused.value)
+
+
+def pushed_state(body):
+    """The task state a 1.0 push notification (a `StreamResponse`) reports."""
+    update = json_format.ParseDict(body, StreamResponse(), ignore_unknown_fields=False)
+    if update.HasField("task"):
+        return update.task.status.state
+    if update.HasField("status_update"):
+        return update.status_update.status.state
+    return None
+
+
+async def test_push_notifications_reach_webhooks_and_configs_are_managed(platform, webhook):
+    # A config sent with the message (the client adds it to every send), on a task that runs
+    # until it is canceled.
+    inline = TaskPushNotificationConfig(id="inline", url=f"{webhook.url}/inline", token="tok-1")
+    client = await agent(platform, "hostile", polling=True, push_notification_config=inline)
+    task = await send(client, user_message("loop"))
+    assert task.status.state == TaskState.TASK_STATE_WORKING
+
+    # A second config created on the running task, authenticating with a bearer credential.
+    created = await client.create_task_push_notification_config(
+        TaskPushNotificationConfig(
+            task_id=task.id,
+            id="created",
+            url=f"{webhook.url}/created",
+            token="tok-2",
+            authentication=AuthenticationInfo(scheme="Bearer", credentials="cred-2"),
+        )
+    )
+    assert (created.task_id, created.id, created.url) == (task.id, "created", f"{webhook.url}/created")
+    assert created.authentication.scheme == "Bearer"
+    # Token and credentials are write-only.
+    assert created.token == "" and created.authentication.credentials == ""
+
+    canceled = await client.cancel_task(CancelTaskRequest(id=task.id))
+    assert canceled.status.state == TaskState.TASK_STATE_CANCELED
+
+    def ended(path):
+        return lambda got: any(
+            p == path and pushed_state(b) == TaskState.TASK_STATE_CANCELED for p, _, b in got
+        )
+
+    await webhook.wait_for(ended("/inline"))
+    received = await webhook.wait_for(ended("/created"))
+    inline_got = [(h, b) for p, h, b in received if p == "/inline"]
+    created_got = [(h, b) for p, h, b in received if p == "/created"]
+    # The inline config saw the task from the start, then its updates; the created one only
+    # what came after it existed.
+    assert inline_got[0][1]["task"]["id"] == task.id
+    assert pushed_state(inline_got[0][1]) == TaskState.TASK_STATE_WORKING
+    assert pushed_state(inline_got[-1][1]) == TaskState.TASK_STATE_CANCELED
+    assert all(h["x-a2a-notification-token"] == "tok-1" for h, _ in inline_got)
+    assert "authorization" not in inline_got[0][0]
+    assert [pushed_state(b) for _, b in created_got] == [TaskState.TASK_STATE_CANCELED]
+    headers = created_got[0][0]
+    assert headers["x-a2a-notification-token"] == "tok-2"
+    assert headers["authorization"] == "Bearer cred-2"
+
+    # The configs outlive the run: get, list, delete.
+    got = await client.get_task_push_notification_config(
+        GetTaskPushNotificationConfigRequest(task_id=task.id, id="inline")
+    )
+    assert (got.id, got.url, got.token) == ("inline", f"{webhook.url}/inline", "")
+    listed = await client.list_task_push_notification_configs(
+        ListTaskPushNotificationConfigsRequest(task_id=task.id)
+    )
+    assert [c.id for c in listed.configs] == ["inline", "created"]
+    await client.delete_task_push_notification_config(
+        DeleteTaskPushNotificationConfigRequest(task_id=task.id, id="created")
+    )
+    listed = await client.list_task_push_notification_configs(
+        ListTaskPushNotificationConfigsRequest(task_id=task.id)
+    )
+    assert [c.id for c in listed.configs] == ["inline"]
+    with pytest.raises(Exception) as missing:
+        await client.get_task_push_notification_config(
+            GetTaskPushNotificationConfigRequest(task_id=task.id, id="created")
+        )
+    assert "created" in str(missing.value)
+
+    # A config for a task that has ended is kept, and nothing is sent for it.
+    before = len(webhook.received)
+    late = await client.create_task_push_notification_config(
+        TaskPushNotificationConfig(task_id=task.id, id="late", url=f"{webhook.url}/late")
+    )
+    assert late.id == "late"
+    await asyncio.sleep(0.3)
+    assert len(webhook.received) == before
+
+
+async def test_push_configs_for_unknown_tasks_and_bad_urls_are_refused(platform):
+    client = await agent(platform, "echo")
+    with pytest.raises(Exception) as unknown:
+        await client.list_task_push_notification_configs(
+            ListTaskPushNotificationConfigsRequest(task_id=str(uuid.uuid4()))
+        )
+    assert "task" in str(unknown.value).lower()
+    task = await send(client, user_message("hi"))
+    with pytest.raises(Exception) as bad:
+        await client.create_task_push_notification_config(
+            TaskPushNotificationConfig(task_id=task.id, url="ftp://example.com/hook")
+        )
+    assert "url" in str(bad.value).lower()

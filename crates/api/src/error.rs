@@ -127,6 +127,7 @@ impl From<StoreError> for ApiError {
             StoreError::IllegalTransition(_) => ErrorCode::IllegalTransition,
             StoreError::TaskEnded(_) => ErrorCode::Conflict,
             StoreError::InvalidCursor(_) => ErrorCode::InvalidParameter,
+            StoreError::TooMany { .. } => ErrorCode::ValidationFailed,
             StoreError::Unavailable(_) => ErrorCode::Unavailable,
             StoreError::Corrupt(_) | StoreError::Backend(_) => ErrorCode::Internal,
         };

@@ -134,6 +134,12 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/a2a/{tenant}/{agent}",
             axum::routing::post(routes::a2a::rpc),
         )
+        // The HTTP+JSON binding: every other path under the base, routed by `a2a_rest`
+        // (its `tasks/{id}:cancel` segments are no axum captures).
+        .route(
+            "/a2a/{tenant}/{agent}/{*path}",
+            axum::routing::any(routes::a2a_rest::endpoint),
+        )
         .route("/mcp/{tenant}", axum::routing::post(routes::mcp::endpoint))
         .fallback(middleware::route_not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)

@@ -691,3 +691,136 @@ async fn deploy_secrets_are_stored_encrypted_and_shown_by_name_only() {
     let unchanged = app.get("/v1/tenants/default/agents/mailer").await;
     assert_eq!(unchanged.body["agent"]["current_revision"], 2);
 }
+
+#[tokio::test]
+async fn a2a_rest_binding_maps_errors_and_refuses_bad_input() {
+    let app = app().await;
+    let digest = stored_package(&app, "mailer").await;
+    let deployed = app
+        .post_json(
+            "/v1/tenants/default/agents",
+            json!({"package_digest": digest}).to_string(),
+        )
+        .await;
+    assert_eq!(deployed.status, StatusCode::CREATED, "{}", deployed.text);
+    let base = "/a2a/default/mailer";
+    let unknown = nexus_core::TaskId::new();
+    let request = |method: &str, path: &str, body: &str, version: &str| {
+        Request::builder()
+            .method(method)
+            .uri(format!("{base}/{path}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("a2a-version", version)
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    // (HTTP status, google.rpc status, ErrorInfo reason)
+    let bad_request = (400, "INVALID_ARGUMENT", "INVALID_REQUEST");
+    let bad_params = (400, "INVALID_ARGUMENT", "INVALID_PARAMS");
+    let no_task = (404, "NOT_FOUND", "TASK_NOT_FOUND");
+    let no_route = (404, "NOT_FOUND", "METHOD_NOT_FOUND");
+    let wrong_method = (405, "UNIMPLEMENTED", "METHOD_NOT_FOUND");
+    let no_card = (
+        400,
+        "FAILED_PRECONDITION",
+        "EXTENDED_AGENT_CARD_NOT_CONFIGURED",
+    );
+    let old_version = (400, "FAILED_PRECONDITION", "VERSION_NOT_SUPPORTED");
+    let agent_message = r#"{"message": {"role": "ROLE_AGENT", "parts": [{"text": "hi"}]}}"#;
+    let (task, cancel) = (
+        format!("tasks/{unknown}"),
+        format!("tasks/{unknown}:cancel"),
+    );
+    let subscribe = format!("tasks/{unknown}:subscribe");
+    let pause = format!("tasks/{unknown}:pause");
+    let cases = [
+        ("POST", "message:send", "{not json", "1.0", bad_request),
+        ("POST", "message:send", "[1, 2]", "1.0", bad_request),
+        ("POST", "message:send", "{}", "1.0", bad_params),
+        ("POST", "message:send", agent_message, "1.0", bad_params),
+        ("POST", "message:stream", "", "1.0", bad_params),
+        ("POST", "message:send", "{}", "0.3", old_version),
+        ("GET", &task, "", "1.0", no_task),
+        ("GET", "tasks/not-a-task", "", "1.0", no_task),
+        ("POST", &cancel, "", "1.0", no_task),
+        ("POST", &subscribe, "", "1.0", no_task),
+        ("GET", &subscribe, "", "1.0", no_task),
+        ("GET", "tasks?pageSize=many", "", "1.0", bad_params),
+        ("GET", "tasks?status=SLEEPING", "", "1.0", bad_params),
+        ("GET", "tasks?includeArtifacts=maybe", "", "1.0", bad_params),
+        ("GET", "extendedAgentCard", "", "1.0", no_card),
+        ("GET", "nothing/here", "", "1.0", no_route),
+        ("POST", &pause, "", "1.0", no_route),
+        ("GET", "tasks//x", "", "1.0", no_route),
+        ("DELETE", "message:send", "", "1.0", wrong_method),
+        ("GET", &cancel, "", "1.0", wrong_method),
+    ];
+    for (method, path, body, version, (status, name, reason)) in cases {
+        let what = format!("{method} {path} (A2A {version})");
+        let reply = app.send(request(method, path, body, version)).await;
+        assert_eq!(reply.status.as_u16(), status, "{what}: {}", reply.text);
+        assert_eq!(reply.content_type, routes::a2a_rest::A2A_JSON, "{what}");
+        let error = &reply.body["error"];
+        assert_eq!(error["code"], status, "{what}: {}", reply.text);
+        assert_eq!(error["status"], name, "{what}: {}", reply.text);
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+        let info = &error["details"][0];
+        assert_eq!(info["@type"], "type.googleapis.com/google.rpc.ErrorInfo");
+        assert_eq!(info["reason"], reason, "{what}: {}", reply.text);
+        assert_eq!(info["domain"], "a2a-protocol.org", "{what}");
+    }
+    let put = app.send(request("PUT", "tasks", "", "1.0")).await;
+    assert_eq!(put.headers[header::ALLOW], "GET");
+
+    // Good input answers the resource itself; no version header means 1.0.
+    let listed = app
+        .get(&format!("{base}/tasks?pageSize=5&historyLength=0"))
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    assert_eq!(
+        listed.body,
+        json!({"tasks": [], "nextPageToken": "", "pageSize": 5})
+    );
+    let card = app
+        .get(&format!("{base}/.well-known/agent-card.json"))
+        .await;
+    assert_eq!(card.status, StatusCode::OK, "{}", card.text);
+    assert!(
+        card.body["supportedInterfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["protocolBinding"] == "HTTP+JSON" && i["protocolVersion"] == "1.0"),
+        "{}",
+        card.text
+    );
+
+    // Without an agent to speak for, the platform answers.
+    assert_problem(
+        &app.post_json("/a2a/default/nobody/message:send", "{}")
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_problem(
+        &app.get("/a2a/nope/mailer/tasks").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    // The body limit applies before the agent is looked up.
+    let small = app_with(Limits {
+        body_limit_bytes: 64,
+        ..Limits::default()
+    })
+    .await;
+    assert_problem(
+        &small
+            .post_json(
+                "/a2a/default/mailer/message:send",
+                json!({"pad": "x".repeat(64)}).to_string(),
+            )
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+}

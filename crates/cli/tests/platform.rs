@@ -337,15 +337,92 @@ async fn a2a_errors_have_their_spec_codes() {
             rpc("CancelTask", serde_json::json!({"id": task_id})),
             -32002,
         ),
+        // Push notification configs: bad params, unknown tasks and configs, and webhooks on
+        // addresses the server must not reach (private addresses are not allowed by default).
         (
             Some("1.0"),
             rpc("CreateTaskPushNotificationConfig", serde_json::json!({})),
-            -32003,
+            -32602,
+        ),
+        (
+            Some("1.0"),
+            rpc(
+                "CreateTaskPushNotificationConfig",
+                serde_json::json!({"taskId": task_id, "url": "ftp://example.com/hook"}),
+            ),
+            -32602,
+        ),
+        (
+            Some("1.0"),
+            rpc(
+                "CreateTaskPushNotificationConfig",
+                serde_json::json!({"taskId": task_id, "url": "http://169.254.169.254/latest"}),
+            ),
+            -32602,
+        ),
+        (
+            Some("1.0"),
+            rpc(
+                "CreateTaskPushNotificationConfig",
+                serde_json::json!({"taskId": nexus_core::TaskId::new().to_string(),
+                    "url": "https://example.com/hook"}),
+            ),
+            -32001,
+        ),
+        (
+            Some("1.0"),
+            rpc(
+                "GetTaskPushNotificationConfig",
+                serde_json::json!({"taskId": task_id, "id": "nope"}),
+            ),
+            -32001,
+        ),
+        (
+            Some("1.0"),
+            rpc(
+                "ListTaskPushNotificationConfigs",
+                serde_json::json!({"taskId": "x"}),
+            ),
+            -32001,
+        ),
+        (
+            Some("1.0"),
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+                "params": {"message": {"messageId": "m2", "role": "ROLE_USER",
+                    "parts": [{"text": "hi"}]},
+                    "configuration": {"taskPushNotificationConfig":
+                        {"url": "http://127.0.0.1:9/hook"}}}})
+            .to_string(),
+            -32602,
         ),
         (
             None,
             rpc("tasks/pushNotificationConfig/set", serde_json::json!({})),
-            -32003,
+            -32602,
+        ),
+        (
+            None,
+            rpc(
+                "tasks/pushNotificationConfig/set",
+                serde_json::json!({"taskId": task_id, "pushNotificationConfig": {}}),
+            ),
+            -32602,
+        ),
+        (
+            None,
+            rpc(
+                "tasks/pushNotificationConfig/get",
+                serde_json::json!({"id": nexus_core::TaskId::new().to_string()}),
+            ),
+            -32001,
+        ),
+        (
+            None,
+            rpc(
+                "tasks/pushNotificationConfig/delete",
+                serde_json::json!({"id": task_id}),
+            ),
+            -32602,
         ),
         // Streaming methods refuse bad requests with a plain JSON-RPC error, before any SSE.
         (

@@ -43,6 +43,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub push: PushConfig,
 }
 
 /// `[server]`: the HTTP listener and its limits.
@@ -78,6 +79,16 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter such as `info` or `nexus=debug,sqlx=warn`.
     pub level: String,
+}
+
+/// `[push]`: A2A push notifications (webhooks).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Allow webhooks whose host is or resolves to a loopback, private, link-local or other
+    /// non-public address. Off by default: callers choose webhook URLs, and the server must not
+    /// become their way into its own network. Turn on for receivers on the same host or LAN.
+    pub allow_private_addresses: bool,
 }
 
 /// Log output format.

@@ -158,3 +158,32 @@ fn printed_config_redacts_passwords() {
     let reparsed: Config = toml::from_str(&printed).unwrap();
     assert_eq!(reparsed.server, config.server);
 }
+
+#[test]
+fn push_private_addresses_are_refused_unless_enabled() {
+    Jail::expect_with(|jail| {
+        assert!(
+            !load_in(jail, &Overrides::default())
+                .unwrap()
+                .push
+                .allow_private_addresses
+        );
+        jail.set_env("NEXUS__PUSH__ALLOW_PRIVATE_ADDRESSES", "true");
+        assert!(
+            load_in(jail, &Overrides::default())
+                .unwrap()
+                .push
+                .allow_private_addresses
+        );
+        jail.set_env("NEXUS__PUSH__ALLOW_PRIVATE_ADDRESSES", "maybe");
+        let err = load_in(jail, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.to_ascii_lowercase()
+                .contains("push.allow_private_addresses"),
+            "{err}"
+        );
+        Ok(())
+    });
+}

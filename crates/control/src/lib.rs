@@ -32,10 +32,15 @@ use tracing::Instrument;
 
 mod calls;
 mod live;
+mod push;
 mod secrets;
 
 pub use calls::{CallChain, MAX_CALL_DEPTH, trace_id_from_traceparent};
 
+pub use push::{
+    CheckedPushConfig, MAX_PUSH_CONFIG_ID_LEN, MAX_PUSH_CONFIGS_PER_TASK, MAX_PUSH_CREDENTIALS_LEN,
+    MAX_PUSH_SCHEME_LEN, MAX_PUSH_TOKEN_LEN, MAX_PUSH_URL_LEN, NewPushConfig,
+};
 pub use secrets::{MAX_SECRET_NAME_LEN, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_AGENT};
 
 /// Most events read back to rebuild a multi-turn task's history.
@@ -186,6 +191,8 @@ pub struct ControlPlane {
     loaded: Mutex<HashMap<String, AgentComponent>>,
     /// Tasks running on this node, for followers and cancellation.
     live: live::LiveTasks,
+    /// Push-notification delivery and the watchers running here.
+    push: push::PushState,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -214,6 +221,7 @@ impl ControlPlane {
             kms,
             loaded: Mutex::new(HashMap::new()),
             live: live::LiveTasks::default(),
+            push: push::PushState::new(nexus_push::Settings::default()),
         }
     }
 

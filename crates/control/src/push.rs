@@ -109,11 +109,14 @@ pub fn parse_version(name: &str) -> Option<Version> {
     }
 }
 
+/// Running watchers by task and config id, with the generation that tells a watcher's own
+/// entry from its successor's.
+type Watchers = HashMap<(TaskId, String), (u64, tokio::task::JoinHandle<()>)>;
+
 /// The push side of a control plane: the notifier and the watchers running on this node.
 pub(crate) struct PushState {
     notifier: Arc<Notifier>,
-    /// By task and config id; the generation tells a watcher's own entry from its successor's.
-    watchers: std::sync::Mutex<HashMap<(TaskId, String), (u64, tokio::task::JoinHandle<()>)>>,
+    watchers: std::sync::Mutex<Watchers>,
     generation: AtomicU64,
 }
 
@@ -135,10 +138,7 @@ impl PushState {
         }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(TaskId, String), (u64, tokio::task::JoinHandle<()>)>>
-    {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watchers> {
         // Every operation is one insert or remove, so a poisoned map is still consistent.
         self.watchers
             .lock()
@@ -182,13 +182,13 @@ impl ControlPlane {
         new: NewPushConfig,
     ) -> Result<CheckedPushConfig, ControlError> {
         let invalid = |why: String| ControlError::Invalid(why);
-        if let Some(id) = &new.id {
-            if id.len() > MAX_PUSH_CONFIG_ID_LEN || id.chars().any(char::is_control) {
-                return Err(invalid(format!(
-                    "the config id must be at most {MAX_PUSH_CONFIG_ID_LEN} bytes without \
-                     control characters"
-                )));
-            }
+        if let Some(id) = &new.id
+            && (id.len() > MAX_PUSH_CONFIG_ID_LEN || id.chars().any(char::is_control))
+        {
+            return Err(invalid(format!(
+                "the config id must be at most {MAX_PUSH_CONFIG_ID_LEN} bytes without control \
+                 characters"
+            )));
         }
         let url = nexus_push::parse_url(&new.url).map_err(|e| invalid(format!("`url`: {e}")))?;
         header_text("token", new.token.as_deref(), MAX_PUSH_TOKEN_LEN, true)?;
@@ -239,7 +239,16 @@ impl ControlPlane {
         if running {
             let after = log.last().map_or(0, |e| e.seq);
             let (render, _) = renderer(&stored, &task, &log)?;
-            self.start_watcher(tenant, &task, &stored.id, render, webhook, after, None, Previous::Abort);
+            self.start_watcher(
+                tenant,
+                &task,
+                &stored.id,
+                render,
+                webhook,
+                after,
+                None,
+                Previous::Abort,
+            );
         } else {
             self.push.stop(task.id, &stored.id);
         }
@@ -374,7 +383,8 @@ impl ControlPlane {
             token: seal(WebhookField::Token, &new.token)?,
             auth_scheme: new.auth_scheme.clone(),
             auth_credentials: seal(WebhookField::Credentials, &new.auth_credentials)?,
-            created_at: chrono_now(),
+            // The store keeps the time of first creation.
+            created_at: nexus_core::page::now(),
         };
         let stored = self
             .store
@@ -597,8 +607,4 @@ fn status_of(event: &TaskEvent) -> Option<TaskState> {
         return None;
     }
     event.payload.get("state")?.as_str()?.parse().ok()
-}
-
-fn chrono_now() -> chrono::DateTime<chrono::Utc> {
-    nexus_core::page::now()
 }

@@ -138,38 +138,8 @@ fn default_port(scheme: &str) -> u16 {
     if scheme == "http" { 80 } else { 443 }
 }
 
-/// Whether `ip` is a public unicast address. Everything else — loopback, private (RFC 1918,
-/// unique local), link-local (including cloud metadata at 169.254.169.254), CGNAT, multicast,
-/// unspecified, documentation and benchmarking ranges — needs an explicit grant.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64.0.0/10
-                || (a == 198 && (b == 18 || b == 19)) // benchmarking 198.18.0.0/15
-                || a >= 240) // reserved
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || v6.is_unique_local()
-                || v6.is_unicast_link_local()
-                || v6.segments()[0] == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
-        }
-    }
-}
+/// Whether `ip` is a public unicast address; anything else needs an explicit grant.
+pub use nexus_core::net::is_public;
 
 /// The outbound HTTP policy of one task; plugs into wasmtime-wasi-http as its hooks.
 #[derive(Debug, Clone, Default)]

@@ -1,8 +1,9 @@
 //! Secrets at rest: envelope encryption with AES-256-GCM.
 //!
 //! Each tenant has a random 256-bit data key. Secret values are sealed under it with a fresh
-//! random 96-bit nonce and their location — tenant, agent, secret name — as associated data, so
-//! a ciphertext copied to another row no longer opens. The data key itself is stored only
+//! random 96-bit nonce and their location — tenant, agent, secret name ([`SecretSlot`]), or
+//! tenant, task, webhook config and field ([`WebhookSlot`]) — as associated data, so a
+//! ciphertext copied to another row no longer opens. The data key itself is stored only
 //! wrapped by a [`Kms`], bound to its tenant; the default KMS is [`LocalKeyFile`], a master key
 //! in `<data-dir>/master.key`. Deleting a tenant's wrapped key destroys its secrets.
 //!
@@ -14,7 +15,7 @@ use std::fmt;
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce, Payload};
 use async_trait::async_trait;
-use nexus_core::TenantId;
+use nexus_core::{TaskId, TenantId};
 use zeroize::Zeroizing;
 
 mod local;
@@ -37,6 +38,7 @@ const FORMAT_V1: u8 = 1;
 /// key-wrapping context, or for anything a later format binds.
 const SECRET_AAD_PREFIX: &[u8] = b"nexus:secret:v1\0";
 const TENANT_KEY_CONTEXT_PREFIX: &[u8] = b"nexus:tenant-data-key:v1\0";
+const WEBHOOK_AAD_PREFIX: &[u8] = b"nexus:webhook-secret:v1\0";
 
 /// What can go wrong with keys and ciphertexts. Messages never contain key material or
 /// plaintext.
@@ -116,14 +118,26 @@ impl DataKey {
         &self.0
     }
 
-    /// Encrypts `plaintext` for the secret at `slot`.
-    pub fn seal(&self, slot: &SecretSlot<'_>, plaintext: &[u8]) -> Result<Vec<u8>> {
+    /// Encrypts `plaintext` for the value at `slot`.
+    pub fn seal(&self, slot: &impl Slot, plaintext: &[u8]) -> Result<Vec<u8>> {
         seal_with(&self.0, &slot.associated_data(), plaintext)
     }
 
     /// Decrypts what [`seal`](Self::seal) returned for the same `slot`.
-    pub fn open(&self, slot: &SecretSlot<'_>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    pub fn open(&self, slot: &impl Slot, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         open_with(&self.0, &slot.associated_data(), sealed)
+    }
+}
+
+/// A place a sealed value is bound to ([`SecretSlot`], [`WebhookSlot`]). Each kind has its own
+/// domain prefix, so a location of one kind never reads as one of another. Sealed: only this
+/// crate defines slots.
+pub trait Slot: private::Sealed {}
+
+mod private {
+    /// The associated data of a slot; kept private so the encodings stay in this crate.
+    pub trait Sealed {
+        fn associated_data(&self) -> Vec<u8>;
     }
 }
 
@@ -139,7 +153,9 @@ pub struct SecretSlot<'a> {
     pub name: &'a str,
 }
 
-impl SecretSlot<'_> {
+impl Slot for SecretSlot<'_> {}
+
+impl private::Sealed for SecretSlot<'_> {
     /// Unambiguous encoding: fixed-size tenant id, length-prefixed agent name, then the name.
     fn associated_data(&self) -> Vec<u8> {
         let mut aad = Vec::with_capacity(
@@ -150,6 +166,45 @@ impl SecretSlot<'_> {
         aad.extend_from_slice(&(self.agent.len() as u64).to_be_bytes());
         aad.extend_from_slice(self.agent.as_bytes());
         aad.extend_from_slice(self.name.as_bytes());
+        aad
+    }
+}
+
+/// Which secret of a webhook a value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookField {
+    /// The token the receiver checks (A2A `X-A2A-Notification-Token`).
+    Token,
+    /// The credentials sent in `Authorization`.
+    Credentials,
+}
+
+/// Where a secret of a task's webhook (an A2A push notification config) lives: tenant, task,
+/// config id and field. A ciphertext copied to another config, task or field no longer opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookSlot<'a> {
+    pub tenant: TenantId,
+    pub task: TaskId,
+    pub config: &'a str,
+    pub field: WebhookField,
+}
+
+impl Slot for WebhookSlot<'_> {}
+
+impl private::Sealed for WebhookSlot<'_> {
+    /// Unambiguous encoding: fixed-size tenant and task ids, the field's tag byte, then the
+    /// config id.
+    fn associated_data(&self) -> Vec<u8> {
+        let mut aad =
+            Vec::with_capacity(WEBHOOK_AAD_PREFIX.len() + 16 + 16 + 1 + self.config.len());
+        aad.extend_from_slice(WEBHOOK_AAD_PREFIX);
+        aad.extend_from_slice(self.tenant.as_uuid().as_bytes());
+        aad.extend_from_slice(self.task.as_uuid().as_bytes());
+        aad.push(match self.field {
+            WebhookField::Token => 1,
+            WebhookField::Credentials => 2,
+        });
+        aad.extend_from_slice(self.config.as_bytes());
         aad
     }
 }
@@ -295,6 +350,39 @@ mod tests {
                 "{wrong:?}"
             );
         }
+    }
+
+    #[test]
+    fn webhook_secrets_open_only_at_their_slot() {
+        let key = DataKey::generate().unwrap();
+        let (tenant, task) = (TenantId::new(), TaskId::new());
+        let at = |config, field| WebhookSlot {
+            tenant,
+            task,
+            config,
+            field,
+        };
+        let sealed = key.seal(&at("c1", WebhookField::Token), b"tok").unwrap();
+        assert_eq!(
+            &**key.open(&at("c1", WebhookField::Token), &sealed).unwrap(),
+            b"tok"
+        );
+        for wrong in [
+            at("c2", WebhookField::Token),
+            at("c1", WebhookField::Credentials),
+            WebhookSlot {
+                task: TaskId::new(),
+                ..at("c1", WebhookField::Token)
+            },
+        ] {
+            assert!(
+                matches!(key.open(&wrong, &sealed), Err(SecretsError::Decrypt)),
+                "{wrong:?}"
+            );
+        }
+        // An agent secret never opens as a webhook secret, whatever the names.
+        let secret = key.seal(&slot(tenant, "c1", "token"), b"tok").unwrap();
+        assert!(key.open(&at("c1", WebhookField::Token), &secret).is_err());
     }
 
     #[test]

@@ -115,6 +115,11 @@ fn migrator() -> sqlx::migrate::Migrator {
             include_str!("../migrations/0002_agent_state.sql"),
         ),
         (3, "secrets", include_str!("../migrations/0003_secrets.sql")),
+        (
+            4,
+            "push configs",
+            include_str!("../migrations/0004_push_configs.sql"),
+        ),
     ])
 }
 

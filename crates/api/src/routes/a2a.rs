@@ -4,7 +4,8 @@
 //!
 //! Supported: send (blocking until the task ends or asks for input, or returning at once),
 //! streaming send and resubscription over SSE (fed by the task's event log, see
-//! [`nexus_protocol::stream`]), get, list (1.0), cancel, and multi-turn through `taskId`.
+//! [`nexus_protocol::stream`]), get, list (1.0), cancel, multi-turn through `taskId`, and push
+//! notification configs ([`super::a2a_push`]).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -17,6 +18,7 @@ use nexus_protocol::stream::StreamRenderer;
 use nexus_store::{StoreError, TaskFilter};
 use serde_json::{Value, json};
 
+use super::a2a_push;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Path, RawBody};
@@ -90,7 +92,7 @@ pub async fn card(
             {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
             {"url": url, "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
         ],
-        "capabilities": {"streaming": true, "pushNotifications": false, "extendedAgentCard": false},
+        "capabilities": {"streaming": true, "pushNotifications": true, "extendedAgentCard": false},
         "defaultInputModes": manifest.agent.input_modes,
         "defaultOutputModes": manifest.agent.output_modes,
         "skills": skills,
@@ -199,23 +201,19 @@ pub(crate) async fn dispatch(
         (V1, "CancelTask") | (V0_3, "tasks/cancel") => {
             cancel(state, tenant, agent, version, params).await
         }
-        (
-            V1,
-            "CreateTaskPushNotificationConfig"
-            | "GetTaskPushNotificationConfig"
-            | "ListTaskPushNotificationConfigs"
-            | "DeleteTaskPushNotificationConfig",
-        )
-        | (
-            V0_3,
-            "tasks/pushNotificationConfig/set"
-            | "tasks/pushNotificationConfig/get"
-            | "tasks/pushNotificationConfig/list"
-            | "tasks/pushNotificationConfig/delete",
-        ) => Err(RpcError::new(
-            code::PUSH_NOTIFICATION_NOT_SUPPORTED,
-            "push notifications are not supported yet",
-        )),
+        (V1, "CreateTaskPushNotificationConfig") | (V0_3, "tasks/pushNotificationConfig/set") => {
+            a2a_push::create(state, tenant, agent, version, params).await
+        }
+        (V1, "GetTaskPushNotificationConfig") | (V0_3, "tasks/pushNotificationConfig/get") => {
+            a2a_push::get(state, tenant, agent, version, params).await
+        }
+        (V1, "ListTaskPushNotificationConfigs") | (V0_3, "tasks/pushNotificationConfig/list") => {
+            a2a_push::list(state, tenant, agent, version, params).await
+        }
+        (V1, "DeleteTaskPushNotificationConfig")
+        | (V0_3, "tasks/pushNotificationConfig/delete") => {
+            a2a_push::delete(state, tenant, agent, version, params).await
+        }
         (V1, "GetExtendedAgentCard") | (V0_3, "agent/getAuthenticatedExtendedCard") => {
             Err(RpcError::new(
                 code::EXTENDED_CARD_NOT_CONFIGURED,
@@ -236,7 +234,7 @@ pub(crate) async fn dispatch(
     }
 }
 
-fn invalid_params(message: impl Into<String>) -> RpcError {
+pub(crate) fn invalid_params(message: impl Into<String>) -> RpcError {
     RpcError::new(code::INVALID_PARAMS, message)
 }
 
@@ -282,7 +280,7 @@ fn task_id(params: &Value) -> Result<TaskId, RpcError> {
     })
 }
 
-async fn own_task(
+pub(crate) async fn own_task(
     state: &AppState,
     tenant: &Tenant,
     agent: &Agent,
@@ -328,6 +326,7 @@ async fn send(
         }
         None => None,
     };
+    let push = a2a_push::from_message(state, version, &params).await?;
     let started = state
         .control
         .start_agent(
@@ -342,6 +341,7 @@ async fn send(
         )
         .await
         .map_err(control_error)?;
+    a2a_push::after_start(state, tenant, push, &started, continue_task.is_some()).await?;
     let history = history_length(&params, &["configuration", "historyLength"]);
     let configuration = params.get("configuration");
     // 1.0 `returnImmediately: true` and 0.3 `blocking: false` ask for the task as soon as it
@@ -529,6 +529,7 @@ pub(crate) async fn open_send_stream(
         }
         None => None,
     };
+    let push = a2a_push::from_message(state, version, params).await?;
     let started = state
         .control
         .start_agent(
@@ -543,6 +544,7 @@ pub(crate) async fn open_send_stream(
         )
         .await
         .map_err(control_error)?;
+    a2a_push::after_start(state, tenant, push, &started, continue_task.is_some()).await?;
     let after = started.log.last().map_or(0, |e| e.seq);
     let mut renderer = StreamRenderer::new(version, &started.task);
     let history = history_length(params, &["configuration", "historyLength"]);

@@ -135,7 +135,8 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
 }
 
 /// The control plane: packages in `<data-dir>/blobs`, compiled components cached in
-/// `<data-dir>/cache`, the deterministic `echo` model provider.
+/// `<data-dir>/cache`, the deterministic `echo` model provider, push notifications as `[push]`
+/// says.
 fn control_plane(
     config: &Config,
     store: Arc<dyn Store>,
@@ -148,13 +149,19 @@ fn control_plane(
         ..nexus_runtime::RuntimeConfig::default()
     })
     .map_err(|e| CliError::internal(e.to_string()))?;
-    Ok(Arc::new(nexus_control::ControlPlane::new(
-        store,
-        blobs,
-        Arc::new(runtime),
-        Arc::new(nexus_host::llm::EchoProvider),
-        Arc::new(master_key(data_dir)?),
-    )))
+    Ok(Arc::new(
+        nexus_control::ControlPlane::new(
+            store,
+            blobs,
+            Arc::new(runtime),
+            Arc::new(nexus_host::llm::EchoProvider),
+            Arc::new(master_key(data_dir)?),
+        )
+        .with_push(nexus_push::Settings {
+            allow_private_addresses: config.push.allow_private_addresses,
+            ..nexus_push::Settings::default()
+        }),
+    ))
 }
 
 /// The key that protects deployment secrets, `<data-dir>/master.key`, created on first start.
