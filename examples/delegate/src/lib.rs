@@ -22,14 +22,17 @@ impl Agent for Delegate {
         }
         let target = config::get("target").unwrap_or_else(|| DEFAULT_TARGET.to_owned());
         match agents::call(&target, &[Part::Text(text)]) {
-            Ok(reply) => Ok(Response::text(format!("{target} says: {}", text_of(&reply)))),
+            Ok(reply) => Ok(Response::text(format!(
+                "{target} says: {}",
+                text_of(&reply)
+            ))),
             Err(CallError::Denied) => Err(AgentError::Failed(format!(
                 "the platform denied the call to `{target}` (is `agents` granted? is it in \
                  another tenant?)"
             ))),
-            Err(CallError::NotFound(what)) => {
-                Err(AgentError::Failed(format!("no agent to delegate to: {what}")))
-            }
+            Err(CallError::NotFound(what)) => Err(AgentError::Failed(format!(
+                "no agent to delegate to: {what}"
+            ))),
             Err(CallError::DepthExceeded) => Err(AgentError::Failed(
                 "the chain of agent calls is too deep or loops back".into(),
             )),
