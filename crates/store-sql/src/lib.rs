@@ -21,6 +21,12 @@ use sqlx::{FromRow, SqlSafeStr};
 use uuid::Uuid;
 
 mod store_macro;
+mod task_writer;
+
+pub use task_writer::{
+    BatchWrites, EventRow, MAX_TASK_WRITES_PER_BATCH, PlannedTask, TASK_WRITE_QUEUE, TaskBatchSql,
+    TaskWriter,
+};
 
 #[doc(hidden)]
 pub mod __private {
@@ -33,11 +39,17 @@ pub mod __private {
     pub use uuid;
 }
 
-/// States in which a task is running on some node: the ones a crash leaves behind.
 /// Task events written per multi-row `INSERT`: 6 bound parameters each keeps a statement far
 /// below SQLite's 32,766 and PostgreSQL's 65,535 parameter limits.
 pub const EVENTS_PER_INSERT: usize = 1000;
 
+/// Task rows per multi-row statement of a write batch (`INSERT`, `UPDATE … FROM (VALUES …)`,
+/// `IN (…)`): at most 11 bound parameters each keeps a statement far below SQLite's 32,766 and
+/// PostgreSQL's 65,535 parameter limits. A batch has at most [`MAX_TASK_WRITES_PER_BATCH`]
+/// tasks, so this bound is a guard, not a split that happens.
+pub const TASKS_PER_STATEMENT: usize = 1000;
+
+/// States in which a task is running on some node: the ones a crash leaves behind.
 pub const RUNNING_STATES: [TaskState; 2] = [TaskState::Submitted, TaskState::Working];
 
 /// Builds a migrator from migrations embedded in the binary: `(version, description, sql)`.
@@ -259,6 +271,14 @@ impl TryFrom<TaskRow> for Task {
             updated_at: row.updated_at,
         })
     }
+}
+
+/// A `tasks` row with its last event number, as a write batch reads it.
+#[derive(Debug, FromRow)]
+pub struct LockedTaskRow {
+    #[sqlx(flatten)]
+    pub task: TaskRow,
+    pub last_seq: i64,
 }
 
 /// A `task_events` row.

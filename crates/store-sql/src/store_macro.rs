@@ -2,8 +2,12 @@
 
 /// Implements every `nexus_store` trait for `$store` on the sqlx database `$db`.
 ///
-/// `$store` must have inherent methods `reader(&self) -> &sqlx::Pool<$db>` (queries) and
-/// `writer(&self) -> &sqlx::Pool<$db>` (transactions), and `async close_pools(&self)`.
+/// `$store` must have inherent methods `reader(&self) -> &sqlx::Pool<$db>` (queries),
+/// `writer(&self) -> &sqlx::Pool<$db>` (transactions), `task_writer(&self) -> &TaskWriter`
+/// (the group commit of task writes, [`TaskWriter`](crate::TaskWriter)) and
+/// `async close_pools(&self)`. The macro gives `$store` the associated function
+/// `spawn_task_writer(pool: sqlx::Pool<$db>) -> Result<TaskWriter>` that starts the task
+/// writer on this database's SQL; the store calls it when it opens.
 /// `lock` is appended to the `SELECT`s that read a row a transaction will update: `" FOR UPDATE"`
 /// where the database has row locks, `""` where writers are serialised anyway.
 #[macro_export]
@@ -30,6 +34,121 @@ macro_rules! impl_store {
             };
 
             type Tx = sqlx::Transaction<'static, $db>;
+
+            /// The SQL of group-committed task writes on this database (see
+            /// [`TaskWriter`]($crate::TaskWriter)).
+            #[derive(Debug)]
+            struct TaskBatches {
+                pool: sqlx::Pool<$db>,
+            }
+
+            impl $store {
+                /// Starts the group commit of task writes on `pool`, on the current runtime.
+                fn spawn_task_writer(pool: sqlx::Pool<$db>) -> Result<$crate::TaskWriter> {
+                    $crate::TaskWriter::spawn(TaskBatches { pool })
+                }
+            }
+
+            #[async_trait]
+            impl $crate::TaskBatchSql for TaskBatches {
+                type Tx = Tx;
+
+                async fn begin(&self) -> Result<Tx, sqlx::Error> {
+                    self.pool.begin().await
+                }
+
+                async fn lock_tasks(
+                    &self,
+                    tx: &mut Tx,
+                    ids: &[Uuid],
+                ) -> Result<Vec<$crate::LockedTaskRow>, sqlx::Error> {
+                    let mut rows = Vec::with_capacity(ids.len());
+                    // `ids` are sorted, so locks are taken in id order across chunks too.
+                    for chunk in ids.chunks($crate::TASKS_PER_STATEMENT) {
+                        let mut select = sqlx::QueryBuilder::<$db>::new(
+                            "SELECT id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
+                             state, status_message, created_at, updated_at, last_seq FROM tasks WHERE id IN (",
+                        );
+                        let mut list = select.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        select.push(concat!(") ORDER BY id", $lock));
+                        rows.extend(
+                            select
+                                .build_query_as::<$crate::LockedTaskRow>()
+                                .fetch_all(&mut **tx)
+                                .await?,
+                        );
+                    }
+                    Ok(rows)
+                }
+
+                async fn write(
+                    &self,
+                    tx: &mut Tx,
+                    writes: &$crate::BatchWrites<'_>,
+                ) -> Result<(), sqlx::Error> {
+                    for chunk in writes.inserts.chunks($crate::TASKS_PER_STATEMENT) {
+                        let mut insert = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO tasks (id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
+                             state, status_message, last_seq, created_at, updated_at) ",
+                        );
+                        insert.push_values(chunk, |mut row, planned| {
+                            let task = &planned.task;
+                            row.push_bind(*task.id.as_uuid())
+                                .push_bind(*task.tenant_id.as_uuid())
+                                .push_bind(*task.agent_id.as_uuid())
+                                .push_bind(i64::from(task.agent_revision))
+                                .push_bind(task.context_id.as_str())
+                                .push_bind(task.parent_task_id.map(|p| *p.as_uuid()))
+                                .push_bind(task.state.as_str())
+                                .push_bind(task.status_message.as_deref())
+                                .push_bind(to_i64(planned.last_seq))
+                                .push_bind(task.created_at)
+                                .push_bind(task.updated_at);
+                        });
+                        insert.build().execute(&mut **tx).await?;
+                    }
+                    // One statement for every changed task; both databases name the columns of
+                    // a `VALUES` list `column1`, `column2`, ….
+                    for chunk in writes.updates.chunks($crate::TASKS_PER_STATEMENT) {
+                        let mut update = sqlx::QueryBuilder::<$db>::new(
+                            "UPDATE tasks SET state = v.column2, status_message = v.column3, \
+                             last_seq = v.column4, updated_at = v.column5 FROM (",
+                        );
+                        update.push_values(chunk, |mut row, planned| {
+                            let task = &planned.task;
+                            row.push_bind(*task.id.as_uuid())
+                                .push_bind(task.state.as_str())
+                                .push_bind(task.status_message.as_deref())
+                                .push_bind(to_i64(planned.last_seq))
+                                .push_bind(task.updated_at);
+                        });
+                        update.push(") AS v WHERE tasks.id = v.column1");
+                        update.build().execute(&mut **tx).await?;
+                    }
+                    for chunk in writes.events.chunks(EVENTS_PER_INSERT) {
+                        let mut insert = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO task_events (task_id, tenant_id, seq, kind, payload, created_at) ",
+                        );
+                        insert.push_values(chunk, |mut row, event| {
+                            row.push_bind(*event.task_id.as_uuid())
+                                .push_bind(*event.tenant_id.as_uuid())
+                                .push_bind(to_i64(event.seq))
+                                .push_bind(event.kind.as_str())
+                                .push_bind(Json(&*event.payload))
+                                .push_bind(event.created_at);
+                        });
+                        insert.build().execute(&mut **tx).await?;
+                    }
+                    Ok(())
+                }
+
+                async fn commit(&self, tx: Tx) -> Result<(), sqlx::Error> {
+                    tx.commit().await
+                }
+            }
 
             async fn insert_events(
                 tx: &mut Tx,
@@ -500,55 +619,7 @@ macro_rules! impl_store {
                     new: NewTask,
                     events: Vec<NewTaskEvent>,
                 ) -> Result<(Task, Vec<TaskEvent>)> {
-                    let at = now();
-                    let id = new.id;
-                    let mut all_events = Vec::with_capacity(events.len() + 2);
-                    all_events.push(NewTaskEvent {
-                        kind: $crate::__private::nexus_core::TaskEventKind::Status,
-                        payload: status_payload(TaskState::Submitted, None),
-                    });
-                    all_events.extend(events);
-                    let state = if new.start_working {
-                        all_events.push(NewTaskEvent {
-                            kind: $crate::__private::nexus_core::TaskEventKind::Status,
-                            payload: status_payload(TaskState::Working, None),
-                        });
-                        TaskState::Working
-                    } else {
-                        TaskState::Submitted
-                    };
-                    let mut tx = self.writer().begin().await.map_err(map_err)?;
-                    let task: Task = sqlx::query_as::<_, TaskRow>(
-                        "INSERT INTO tasks (id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
-                         state, status_message, last_seq, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $9) \
-                         RETURNING id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
-                         state, status_message, created_at, updated_at",
-                    )
-                    .bind(id.as_uuid())
-                    .bind(tenant.as_uuid())
-                    .bind(new.agent_id.as_uuid())
-                    .bind(i64::from(new.agent_revision))
-                    .bind(&new.context_id)
-                    .bind(new.parent_task_id.map(|p| *p.as_uuid()))
-                    .bind(state.as_str())
-                    .bind(to_i64(all_events.len() as u64))
-                    .bind(at)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| {
-                        if is_foreign_key_violation(&e) {
-                            StoreError::not_found("agent", new.agent_id)
-                        } else if is_unique_violation(&e) {
-                            StoreError::already_exists("task", id)
-                        } else {
-                            map_err(e)
-                        }
-                    })?
-                    .try_into()?;
-                    let stored = insert_events(&mut tx, tenant, id, 1, all_events).await?;
-                    tx.commit().await.map_err(map_err)?;
-                    Ok((task, stored))
+                    self.task_writer().create(tenant, new, events).await
                 }
 
                 async fn get_task(&self, tenant: TenantId, id: TaskId) -> Result<Task> {
@@ -599,34 +670,9 @@ macro_rules! impl_store {
                     message: Option<String>,
                     events: Vec<NewTaskEvent>,
                 ) -> Result<(Task, Vec<TaskEvent>)> {
-                    let mut tx = self.writer().begin().await.map_err(map_err)?;
-                    let (from, last_seq) = lock_task(&mut tx, tenant, id).await?;
-                    from.transition(to)?;
-                    // The status change comes last, so a reader following the log sees the
-                    // reply and artifacts before the state that ends the task.
-                    let mut all_events = events;
-                    all_events.push(NewTaskEvent {
-                        kind: $crate::__private::nexus_core::TaskEventKind::Status,
-                        payload: status_payload(to, message.as_deref()),
-                    });
-                    let task: Task = sqlx::query_as::<_, TaskRow>(
-                        "UPDATE tasks SET state = $1, status_message = $2, last_seq = $3, updated_at = $4 \
-                         WHERE id = $5 \
-                         RETURNING id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
-                         state, status_message, created_at, updated_at",
-                    )
-                    .bind(to.as_str())
-                    .bind(message.as_deref())
-                    .bind(to_i64(last_seq + all_events.len() as u64))
-                    .bind(now())
-                    .bind(id.as_uuid())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(map_err)?
-                    .try_into()?;
-                    let stored = insert_events(&mut tx, tenant, id, last_seq + 1, all_events).await?;
-                    tx.commit().await.map_err(map_err)?;
-                    Ok((task, stored))
+                    self.task_writer()
+                        .transition(tenant, id, to, message, events)
+                        .await
                 }
 
                 async fn append_task_events(
@@ -635,20 +681,7 @@ macro_rules! impl_store {
                     id: TaskId,
                     events: Vec<NewTaskEvent>,
                 ) -> Result<Vec<TaskEvent>> {
-                    let mut tx = self.writer().begin().await.map_err(map_err)?;
-                    let (state, last_seq) = lock_task(&mut tx, tenant, id).await?;
-                    if state.is_terminal() {
-                        return Err(StoreError::TaskEnded(id));
-                    }
-                    sqlx::query("UPDATE tasks SET last_seq = $1 WHERE id = $2")
-                        .bind(to_i64(last_seq + events.len() as u64))
-                        .bind(id.as_uuid())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map_err)?;
-                    let stored = insert_events(&mut tx, tenant, id, last_seq + 1, events).await?;
-                    tx.commit().await.map_err(map_err)?;
-                    Ok(stored)
+                    self.task_writer().append(tenant, id, events).await
                 }
 
                 async fn list_task_events(
@@ -1171,6 +1204,8 @@ macro_rules! impl_store {
                 }
 
                 async fn close(&self) {
+                    // Queued task writes finish on the pool before it closes.
+                    self.task_writer().close().await;
                     self.close_pools().await;
                 }
             }

@@ -3,7 +3,9 @@
 //! The database runs in WAL mode so readers never block the writer. All writes go through a
 //! pool of exactly one connection: SQLite allows one writer at a time anyway, and queueing in
 //! the pool is fairer and faster than connections spinning on `SQLITE_BUSY`. Reads use a
-//! separate pool.
+//! separate pool. Task writes, the bulk of all writes, are group-committed: many callers'
+//! writes share one transaction of a few statements ([`nexus_store_sql::TaskWriter`]), because
+//! each statement costs a round trip to the connection's worker thread.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,6 +26,7 @@ pub const DEFAULT_READERS: u32 = 8;
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    tasks: nexus_store_sql::TaskWriter,
 }
 
 impl SqliteStore {
@@ -53,7 +56,12 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))?;
-        Ok(Self { reader, writer })
+        let tasks = Self::spawn_task_writer(writer.clone())?;
+        Ok(Self {
+            reader,
+            writer,
+            tasks,
+        })
     }
 
     fn reader(&self) -> &SqlitePool {
@@ -62,6 +70,10 @@ impl SqliteStore {
 
     fn writer(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    fn task_writer(&self) -> &nexus_store_sql::TaskWriter {
+        &self.tasks
     }
 
     async fn close_pools(&self) {

@@ -34,6 +34,8 @@ macro_rules! conformance_tests {
             tasks_list_filters,
             tasks_concurrent_transitions_have_one_winner,
             tasks_unfinished_fail_at_recovery,
+            tasks_concurrent_writes_keep_every_log_gapless,
+            tasks_a_failing_write_fails_alone,
             audit_chain_holds_under_concurrency,
             state_is_scoped_and_compare_and_swap_is_atomic,
             secrets_deploy_with_the_revision_and_keep_earlier_ones,
@@ -714,6 +716,318 @@ pub async fn tasks_unfinished_fail_at_recovery(store: Arc<dyn Store>) {
         "a task waiting for the user is not running"
     );
     assert_eq!(store.fail_unfinished_tasks("again").await.unwrap(), 0);
+}
+
+/// Many writers at once, across tasks and on the same task: creates, racing transitions and
+/// appends racing the transition that ends the task. Every caller's events are in the log as
+/// it was told, logs stay gapless, and each illegal race has exactly one winner.
+pub async fn tasks_concurrent_writes_keep_every_log_gapless(store: Arc<dyn Store>) {
+    const TASKS: usize = 16;
+    const APPENDS_PER_TASK: usize = 6;
+    let t = tenant(&*store, "acme").await;
+    let a = agent(&*store, t, "echo").await;
+
+    // Creates in parallel, half of them straight into WORKING.
+    let creates: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let new = NewTask {
+                    start_working: i % 2 == 0,
+                    ..new_task(a, &format!("s{i}"))
+                };
+                store
+                    .create_task(
+                        t,
+                        new,
+                        vec![event(TaskEventKind::Message, &format!("hi {i}"))],
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, handle) in creates.into_iter().enumerate() {
+        let (task, created) = handle.await.unwrap().unwrap();
+        let expected = if i % 2 == 0 { 3 } else { 2 };
+        assert_eq!(
+            created.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (1..=expected).collect::<Vec<u64>>()
+        );
+        assert_eq!(created[1].payload, json!({ "text": format!("hi {i}") }));
+        assert_eq!(store.get_task(t, task.id).await.unwrap(), task);
+        assert_eq!(
+            store.list_task_events(t, task.id, 0, 100).await.unwrap(),
+            created
+        );
+        tasks.push(task);
+    }
+
+    // The SUBMITTED ones: two racing moves to WORKING, one wins.
+    let starts: Vec<_> = tasks
+        .iter()
+        .filter(|task| task.state == TaskState::Submitted)
+        .flat_map(|task| [task.id, task.id])
+        .map(|id| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let result = store
+                    .transition_task(t, id, TaskState::Working, None, vec![])
+                    .await;
+                (id, result)
+            })
+        })
+        .collect();
+    let mut started = BTreeMap::new();
+    for handle in starts {
+        let (id, result) = handle.await.unwrap();
+        match result {
+            Ok((task, events)) => {
+                assert_eq!(task.state, TaskState::Working);
+                assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+                assert!(started.insert(id, ()).is_none(), "two winners for {id}");
+            }
+            Err(StoreError::IllegalTransition(_)) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(started.len(), TASKS / 2);
+
+    // Every task WORKING: appends of one to three events race three terminal transitions
+    // (one of them with a final artifact), all tasks at once.
+    enum Outcome {
+        Appended(Result<Vec<nexus_core::TaskEvent>, StoreError>),
+        Ended(Result<(nexus_core::Task, Vec<nexus_core::TaskEvent>), StoreError>),
+    }
+    let mut handles = Vec::new();
+    for task in &tasks {
+        let id = task.id;
+        for j in 0..APPENDS_PER_TASK {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                let events = (0..=j % 3)
+                    .map(|k| event(TaskEventKind::Log, &format!("{id} append {j}.{k}")))
+                    .collect();
+                (
+                    id,
+                    Outcome::Appended(store.append_task_events(t, id, events).await),
+                )
+            }));
+        }
+        for to in [TaskState::Completed, TaskState::Canceled, TaskState::Failed] {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                let events = if to == TaskState::Completed {
+                    vec![event(TaskEventKind::Artifact, &format!("{id} result"))]
+                } else {
+                    vec![]
+                };
+                let message = Some(format!("{id} {to}"));
+                let result = store.transition_task(t, id, to, message, events).await;
+                (id, Outcome::Ended(result))
+            }));
+        }
+    }
+    let mut told: BTreeMap<TaskId, Vec<nexus_core::TaskEvent>> = BTreeMap::new();
+    let mut winners: BTreeMap<TaskId, nexus_core::Task> = BTreeMap::new();
+    for handle in handles {
+        let (id, outcome) = handle.await.unwrap();
+        let events = match outcome {
+            Outcome::Appended(Ok(events)) => events,
+            Outcome::Appended(Err(StoreError::TaskEnded(ended))) => {
+                assert_eq!(ended, id);
+                continue;
+            }
+            Outcome::Ended(Ok((task, events))) => {
+                assert!(task.state.is_terminal());
+                assert_eq!(task.status_message, Some(format!("{id} {}", task.state)));
+                assert!(winners.insert(id, task).is_none(), "two winners for {id}");
+                events
+            }
+            Outcome::Ended(Err(StoreError::IllegalTransition(_))) => continue,
+            Outcome::Appended(Err(other)) | Outcome::Ended(Err(other)) => panic!("{other:?}"),
+        };
+        // A call's events are consecutive in the log.
+        for pair in events.windows(2) {
+            assert_eq!(pair[1].seq, pair[0].seq + 1);
+        }
+        assert!(events.iter().all(|e| e.task_id == id));
+        told.entry(id).or_default().extend(events);
+    }
+    assert_eq!(winners.len(), TASKS, "every task ended exactly once");
+
+    for task in &tasks {
+        let log = store.list_task_events(t, task.id, 0, 1000).await.unwrap();
+        assert_eq!(
+            log.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (1..=log.len() as u64).collect::<Vec<_>>(),
+            "gapless"
+        );
+        // Every event a caller was told about is in the log, as told; the log holds nothing
+        // else past the creation and the start.
+        let mut told = told.remove(&task.id).unwrap_or_default();
+        told.sort_by_key(|e| e.seq);
+        let first_told = log.len() - told.len();
+        assert_eq!(log[first_told..], told[..]);
+        assert_eq!(
+            first_told, 3,
+            "the log before the race: created, message, working"
+        );
+        // The transition that won comes last: nothing was appended after the task ended.
+        let last = log.last().unwrap();
+        let winner = &winners[&task.id];
+        assert_eq!(last.kind, TaskEventKind::Status);
+        assert_eq!(last.payload["state"], winner.state.as_str());
+        assert_eq!(store.get_task(t, task.id).await.unwrap(), *winner);
+    }
+}
+
+/// A batch of writes where some are refused (deleted agent, another tenant's agent, a taken
+/// id, an unknown task, an illegal transition) while the others go through: only the bad ones
+/// fail, each with its own error, and they leave nothing behind.
+pub async fn tasks_a_failing_write_fails_alone(store: Arc<dyn Store>) {
+    const GOOD_CREATES: usize = 20;
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "globex").await;
+    let a = agent(&*store, t, "echo").await;
+    let doomed = agent(&*store, t, "doomed").await;
+    let (existing, _) = store
+        .create_task(t, new_task(a, "s"), vec![])
+        .await
+        .unwrap();
+    store.delete_agent(t, doomed).await.unwrap();
+
+    enum Write {
+        Create(NewTask, TenantId),
+        Transition(TaskId, TaskState, TenantId),
+        Append(TaskId, TenantId),
+    }
+    let doomed_task = new_task(doomed, "s");
+    let mut writes: Vec<Write> = (0..GOOD_CREATES)
+        .map(|i| Write::Create(new_task(a, &format!("good {i}")), t))
+        .collect();
+    writes.extend([
+        Write::Create(doomed_task.clone(), t),
+        Write::Create(new_task(a, "wrong tenant"), other),
+        Write::Create(
+            NewTask {
+                id: existing.id,
+                ..new_task(a, "taken id")
+            },
+            t,
+        ),
+        Write::Transition(TaskId::new(), TaskState::Working, t),
+        Write::Transition(existing.id, TaskState::Completed, t),
+        Write::Append(existing.id, other),
+        Write::Append(existing.id, t),
+    ]);
+    // Started together, so they queue up behind each other.
+    let handles: Vec<_> = writes
+        .into_iter()
+        .map(|write| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                match write {
+                    Write::Create(new, tenant) => store
+                        .create_task(tenant, new, vec![event(TaskEventKind::Message, "hi")])
+                        .await
+                        .map(|(task, events)| (Some(task), events)),
+                    Write::Transition(id, to, tenant) => store
+                        .transition_task(tenant, id, to, None, vec![])
+                        .await
+                        .map(|(task, events)| (Some(task), events)),
+                    Write::Append(id, tenant) => store
+                        .append_task_events(tenant, id, vec![event(TaskEventKind::Log, "log")])
+                        .await
+                        .map(|events| (None, events)),
+                }
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for handle in handles {
+        results.push(handle.await.unwrap());
+    }
+    let bad = results.split_off(GOOD_CREATES);
+    for result in results {
+        let (task, events) = result.unwrap();
+        let task = task.unwrap();
+        assert_eq!(store.get_task(t, task.id).await.unwrap(), task);
+        assert_eq!(
+            store.list_task_events(t, task.id, 0, 100).await.unwrap(),
+            events
+        );
+    }
+    let mut bad = bad.into_iter();
+    let mut next = || bad.next().unwrap();
+    let deleted_agent = next();
+    assert!(
+        matches!(
+            &deleted_agent,
+            Err(StoreError::NotFound { kind: "agent", .. })
+        ),
+        "{deleted_agent:?}"
+    );
+    let wrong_tenant = next();
+    assert!(
+        matches!(
+            &wrong_tenant,
+            Err(StoreError::NotFound { kind: "agent", .. })
+        ),
+        "{wrong_tenant:?}"
+    );
+    let taken = next();
+    assert!(
+        matches!(&taken, Err(StoreError::AlreadyExists { kind: "task", .. })),
+        "{taken:?}"
+    );
+    let unknown = next();
+    assert!(
+        matches!(&unknown, Err(StoreError::NotFound { kind: "task", .. })),
+        "{unknown:?}"
+    );
+    let illegal = next();
+    assert!(
+        matches!(&illegal, Err(StoreError::IllegalTransition(_))),
+        "{illegal:?}"
+    );
+    let foreign = next();
+    assert!(
+        matches!(&foreign, Err(StoreError::NotFound { kind: "task", .. })),
+        "{foreign:?}"
+    );
+    let (_, appended) = next().unwrap();
+    assert_eq!(appended.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
+
+    // The refused writes left nothing: no task for the deleted agent or the other tenant, the
+    // taken id still the first task's, its log its own.
+    assert!(matches!(
+        store.get_task(t, doomed_task.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        store
+            .list_tasks(other, &TaskFilter::default(), PageRequest::first(100))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let listed = store
+        .list_tasks(t, &TaskFilter::default(), PageRequest::first(100))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(listed.len(), GOOD_CREATES + 1);
+    assert_eq!(store.get_task(t, existing.id).await.unwrap(), existing);
+    let log = store
+        .list_task_events(t, existing.id, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        log.iter().map(|e| (e.seq, e.kind)).collect::<Vec<_>>(),
+        [(1, TaskEventKind::Status), (2, TaskEventKind::Log)]
+    );
 }
 
 pub async fn audit_chain_holds_under_concurrency(store: Arc<dyn Store>) {
