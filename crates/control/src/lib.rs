@@ -16,8 +16,8 @@ use bytes::Bytes;
 use nexus_blob::{BlobStore, Digest};
 use nexus_core::message::{Message, Part, Role};
 use nexus_core::{
-    Agent, AgentRevision, Grants, Name, NewAgentRevision, NewPackage, NewTask, Package, Task,
-    TaskEvent, TaskEventKind, TaskId, TaskState, TenantId,
+    Agent, AgentId, AgentRevision, Grants, Name, NewAgentRevision, NewPackage, NewTask, Package,
+    Task, TaskEvent, TaskEventKind, TaskId, TaskState, TenantId,
 };
 use nexus_host::capability;
 use nexus_host::emit::{AgentEvent, EventSink};
@@ -45,6 +45,8 @@ pub use secrets::{MAX_SECRET_NAME_LEN, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_A
 
 /// Most events read back to rebuild a multi-turn task's history.
 const MAX_HISTORY_EVENTS: u32 = 10_000;
+/// Revisions kept in memory; past this the cache starts over (a few KiB each).
+const MAX_CACHED_REVISIONS: usize = 10_000;
 /// Events read from the log per query while a follower catches up.
 const REPLAY_PAGE: u32 = 500;
 /// Events queued for one follower; a slow reader (e.g. a slow network) holds back only itself.
@@ -193,6 +195,9 @@ pub struct ControlPlane {
     live: live::LiveTasks,
     /// Push-notification delivery and the watchers running here.
     push: push::PushState,
+    /// Revisions read so far. A revision never changes once deployed (a new deploy is a new
+    /// number), so this needs no invalidation; it saves a read on every invocation.
+    revisions: std::sync::Mutex<HashMap<(TenantId, AgentId, u32), AgentRevision>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -222,6 +227,7 @@ impl ControlPlane {
             loaded: Mutex::new(HashMap::new()),
             live: live::LiveTasks::default(),
             push: push::PushState::new(nexus_push::Settings::default()),
+            revisions: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -309,6 +315,35 @@ impl ControlPlane {
             )
             .await?;
         Ok(deployed)
+    }
+
+    /// An agent's revision, from memory when it was read before.
+    async fn revision(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        number: u32,
+    ) -> Result<AgentRevision, ControlError> {
+        let key = (tenant, agent, number);
+        let cached = self
+            .revisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(revision) = cached {
+            return Ok(revision);
+        }
+        let revision = self.store.get_revision(tenant, agent, number).await?;
+        let mut revisions = self
+            .revisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if revisions.len() >= MAX_CACHED_REVISIONS {
+            revisions.clear();
+        }
+        revisions.insert(key, revision.clone());
+        Ok(revision)
     }
 
     /// Compiles (or loads cached machine code for) a component on a blocking thread: Cranelift
@@ -401,10 +436,7 @@ impl ControlPlane {
             }
             None => (None, agent.current_revision, Vec::new()),
         };
-        let revision = self
-            .store
-            .get_revision(tenant, agent.id, revision_number)
-            .await?;
+        let revision = self.revision(tenant, agent.id, revision_number).await?;
         let component = self.component(&revision.package_digest).await?;
         let history = history_of(&earlier_events);
         let context_id = match &waiting {

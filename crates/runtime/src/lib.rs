@@ -206,7 +206,9 @@ impl Runtime {
             .total_tables(instances.saturating_mul(8))
             .total_stacks(instances)
             .max_memory_size(limits.memory_bytes)
-            .table_elements(limits::MAX_TABLE_ELEMENTS);
+            .table_elements(limits::MAX_TABLE_ELEMENTS)
+            .linear_memory_keep_resident(limits::KEEP_RESIDENT_MEMORY_BYTES)
+            .table_keep_resident(limits::KEEP_RESIDENT_TABLE_BYTES);
 
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
