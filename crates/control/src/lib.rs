@@ -190,7 +190,7 @@ pub struct ControlPlane {
     /// Wraps the tenants' data keys, which seal deployment secrets.
     kms: Arc<dyn nexus_secrets::Kms>,
     /// Loaded components by package digest: compiled once, instantiated per task.
-    loaded: Mutex<HashMap<String, AgentComponent>>,
+    loaded: Mutex<HashMap<String, Loaded>>,
     /// Tasks running on this node, for followers and cancellation.
     live: live::LiveTasks,
     /// Push-notification delivery and the watchers running here.
@@ -258,10 +258,11 @@ impl ControlPlane {
                 },
             )
             .await?;
+        let limits = limit_overrides(&package.manifest);
         self.loaded
             .lock()
             .await
-            .insert(stored.digest.clone(), component);
+            .insert(stored.digest.clone(), Loaded { component, limits });
         Ok(stored)
     }
 
@@ -356,22 +357,25 @@ impl ControlPlane {
             .map_err(|e| ControlError::Component(e.to_string()))
     }
 
-    /// The loaded component of a package, loading it from the blob store on first use.
-    async fn component(&self, digest: &str) -> Result<AgentComponent, ControlError> {
-        if let Some(component) = self.loaded.lock().await.get(digest) {
-            return Ok(component.clone());
+    /// The loaded component of a package and its manifest's limits, loading it from the blob
+    /// store on first use.
+    async fn component(&self, digest: &str) -> Result<Loaded, ControlError> {
+        if let Some(loaded) = self.loaded.lock().await.get(digest) {
+            return Ok(loaded.clone());
         }
         let digest_value: Digest = digest
             .parse()
             .map_err(|e: nexus_blob::InvalidDigest| StoreError::Corrupt(e.to_string()))?;
         let bytes = self.blobs.get(&digest_value).await?;
         let package = nexus_package::unpack(&bytes)?;
+        let limits = limit_overrides(&package.manifest);
         let component = self.load(package.wasm).await?;
+        let loaded = Loaded { component, limits };
         self.loaded
             .lock()
             .await
-            .insert(digest.to_owned(), component.clone());
-        Ok(component)
+            .insert(digest.to_owned(), loaded.clone());
+        Ok(loaded)
     }
 
     /// Runs `request` as a durable task and waits for it to end (or to ask for input).
@@ -437,7 +441,7 @@ impl ControlPlane {
             None => (None, agent.current_revision, Vec::new()),
         };
         let revision = self.revision(tenant, agent.id, revision_number).await?;
-        let component = self.component(&revision.package_digest).await?;
+        let Loaded { component, limits } = self.component(&revision.package_digest).await?;
         let history = history_of(&earlier_events);
         let context_id = match &waiting {
             Some(task) => task.context_id.clone(),
@@ -465,7 +469,7 @@ impl ControlPlane {
             trace_id: Some(trace_id.clone()),
         };
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let env = self
+        let mut env = self
             .task_env(
                 tenant,
                 &agent,
@@ -475,6 +479,7 @@ impl ControlPlane {
                 child_chain,
             )
             .await?;
+        env.limits = limits;
 
         let (task, log, live) = match waiting {
             // A follow-up message: the task keeps its revision and sees its earlier messages.
@@ -856,6 +861,7 @@ impl ControlPlane {
             outbound: OutboundPolicy::new(&revision.grants.hosts)
                 .map_err(|e| StoreError::Corrupt(format!("stored grant: {e}")))?,
             events,
+            limits: nexus_runtime::LimitOverrides::default(),
         })
     }
 }
@@ -894,6 +900,29 @@ pub fn check_grants(
         }
     }
     Ok(())
+}
+
+/// A package ready to run: its compiled component and the limits its manifest asks for.
+#[derive(Clone)]
+struct Loaded {
+    component: AgentComponent,
+    limits: nexus_runtime::LimitOverrides,
+}
+
+/// The runtime limits a manifest's `[limits]` ask for.
+fn limit_overrides(manifest: &nexus_package::Manifest) -> nexus_runtime::LimitOverrides {
+    let limits = &manifest.limits;
+    nexus_runtime::LimitOverrides {
+        memory_bytes: limits.memory_mib.map(|mib| {
+            usize::try_from(mib)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(1024 * 1024)
+        }),
+        deadline: limits
+            .timeout_secs
+            .map(|secs| std::time::Duration::from_secs(u64::from(secs))),
+        fuel: limits.fuel,
+    }
 }
 
 /// Refuses an empty message or an unusable session id.

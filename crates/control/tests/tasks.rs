@@ -60,11 +60,16 @@ impl Platform {
     /// Deploys the guest component `guest` as agent `name` with `config`; `delegate` declares
     /// and is granted `agents`.
     async fn deploy(&self, guest: &str, name: &str, config: &[(&str, &str)]) {
+        self.deploy_with(guest, name, config, "").await;
+    }
+
+    /// [`deploy`](Self::deploy) with extra manifest TOML (e.g. a `[limits]` table).
+    async fn deploy_with(&self, guest: &str, name: &str, config: &[(&str, &str)], extra: &str) {
         let calls = guest == "delegate";
         let manifest = format!(
             "[agent]\nname = \"{name}\"\nnamespace = \"tests\"\nversion = \"0.1.0\"\n\
              description = \"test\"\n[[skills]]\nid = \"test\"\nname = \"Test\"\n\
-             description = \"test\"\n[capabilities]\nagents = {calls}\n"
+             description = \"test\"\n[capabilities]\nagents = {calls}\n{extra}"
         );
         let package = nexus_package::pack(&manifest, &common::guest(guest), None).unwrap();
         let uploaded = self
@@ -303,5 +308,29 @@ async fn agent_calls_are_bounded() {
             .unwrap_or_default()
             .contains("denied"),
         "a call into another tenant is a policy denial"
+    );
+}
+
+/// A manifest's `[limits]` apply to its tasks: a shorter deadline and less memory than the
+/// node's defaults (60 s, 128 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_limits_apply_to_tasks() {
+    let p = empty_platform().await;
+    p.deploy_with(
+        "hostile",
+        "hasty",
+        &[],
+        "[limits]\ntimeout_secs = 1\nmemory_mib = 16\n",
+    )
+    .await;
+    let spun = p.invoke("hasty", "loop").await;
+    assert_eq!(spun.task.state, TaskState::Failed);
+    let why = spun.task.status_message.unwrap_or_default();
+    assert!(why.contains("deadline of 1000 ms"), "{why}");
+    let hoarded = p.invoke("hasty", "memory").await;
+    let why = hoarded.task.status_message.unwrap_or_default();
+    assert!(
+        why.contains(&format!("more than {} bytes", 16 * 1024 * 1024)),
+        "{why}"
     );
 }

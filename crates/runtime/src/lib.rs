@@ -38,7 +38,7 @@ pub mod cache;
 pub mod limits;
 pub mod outcome;
 
-pub use limits::Limits;
+pub use limits::{LimitOverrides, Limits};
 pub use outcome::{Reply, TaskError, TaskOutcome, TaskResult, Usage};
 
 /// The runtime could not be set up, or a component could not be loaded.
@@ -115,6 +115,8 @@ pub struct TaskEnv {
     pub outbound: OutboundPolicy,
     /// Where streamed events and logs go.
     pub events: EventSink,
+    /// The deployment's own limits (its manifest's `[limits]`), applied within the node's.
+    pub limits: LimitOverrides,
 }
 
 impl TaskEnv {
@@ -128,6 +130,7 @@ impl TaskEnv {
             bus: nexus_host::bus::BusCapability::new(false),
             outbound: OutboundPolicy::default(),
             events: EventSink::discard(),
+            limits: LimitOverrides::default(),
         }
     }
 }
@@ -258,6 +261,21 @@ impl Runtime {
         &self.limits
     }
 
+    /// The limits of a task with `overrides`: the deployment's timeout replaces the node's
+    /// default; memory can only go down (the pool's slots are sized to the node's limit); fuel
+    /// applies only when the node meters fuel (metering is an engine-wide setting).
+    pub fn limits_for(&self, overrides: &LimitOverrides) -> Limits {
+        let node = &self.limits;
+        Limits {
+            memory_bytes: overrides
+                .memory_bytes
+                .map_or(node.memory_bytes, |bytes| bytes.min(node.memory_bytes)),
+            deadline: overrides.deadline.unwrap_or(node.deadline),
+            fuel: node.fuel.map(|fuel| overrides.fuel.unwrap_or(fuel)),
+            ..node.clone()
+        }
+    }
+
     /// Compiles (or loads from the cache) and links a component. Fails if the bytes are not a
     /// component, or if it imports something the platform does not provide.
     pub fn load(&self, bytes: &[u8]) -> Result<AgentComponent, RuntimeError> {
@@ -301,7 +319,7 @@ impl Runtime {
                 .map_err(|_| TaskError::Instantiation {
                     message: "the runtime is shutting down".into(),
                 })?;
-        let limits = self.limits.clone();
+        let limits = self.limits_for(&env.limits);
         let stderr = MemoryOutputPipe::new(limits::STDERR_CAPTURE_BYTES);
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())

@@ -32,6 +32,14 @@ pub const KEEP_RESIDENT_TABLE_BYTES: usize = 64 * 1024;
 /// Fuel consumed between yields when fuel metering is on.
 pub const FUEL_YIELD_INTERVAL: u64 = 100_000;
 
+/// One deployment's own limits, from its manifest; `None` keeps the node's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitOverrides {
+    pub memory_bytes: Option<usize>,
+    pub deadline: Option<Duration>,
+    pub fuel: Option<u64>,
+}
+
 /// Limits applied to every task.
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -120,6 +120,8 @@ pub async fn run(args: RunArgs, output: Output) -> Result<(), CliError> {
         bus: nexus_host::bus::BusCapability::new(true),
         outbound,
         events: EventSink::new(sender),
+        // Local runs use the default limits (and `--fuel`), not the manifest's.
+        limits: nexus_runtime::LimitOverrides::default(),
     };
     let input = TaskInput {
         task_id: nexus_core::TaskId::new().to_string(),
