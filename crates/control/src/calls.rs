@@ -120,7 +120,14 @@ impl AgentCaller for ChildCaller {
             .start_agent(self.tenant, agent, request)
             .await
             .map_err(call_error)?;
+        // If the caller's task ends first (canceled, timed out), its child is canceled too.
+        let mut orphan = CancelOnDrop {
+            control: self.control.clone(),
+            tenant: self.tenant,
+            task: Some(started.task.id),
+        };
         let invocation = started.finished().await.map_err(call_error)?;
+        orphan.task = None;
         let task = &invocation.task;
         match (task.state, &invocation.result) {
             (TaskState::Completed, Some(nexus_runtime::TaskResult::Completed { reply })) => {
@@ -136,6 +143,27 @@ impl AgentCaller for ChildCaller {
                 task.state,
                 task.status_message.as_deref().unwrap_or("no reason given")
             ))),
+        }
+    }
+}
+
+/// Cancels a child task whose caller stopped waiting for it.
+struct CancelOnDrop {
+    control: Arc<ControlPlane>,
+    tenant: TenantId,
+    task: Option<TaskId>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            let (control, tenant) = (self.control.clone(), self.tenant);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    // It may have just ended on its own; then there is nothing to cancel.
+                    let _ = control.cancel(tenant, task).await;
+                });
+            }
         }
     }
 }

@@ -161,23 +161,34 @@ impl Started {
 struct LiveGuard {
     control: Arc<ControlPlane>,
     task: TaskId,
+    run: u64,
     canceled: tokio::sync::watch::Receiver<bool>,
 }
 
 impl LiveGuard {
-    fn begin(control: Arc<ControlPlane>, task: TaskId) -> Self {
-        let canceled = control.live.begin(task);
-        Self {
+    /// Fails when the task already runs here: only one message at a time may continue it.
+    fn begin(control: Arc<ControlPlane>, task: TaskId) -> Result<Self, ControlError> {
+        let (run, canceled) = control
+            .live
+            .begin(task)
+            .ok_or(StoreError::IllegalTransition(
+                nexus_core::task::IllegalTransition {
+                    from: TaskState::Working,
+                    to: TaskState::Working,
+                },
+            ))?;
+        Ok(Self {
             control,
             task,
+            run,
             canceled,
-        }
+        })
     }
 }
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.control.live.end(self.task);
+        self.control.live.end(self.task, self.run);
     }
 }
 
@@ -481,61 +492,69 @@ impl ControlPlane {
             .await?;
         env.limits = limits;
 
-        let (task, log, live) = match waiting {
-            // A follow-up message: the task keeps its revision and sees its earlier messages.
-            Some(task) => {
-                let live = LiveGuard::begin(self.clone(), task.id);
-                let (task, appended) = self
-                    .transition(tenant, task.id, TaskState::Working, None, vec![user_event])
-                    .await?;
-                let mut log = earlier_events;
-                log.extend(appended);
-                (task, log, live)
-            }
-            None => {
-                let (task, log) = self
-                    .store
-                    .create_task(
-                        tenant,
-                        NewTask {
-                            id: task_id,
-                            agent_id: agent.id,
-                            agent_revision: agent.current_revision,
-                            context_id,
-                            parent_task_id: chain.parent,
-                            start_working: true,
-                        },
-                        vec![user_event],
-                    )
-                    .await?;
-                let live = LiveGuard::begin(self.clone(), task.id);
-                (task, log, live)
-            }
-        };
-        let input = TaskInput {
-            task_id: task.id.to_string(),
-            context_id: task.context_id.clone(),
-            message: user_message.parts,
-            history,
-            metadata: vec![("traceparent".to_owned(), chain.traceparent(task.id))],
-        };
+        // Only one message at a time may run a task here.
+        let live = LiveGuard::begin(self.clone(), task_id)?;
         let this = self.clone();
-        let (id, start_log) = (task.id, log.clone());
-        let span = tracing::info_span!(
-            "task",
-            task = %id,
-            agent = %agent.name,
-            trace_id = %trace_id,
-            parent = ?chain.parent
-        );
-        let outcome = tokio::spawn(
-            async move {
-                this.run(tenant, id, component, input, env, receiver, live, start_log)
-                    .await
-            }
-            .instrument(span),
-        );
-        Ok(Started { task, log, outcome })
+        // From here on the caller may go away (a client disconnects, a gateway timeout) after
+        // the task is committed: committing and starting the run happen in their own tokio
+        // task, so a committed task always runs and ends.
+        let committed = tokio::spawn(async move {
+            let (task, log) = match waiting {
+                // A follow-up message: the task keeps its revision and sees its earlier messages.
+                Some(task) => {
+                    let (task, appended) = this
+                        .transition(tenant, task.id, TaskState::Working, None, vec![user_event])
+                        .await?;
+                    let mut log = earlier_events;
+                    log.extend(appended);
+                    (task, log)
+                }
+                None => {
+                    this.store
+                        .create_task(
+                            tenant,
+                            NewTask {
+                                id: task_id,
+                                agent_id: agent.id,
+                                agent_revision: agent.current_revision,
+                                context_id,
+                                parent_task_id: chain.parent,
+                                start_working: true,
+                            },
+                            vec![user_event],
+                        )
+                        .await?
+                }
+            };
+            let input = TaskInput {
+                task_id: task.id.to_string(),
+                context_id: task.context_id.clone(),
+                message: user_message.parts,
+                history,
+                metadata: vec![("traceparent".to_owned(), chain.traceparent(task.id))],
+            };
+            let (id, start_log) = (task.id, log.clone());
+            let span = tracing::info_span!(
+                "task",
+                task = %id,
+                agent = %agent.name,
+                trace_id = %trace_id,
+                parent = ?chain.parent
+            );
+            let runner = this.clone();
+            let outcome = tokio::spawn(
+                async move {
+                    runner
+                        .run(tenant, id, component, input, env, receiver, live, start_log)
+                        .await
+                }
+                .instrument(span),
+            );
+            Ok::<_, ControlError>(Started { task, log, outcome })
+        });
+        committed
+            .await
+            .map_err(|e| ControlError::Internal(format!("starting the task failed: {e}")))?
     }
 
     /// Runs the agent for a started task and records how it ended.
@@ -671,18 +690,29 @@ impl ControlPlane {
     }
 
     /// Cancels a task that has not ended; a running agent is stopped.
-    pub async fn cancel(&self, tenant: TenantId, task_id: TaskId) -> Result<Task, ControlError> {
-        let (task, _) = self
-            .transition(
-                tenant,
-                task_id,
-                TaskState::Canceled,
-                Some("canceled by the caller".into()),
-                Vec::new(),
-            )
-            .await?;
-        self.live.cancel(task_id);
-        Ok(task)
+    pub async fn cancel(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        task_id: TaskId,
+    ) -> Result<Task, ControlError> {
+        // In its own tokio task, so a caller that goes away cannot leave the cancellation
+        // recorded but the agent running.
+        let this = self.clone();
+        tokio::spawn(async move {
+            let (task, _) = this
+                .transition(
+                    tenant,
+                    task_id,
+                    TaskState::Canceled,
+                    Some("canceled by the caller".into()),
+                    Vec::new(),
+                )
+                .await?;
+            this.live.cancel(task_id);
+            Ok(task)
+        })
+        .await
+        .map_err(|e| ControlError::Internal(format!("canceling the task failed: {e}")))?
     }
 
     /// Follows a task's event log from `after_seq`: what is logged already, then new events as

@@ -17,6 +17,8 @@ const LIVE_BUFFER: usize = 256;
 
 /// One running task: its event fan-out and its cancellation signal.
 struct Running {
+    /// Which run of the task this is (a multi-turn task runs once per turn).
+    run: u64,
     events: broadcast::Sender<TaskEvent>,
     cancel: watch::Sender<bool>,
 }
@@ -25,6 +27,7 @@ struct Running {
 #[derive(Default)]
 pub(crate) struct LiveTasks {
     running: Mutex<HashMap<TaskId, Running>>,
+    next_run: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for LiveTasks {
@@ -44,17 +47,37 @@ impl LiveTasks {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Marks `task` as running here; the receiver turns `true` when it is canceled.
-    pub(crate) fn begin(&self, task: TaskId) -> watch::Receiver<bool> {
+    /// Marks `task` as running here and returns the run's number and a receiver that turns
+    /// `true` when it is canceled; `None` when the task already runs here (two messages raced
+    /// to continue it, or one arrived before the previous turn finished).
+    pub(crate) fn begin(&self, task: TaskId) -> Option<(u64, watch::Receiver<bool>)> {
+        let mut running = self.lock();
+        if running.contains_key(&task) {
+            return None;
+        }
+        let run = self
+            .next_run
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (cancel, canceled) = watch::channel(false);
         let (events, _) = broadcast::channel(LIVE_BUFFER);
-        self.lock().insert(task, Running { events, cancel });
-        canceled
+        running.insert(
+            task,
+            Running {
+                run,
+                events,
+                cancel,
+            },
+        );
+        Some((run, canceled))
     }
 
-    /// Ends the fan-out: followers drain what was published, then see the end.
-    pub(crate) fn end(&self, task: TaskId) {
-        self.lock().remove(&task);
+    /// Ends run `run` of `task`: its followers drain what was published, then see the end. A
+    /// later run of the same task is left alone.
+    pub(crate) fn end(&self, task: TaskId, run: u64) {
+        let mut running = self.lock();
+        if running.get(&task).is_some_and(|r| r.run == run) {
+            running.remove(&task);
+        }
     }
 
     /// Hands committed events to the task's followers, if it runs here.

@@ -52,6 +52,11 @@ impl EventSink {
     }
 }
 
+/// Bytes each streamed event or log line costs on top of its text. Every one becomes a row in
+/// the task's log, so an empty event must not be free: a guest looping on `progress("")` would
+/// otherwise grow the log (and the node's memory) without bound until its deadline.
+pub const EVENT_OVERHEAD_BYTES: usize = 64;
+
 /// Counts bytes against a budget. Once over, it stays over: the task ends with the limit error.
 #[derive(Debug, Clone, Copy)]
 pub struct OutputMeter {
@@ -108,7 +113,10 @@ impl EmitCapability {
     }
 
     fn emit(&mut self, bytes: usize, event: impl FnOnce() -> AgentEvent) -> Result<(), EmitError> {
-        if !self.meter.charge(bytes) {
+        if !self
+            .meter
+            .charge(bytes.saturating_add(EVENT_OVERHEAD_BYTES))
+        {
             return Err(EmitError::OutputLimit);
         }
         self.sink.send(event());

@@ -26,7 +26,9 @@ impl LogCapability {
 
 impl wit::Host for LogCapability {
     async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
-        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let size = crate::emit::EVENT_OVERHEAD_BYTES
+            + message.len()
+            + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         if !self.meter.charge(size) {
             return;
         }

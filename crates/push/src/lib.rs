@@ -84,9 +84,10 @@ pub enum PushError {
     /// Not an absolute `http(s)` URL with a host, too long, or with a user name or password.
     #[error("invalid webhook URL: {0}")]
     InvalidUrl(String),
-    /// The host is or resolves to an address that is not public.
+    /// The host is or resolves to an address that is not public. The message leaves the
+    /// address out: callers must not learn how internal names resolve.
     #[error(
-        "webhook host `{host}` resolves to {address}, which is not a public address \
+        "webhook host `{host}` is not a public address or resolves to one that is not \
          (set [push] allow_private_addresses to allow it)"
     )]
     PrivateAddress { host: String, address: IpAddr },

@@ -72,6 +72,11 @@ pub fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
 
 /// Maps a driver error that the caller did not handle specifically.
 pub fn map_err(err: sqlx::Error) -> StoreError {
+    map_err_ref(&err)
+}
+
+/// [`map_err`] for an error that several callers share (a failed batch).
+pub fn map_err_ref(err: &sqlx::Error) -> StoreError {
     match err {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(err.to_string())

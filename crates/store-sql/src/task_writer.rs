@@ -52,7 +52,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::{
-    LockedTaskRow, is_foreign_key_violation, is_unique_violation, map_err, status_payload, to_u64,
+    LockedTaskRow, is_foreign_key_violation, is_unique_violation, map_err_ref, status_payload,
+    to_u64,
 };
 
 /// Most writes committed in one transaction. Bounds the bound parameters of the batch's
@@ -128,6 +129,11 @@ pub trait TaskBatchSql: Send + Sync + 'static {
     async fn write(&self, tx: &mut Self::Tx, writes: &BatchWrites<'_>) -> Result<(), sqlx::Error>;
     /// Commits.
     async fn commit(&self, tx: Self::Tx) -> Result<(), sqlx::Error>;
+    /// Whether `error` comes from one write's data (a constraint it violates) rather than from
+    /// the database or the connection; only then is a failed batch retried write by write.
+    fn fails_one_write(&self, error: &sqlx::Error) -> bool {
+        is_foreign_key_violation(error) || is_unique_violation(error)
+    }
 }
 
 /// The handle of a store's task-write loop: queues writes and waits for their results.
@@ -398,15 +404,15 @@ impl Pending {
     }
 
     /// The error for this write when it failed alone in the database.
-    fn failure(&self, error: sqlx::Error) -> StoreError {
+    fn failure(&self, error: &sqlx::Error) -> StoreError {
         match &self.op {
-            Op::Create { new } if is_foreign_key_violation(&error) => {
+            Op::Create { new } if is_foreign_key_violation(error) => {
                 StoreError::not_found("agent", new.agent_id)
             }
-            Op::Create { new } if is_unique_violation(&error) => {
+            Op::Create { new } if is_unique_violation(error) => {
                 StoreError::already_exists("task", new.id)
             }
-            _ => map_err(error),
+            _ => map_err_ref(error),
         }
     }
 }
@@ -440,9 +446,15 @@ async fn run_batch<S: TaskBatchSql>(sql: &S, mut batch: Vec<Pending>) {
         Ok(plans) => return answer_all(batch, plans, at),
         Err(error) => error,
     };
-    if batch.len() == 1 {
-        if let Some(pending) = batch.pop() {
-            let failure = pending.failure(error);
+    // Only a constraint violation (a deleted agent, a taken id) belongs to one write, and it
+    // fails a statement before anything commits. Anything else (a lost connection, a failed or
+    // ambiguous commit) fails the whole batch: retrying writes one by one would stall every
+    // write on a database that is down, and could apply a write twice after a commit that did
+    // succeed.
+    let per_write = sql.fails_one_write(&error);
+    if batch.len() == 1 || !per_write {
+        for pending in batch.drain(..) {
+            let failure = pending.failure(&error);
             pending.answer(Err(failure), at);
         }
         return;
@@ -457,7 +469,7 @@ async fn run_batch<S: TaskBatchSql>(sql: &S, mut batch: Vec<Pending>) {
         match attempt(sql, std::slice::from_ref(&pending), at).await {
             Ok(plans) => answer_all(vec![pending], plans, at),
             Err(error) => {
-                let failure = pending.failure(error);
+                let failure = pending.failure(&error);
                 pending.answer(Err(failure), at);
             }
         }

@@ -39,6 +39,8 @@ struct Mock {
     /// One permit per transaction allowed to begin.
     gate: Arc<Semaphore>,
     doomed: Arc<StdMutex<HashSet<AgentId>>>,
+    /// Commits after the first this many fail as if the connection dropped.
+    commits_before_loss: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Mock {
@@ -48,6 +50,7 @@ impl Mock {
             stats: Arc::default(),
             gate: Arc::new(Semaphore::new(0)),
             doomed: Arc::default(),
+            commits_before_loss: Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX)),
         }
     }
 
@@ -82,6 +85,10 @@ fn failed(what: &str) -> sqlx::Error {
 #[async_trait]
 impl TaskBatchSql for Mock {
     type Tx = Data;
+
+    fn fails_one_write(&self, error: &sqlx::Error) -> bool {
+        matches!(error, sqlx::Error::InvalidArgument(what) if what != "connection lost")
+    }
 
     async fn begin(&self) -> Result<Data, sqlx::Error> {
         self.stats.lock().unwrap().begun += 1;
@@ -157,6 +164,17 @@ impl TaskBatchSql for Mock {
     }
 
     async fn commit(&self, tx: Data) -> Result<(), sqlx::Error> {
+        let left = self
+            .commits_before_loss
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |left| Some(left.saturating_sub(1)),
+            )
+            .unwrap_or(0);
+        if left == 0 {
+            return Err(failed("connection lost"));
+        }
         *self.data.lock().unwrap() = tx;
         Ok(())
     }
@@ -455,4 +473,36 @@ fn error_kind(error: &StoreError) -> String {
         other => panic!("{other:?}"),
     }
     .to_owned()
+}
+
+/// A failure that is not one write's fault (here, a commit on a lost connection) fails the
+/// whole batch at once: no write-by-write retry that could stall or apply a write twice.
+#[tokio::test]
+async fn a_batch_lost_with_its_connection_fails_without_retrying() {
+    let mock = Mock::new();
+    let writer = TaskWriter::spawn(mock.clone()).unwrap();
+    let tenant = TenantId::new();
+    // The opener commits; the batch behind it finds the connection gone.
+    mock.commits_before_loss
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let handles = behind_a_held_transaction(&mock, &writer, tenant, async {
+        let writes = (0..3)
+            .map(|_| {
+                let writer = writer.clone();
+                async move {
+                    writer
+                        .create(tenant, new_task(AgentId::new()), vec![])
+                        .await
+                }
+            })
+            .collect::<Vec<_>>();
+        spawn_in_order(writes).await
+    })
+    .await;
+    for handle in handles {
+        assert!(matches!(handle.await.unwrap(), Err(StoreError::Backend(_))));
+    }
+    // The opener, then the batch of three once: nothing written one by one.
+    assert_eq!(mock.writes().len(), 2, "{:?}", mock.writes());
+    assert_eq!(mock.writes()[1], (3, 0, 3));
 }
