@@ -45,6 +45,10 @@ pub use secrets::{MAX_SECRET_NAME_LEN, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_A
 
 /// Most events read back to rebuild a multi-turn task's history.
 const MAX_HISTORY_EVENTS: u32 = 10_000;
+/// Tries at writing a task's outcome while the store is unavailable, and the first wait
+/// between them (doubling): about 3 s in all, longer than a pool timeout or a failover blip.
+const FINAL_WRITE_ATTEMPTS: u32 = 5;
+const FINAL_WRITE_FIRST_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 /// Revisions kept in memory; past this the cache starts over (a few KiB each).
 const MAX_CACHED_REVISIONS: usize = 10_000;
 /// Events read from the log per query while a follower catches up.
@@ -645,9 +649,24 @@ impl ControlPlane {
             kind: TaskEventKind::Usage,
             payload: json(&outcome.usage),
         });
-        let result = self
-            .transition(tenant, task_id, state, message, events)
-            .await;
+        // The outcome must land, or the task would stay `working` until the next restart: a
+        // store that is briefly unavailable gets a few tries.
+        let mut delay = FINAL_WRITE_FIRST_RETRY;
+        let mut attempts = 1;
+        let result = loop {
+            let result = self
+                .transition(tenant, task_id, state, message.clone(), events.clone())
+                .await;
+            match result {
+                Err(StoreError::Unavailable(e)) if attempts < FINAL_WRITE_ATTEMPTS => {
+                    tracing::warn!(task = %task_id, error = %e, attempts, "retrying a task's outcome");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempts += 1;
+                }
+                other => break other,
+            }
+        };
         drop(live);
         match result {
             Ok((task, appended)) => {
