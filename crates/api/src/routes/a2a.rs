@@ -303,45 +303,7 @@ async fn send(
     version: Version,
     params: Value,
 ) -> Result<Value, RpcError> {
-    let message = params
-        .get("message")
-        .ok_or_else(|| invalid_params("`message` is required"))?;
-    let message = a2a::parse_message(message).map_err(|e| match e {
-        MessageError::Invalid(why) => invalid_params(why),
-        MessageError::Unsupported(why) => RpcError::new(code::CONTENT_TYPE_NOT_SUPPORTED, why),
-    })?;
-    let continue_task = match &message.task_id {
-        Some(id) => {
-            let id: TaskId = id
-                .parse()
-                .map_err(|_| RpcError::new(code::TASK_NOT_FOUND, format!("no task `{id}`")))?;
-            let task = own_task(state, tenant, agent, id).await?;
-            if task.state != TaskState::InputRequired {
-                return Err(RpcError::new(
-                    code::UNSUPPORTED_OPERATION,
-                    format!("task `{id}` is {} and takes no more messages", task.state),
-                ));
-            }
-            Some(id)
-        }
-        None => None,
-    };
-    let push = a2a_push::from_message(state, version, &params).await?;
-    let started = state
-        .control
-        .start_agent(
-            tenant.id,
-            agent.clone(),
-            InvokeRequest {
-                message: message.parts,
-                context_id: message.context_id,
-                task_id: continue_task,
-                chain: nexus_control::CallChain::default(),
-            },
-        )
-        .await
-        .map_err(control_error)?;
-    a2a_push::after_start(state, tenant, push, &started, continue_task.is_some()).await?;
+    let started = start_message(state, tenant, agent, version, &params).await?;
     let history = history_length(&params, &["configuration", "historyLength"]);
     let configuration = params.get("configuration");
     // 1.0 `returnImmediately: true` and 0.3 `blocking: false` ask for the task as soon as it
@@ -366,6 +328,58 @@ async fn send(
         Version::V1 => json!({ "task": task }),
         Version::V0_3 => task,
     })
+}
+
+/// Starts the task a `SendMessage`/`SendStreamingMessage` (or 0.3 `message/send`/`stream`)
+/// asks for: parses the message, checks a continued task is this agent's and waits for
+/// input, takes an inline push config, and starts the run.
+async fn start_message(
+    state: &AppState,
+    tenant: &Tenant,
+    agent: &Agent,
+    version: Version,
+    params: &Value,
+) -> Result<nexus_control::Started, RpcError> {
+    let message = params
+        .get("message")
+        .ok_or_else(|| invalid_params("`message` is required"))?;
+    let message = a2a::parse_message(message).map_err(|e| match e {
+        MessageError::Invalid(why) => invalid_params(why),
+        MessageError::Unsupported(why) => RpcError::new(code::CONTENT_TYPE_NOT_SUPPORTED, why),
+    })?;
+    let continue_task = match &message.task_id {
+        Some(id) => {
+            let id: TaskId = id
+                .parse()
+                .map_err(|_| RpcError::new(code::TASK_NOT_FOUND, format!("no task `{id}`")))?;
+            let task = own_task(state, tenant, agent, id).await?;
+            if task.state != TaskState::InputRequired {
+                return Err(RpcError::new(
+                    code::UNSUPPORTED_OPERATION,
+                    format!("task `{id}` is {} and takes no more messages", task.state),
+                ));
+            }
+            Some(id)
+        }
+        None => None,
+    };
+    let push = a2a_push::from_message(state, version, params).await?;
+    let started = state
+        .control
+        .start_agent(
+            tenant.id,
+            agent.clone(),
+            InvokeRequest {
+                message: message.parts,
+                context_id: message.context_id,
+                task_id: continue_task,
+                chain: nexus_control::CallChain::default(),
+            },
+        )
+        .await
+        .map_err(control_error)?;
+    a2a_push::after_start(state, tenant, push, &started, continue_task.is_some()).await?;
+    Ok(started)
 }
 
 fn control_error(error: ControlError) -> RpcError {
@@ -512,39 +526,7 @@ pub(crate) async fn open_send_stream(
     version: Version,
     params: &Value,
 ) -> Result<Opened, RpcError> {
-    let message = params
-        .get("message")
-        .ok_or_else(|| invalid_params("`message` is required"))?;
-    let message = a2a::parse_message(message).map_err(|e| match e {
-        MessageError::Invalid(why) => invalid_params(why),
-        MessageError::Unsupported(why) => RpcError::new(code::CONTENT_TYPE_NOT_SUPPORTED, why),
-    })?;
-    let continue_task = match &message.task_id {
-        Some(id) => {
-            let id: TaskId = id
-                .parse()
-                .map_err(|_| RpcError::new(code::TASK_NOT_FOUND, format!("no task `{id}`")))?;
-            own_task(state, tenant, agent, id).await?;
-            Some(id)
-        }
-        None => None,
-    };
-    let push = a2a_push::from_message(state, version, params).await?;
-    let started = state
-        .control
-        .start_agent(
-            tenant.id,
-            agent.clone(),
-            InvokeRequest {
-                message: message.parts,
-                context_id: message.context_id,
-                task_id: continue_task,
-                chain: nexus_control::CallChain::default(),
-            },
-        )
-        .await
-        .map_err(control_error)?;
-    a2a_push::after_start(state, tenant, push, &started, continue_task.is_some()).await?;
+    let started = start_message(state, tenant, agent, version, params).await?;
     let after = started.log.last().map_or(0, |e| e.seq);
     let mut renderer = StreamRenderer::new(version, &started.task);
     let history = history_length(params, &["configuration", "historyLength"]);
