@@ -43,8 +43,6 @@ pub use push::{
 };
 pub use secrets::{MAX_SECRET_NAME_LEN, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_AGENT};
 
-/// Most events read back to rebuild a multi-turn task's history.
-const MAX_HISTORY_EVENTS: u32 = 10_000;
 /// Tries at writing a task's outcome while the store is unavailable, and the first wait
 /// between them (doubling): about 3 s in all, longer than a pool timeout or a failover blip.
 const FINAL_WRITE_ATTEMPTS: u32 = 5;
@@ -446,10 +444,7 @@ impl ControlPlane {
                 task.state
                     .transition(TaskState::Working)
                     .map_err(StoreError::IllegalTransition)?;
-                let events = self
-                    .store
-                    .list_task_events(tenant, id, 0, MAX_HISTORY_EVENTS)
-                    .await?;
+                let events = self.store.task_log(tenant, id).await?;
                 let revision = task.agent_revision;
                 (Some(task), revision, events)
             }
@@ -696,10 +691,7 @@ impl ControlPlane {
         usage: Usage,
     ) -> Result<Invocation, ControlError> {
         let task = self.store.get_task(tenant, task_id).await?;
-        let log = self
-            .store
-            .list_task_events(tenant, task_id, 0, MAX_HISTORY_EVENTS)
-            .await?;
+        let log = self.store.task_log(tenant, task_id).await?;
         Ok(Invocation {
             task,
             result,

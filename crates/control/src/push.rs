@@ -38,7 +38,7 @@ use nexus_secrets::{DataKey, WebhookField, WebhookSlot};
 use nexus_store::{PushConfig, StoreError};
 use serde_json::Value;
 
-use crate::{ControlError, ControlPlane, MAX_HISTORY_EVENTS, secrets};
+use crate::{ControlError, ControlPlane, secrets};
 
 /// Most webhook configs per task: a task has a few interested parties, not an audience; each
 /// config is one watcher following the task.
@@ -229,9 +229,7 @@ impl ControlPlane {
         // Read the log before storing, so no event after the config exists is missed.
         let running = matches!(task.state, TaskState::Submitted | TaskState::Working);
         let log = if running {
-            self.store
-                .list_task_events(tenant, task.id, 0, MAX_HISTORY_EVENTS)
-                .await?
+            self.store.task_log(tenant, task.id).await?
         } else {
             Vec::new()
         };
@@ -506,10 +504,7 @@ impl ControlPlane {
         version: Version,
     ) -> Result<Value, ControlError> {
         let task = self.store.get_task(tenant, task).await?;
-        let log = self
-            .store
-            .list_task_events(tenant, task.id, 0, MAX_HISTORY_EVENTS)
-            .await?;
+        let log = self.store.task_log(tenant, task.id).await?;
         Ok(TaskView::new(task, &log).to_json(version, None))
     }
 }

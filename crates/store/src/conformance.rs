@@ -531,6 +531,18 @@ pub async fn tasks_event_log_is_gapless_and_resumable(store: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
+
+    // The whole log, across pages.
+    let many: Vec<_> = (0..crate::TASK_LOG_PAGE)
+        .map(|i| event(TaskEventKind::Log, &format!("line {i}")))
+        .collect();
+    store.append_task_events(t, task.id, many).await.unwrap();
+    let log = store.task_log(t, task.id).await.unwrap();
+    let total = 12 + u64::from(crate::TASK_LOG_PAGE);
+    assert_eq!(
+        log.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<u64>>()
+    );
 }
 
 pub async fn tasks_list_filters(store: Arc<dyn Store>) {

@@ -147,6 +147,9 @@ pub trait PackageStore: Send + Sync {
     async fn list_packages(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Package>>;
 }
 
+/// Events read per query when a whole task log is read.
+pub const TASK_LOG_PAGE: u32 = 5_000;
+
 /// Tasks, their state machine and their event logs.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
@@ -190,6 +193,22 @@ pub trait TaskStore: Send + Sync {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<TaskEvent>>;
+    /// A task's whole event log, oldest first, read page by page. Its size is bounded by the
+    /// task's output and log budgets (every event costs part of one), per turn.
+    async fn task_log(&self, tenant: TenantId, id: TaskId) -> Result<Vec<TaskEvent>> {
+        let mut log: Vec<TaskEvent> = Vec::new();
+        loop {
+            let after = log.last().map_or(0, |event| event.seq);
+            let page = self
+                .list_task_events(tenant, id, after, TASK_LOG_PAGE)
+                .await?;
+            let full = page.len() == TASK_LOG_PAGE as usize;
+            log.extend(page);
+            if !full {
+                return Ok(log);
+            }
+        }
+    }
     /// Marks every task that was running (`SUBMITTED` or `WORKING`) as `FAILED` with `reason`,
     /// across all tenants. Run at start-up so no task stays `WORKING` after a crash; tasks
     /// waiting for the user (`INPUT_REQUIRED`, `AUTH_REQUIRED`) keep waiting. Returns how many

@@ -27,8 +27,6 @@ use crate::extract::{Path, RawBody};
 pub const VERSION_HEADER: &str = "a2a-version";
 /// Most tasks one `ListTasks` page returns (as the A2A SDKs cap it).
 const MAX_LIST_PAGE: u32 = 100;
-/// Most events read to render one task.
-const MAX_TASK_EVENTS: u32 = 10_000;
 
 pub(crate) async fn resolve(
     state: &AppState,
@@ -261,7 +259,7 @@ async fn render(
 ) -> Result<Value, RpcError> {
     let events = state
         .store
-        .list_task_events(tenant.id, task.id, 0, MAX_TASK_EVENTS)
+        .task_log(tenant.id, task.id)
         .await
         .map_err(internal)?;
     Ok(TaskView::new(task, &events).to_json(version, history))
@@ -554,7 +552,7 @@ pub(crate) async fn open_subscription(
     }
     let log = state
         .store
-        .list_task_events(tenant.id, task.id, 0, MAX_TASK_EVENTS)
+        .task_log(tenant.id, task.id)
         .await
         .map_err(internal)?;
     let after = log.last().map_or(0, |e| e.seq);

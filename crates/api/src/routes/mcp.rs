@@ -70,8 +70,6 @@ const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion::V_2025_11_25;
 /// Agents per `tools/list` page: each costs two store reads to describe, so a page stays
 /// cheap; the store's largest page means one page holds every tool of almost any tenant.
 const AGENTS_PER_PAGE: u32 = nexus_core::page::MAX_PAGE_SIZE;
-/// Most events read back to build a call's result (as the A2A routes do).
-const MAX_TASK_EVENTS: u32 = 10_000;
 /// Longest part of a caller-supplied name echoed in an error message.
 const MAX_ECHOED_CHARS: usize = 128;
 /// The arguments every tool takes.
@@ -314,7 +312,7 @@ impl TenantTools {
         let events = self
             .state
             .store
-            .list_task_events(self.tenant.id, task.id, 0, MAX_TASK_EVENTS)
+            .task_log(self.tenant.id, task.id)
             .await
             .map_err(internal)?;
         // This turn: from the caller's latest message on.
