@@ -412,7 +412,6 @@ impl ControlPlane {
         agent_name: &Name,
         request: InvokeRequest,
     ) -> Result<Started, ControlError> {
-        check_request(&request)?;
         let agent = self.store.get_agent(tenant, agent_name).await?;
         self.start_agent(tenant, agent, request).await
     }

@@ -60,14 +60,7 @@ pub(crate) async fn get(
     version: Version,
     params: Value,
 ) -> Result<Value, RpcError> {
-    let (task, id) = match version {
-        Version::V1 => (task_param(&params, "taskId")?, text(&params, "id")?),
-        Version::V0_3 => (
-            task_param(&params, "id")?,
-            text(&params, "pushNotificationConfigId")?,
-        ),
-    };
-    let task = own_task(state, tenant, agent, task).await?;
+    let (task, id) = task_and_config_id(state, tenant, agent, version, &params).await?;
     let config = match (version, id) {
         (Version::V0_3, None) => state
             .control
@@ -142,14 +135,7 @@ pub(crate) async fn delete(
     version: Version,
     params: Value,
 ) -> Result<Value, RpcError> {
-    let (task, id) = match version {
-        Version::V1 => (task_param(&params, "taskId")?, text(&params, "id")?),
-        Version::V0_3 => (
-            task_param(&params, "id")?,
-            text(&params, "pushNotificationConfigId")?,
-        ),
-    };
-    let task = own_task(state, tenant, agent, task).await?;
+    let (task, id) = task_and_config_id(state, tenant, agent, version, &params).await?;
     let id = match (version, id) {
         (_, Some(id)) => id,
         (Version::V1, None) => task.id.to_string(),
@@ -163,6 +149,25 @@ pub(crate) async fn delete(
         .await
         .map_err(control_error)?;
     Ok(Value::Null)
+}
+
+/// The task (this agent's) and the optional config id that get and delete name: 1.0 `taskId`
+/// and `id`, 0.3 `id` (the task) and `pushNotificationConfigId`.
+async fn task_and_config_id(
+    state: &AppState,
+    tenant: &Tenant,
+    agent: &Agent,
+    version: Version,
+    params: &Value,
+) -> Result<(nexus_core::Task, Option<String>), RpcError> {
+    let (task, id) = match version {
+        Version::V1 => (task_param(params, "taskId")?, text(params, "id")?),
+        Version::V0_3 => (
+            task_param(params, "id")?,
+            text(params, "pushNotificationConfigId")?,
+        ),
+    };
+    Ok((own_task(state, tenant, agent, task).await?, id))
 }
 
 /// The push config a message carries, checked. Call it before the task starts, so a bad config
