@@ -6,6 +6,7 @@
 //! writes saves round trips and shares the commit's WAL flush.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nexus_store::{Result, StoreError};
@@ -24,6 +25,8 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 pub struct PgStore {
     pool: PgPool,
     tasks: nexus_store_sql::TaskWriter,
+    /// Tenants only: other nodes write agents (see [`NameCache`](nexus_store_sql::NameCache)).
+    names: Arc<nexus_store_sql::NameCache>,
 }
 
 impl PgStore {
@@ -60,7 +63,13 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Backend(format!("migrating: {e}")))?;
         let tasks = Self::spawn_task_writer(pool.clone())?;
-        Ok(Self { pool, tasks })
+        Ok(Self {
+            pool,
+            tasks,
+            names: Arc::new(nexus_store_sql::NameCache::new(
+                nexus_store_sql::AgentCaching::Shared,
+            )),
+        })
     }
 
     /// Drops `schema` and everything in it. For test clean-up.
@@ -91,6 +100,10 @@ impl PgStore {
 
     fn task_writer(&self) -> &nexus_store_sql::TaskWriter {
         &self.tasks
+    }
+
+    fn names(&self) -> &nexus_store_sql::NameCache {
+        &self.names
     }
 
     async fn close_pools(&self) {

@@ -20,8 +20,11 @@ use sqlx::types::Json;
 use sqlx::{FromRow, SqlSafeStr};
 use uuid::Uuid;
 
+mod names;
 mod store_macro;
 mod task_writer;
+
+pub use names::{AgentCaching, AgentReadStart, MAX_CACHED_NAMES, NameCache};
 
 pub use task_writer::{
     BatchWrites, EventRow, MAX_TASK_WRITES_PER_BATCH, PlannedTask, TASK_WRITE_QUEUE, TaskBatchSql,

@@ -4,8 +4,9 @@
 ///
 /// `$store` must have inherent methods `reader(&self) -> &sqlx::Pool<$db>` (queries),
 /// `writer(&self) -> &sqlx::Pool<$db>` (transactions), `task_writer(&self) -> &TaskWriter`
-/// (the group commit of task writes, [`TaskWriter`](crate::TaskWriter)) and
-/// `async close_pools(&self)`. The macro gives `$store` the associated function
+/// (the group commit of task writes, [`TaskWriter`](crate::TaskWriter)),
+/// `names(&self) -> &NameCache` (tenant and agent rows in memory, [`NameCache`](crate::NameCache))
+/// and `async close_pools(&self)`. The macro gives `$store` the associated function
 /// `spawn_task_writer(pool: sqlx::Pool<$db>) -> Result<TaskWriter>` that starts the task
 /// writer on this database's SQL; the store calls it when it opens.
 /// `lock` is appended to the `SELECT`s that read a row a transaction will update: `" FOR UPDATE"`
@@ -338,6 +339,7 @@ macro_rules! impl_store {
                             map_err(e)
                         }
                     })?;
+                    self.names().put_tenant(&tenant);
                     Ok(tenant)
                 }
 
@@ -359,7 +361,10 @@ macro_rules! impl_store {
                 }
 
                 async fn get_tenant(&self, id: TenantId) -> Result<Tenant> {
-                    sqlx::query_as::<_, TenantRow>(
+                    if let Some(tenant) = self.names().tenant_by_id(id) {
+                        return Ok(tenant);
+                    }
+                    let tenant: Tenant = sqlx::query_as::<_, TenantRow>(
                         "SELECT id, name, display_name, created_at FROM tenants WHERE id = $1",
                     )
                     .bind(id.as_uuid())
@@ -367,11 +372,16 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                     .ok_or_else(|| StoreError::not_found("tenant", id))?
-                    .try_into()
+                    .try_into()?;
+                    self.names().put_tenant(&tenant);
+                    Ok(tenant)
                 }
 
                 async fn get_tenant_by_name(&self, name: &Name) -> Result<Tenant> {
-                    sqlx::query_as::<_, TenantRow>(
+                    if let Some(tenant) = self.names().tenant_by_name(name) {
+                        return Ok(tenant);
+                    }
+                    let tenant: Tenant = sqlx::query_as::<_, TenantRow>(
                         "SELECT id, name, display_name, created_at FROM tenants WHERE name = $1",
                     )
                     .bind(name.as_str())
@@ -379,7 +389,9 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                     .ok_or_else(|| StoreError::not_found("tenant", name))?
-                    .try_into()
+                    .try_into()?;
+                    self.names().put_tenant(&tenant);
+                    Ok(tenant)
                 }
 
                 async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>> {
@@ -404,14 +416,23 @@ macro_rules! impl_store {
                     tenant: TenantId,
                     new: NewAgentRevision,
                 ) -> Result<(Agent, AgentRevision)> {
-                    let mut tx = self.writer().begin().await.map_err(map_err)?;
-                    let deployed = deploy_in_tx(&mut tx, tenant, new, None).await?;
-                    tx.commit().await.map_err(map_err)?;
-                    Ok(deployed)
+                    let written = async {
+                        let mut tx = self.writer().begin().await.map_err(map_err)?;
+                        let deployed = deploy_in_tx(&mut tx, tenant, new, None).await?;
+                        tx.commit().await.map_err(map_err)?;
+                        Ok(deployed)
+                    }
+                    .await;
+                    self.names().agents_changed();
+                    written
                 }
 
                 async fn get_agent(&self, tenant: TenantId, name: &Name) -> Result<Agent> {
-                    sqlx::query_as::<_, AgentRow>(
+                    let start = match self.names().agent(tenant, name) {
+                        Ok(agent) => return Ok(agent),
+                        Err(start) => start,
+                    };
+                    let agent: Agent = sqlx::query_as::<_, AgentRow>(
                         "SELECT id, tenant_id, name, current_revision, created_at, updated_at FROM agents \
                          WHERE tenant_id = $1 AND name = $2",
                     )
@@ -421,7 +442,9 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?
                     .ok_or_else(|| StoreError::not_found("agent", name))?
-                    .try_into()
+                    .try_into()?;
+                    self.names().put_agent(start, &agent);
+                    Ok(agent)
                 }
 
                 async fn get_agent_by_id(&self, tenant: TenantId, id: AgentId) -> Result<Agent> {
@@ -507,9 +530,9 @@ macro_rules! impl_store {
                     .bind(tenant.as_uuid())
                     .bind(agent.as_uuid())
                     .fetch_optional(self.writer())
-                    .await
-                    .map_err(map_err)?;
-                    row.ok_or_else(|| StoreError::not_found("agent revision", format!("{agent}@{revision}")))?
+                    .await;
+                    self.names().agents_changed();
+                    row.map_err(map_err)?.ok_or_else(|| StoreError::not_found("agent revision", format!("{agent}@{revision}")))?
                         .try_into()
                 }
 
@@ -518,9 +541,9 @@ macro_rules! impl_store {
                         .bind(tenant.as_uuid())
                         .bind(agent.as_uuid())
                         .execute(self.writer())
-                        .await
-                        .map_err(map_err)?
-                        .rows_affected();
+                        .await;
+                    self.names().agents_changed();
+                    let deleted = deleted.map_err(map_err)?.rows_affected();
                     if deleted == 0 {
                         return Err(StoreError::not_found("agent", agent));
                     }
@@ -1004,10 +1027,15 @@ macro_rules! impl_store {
                     new: NewAgentRevision,
                     secrets: Vec<SealedSecret>,
                 ) -> Result<(Agent, AgentRevision)> {
-                    let mut tx = self.writer().begin().await.map_err(map_err)?;
-                    let deployed = deploy_in_tx(&mut tx, tenant, new, Some(secrets)).await?;
-                    tx.commit().await.map_err(map_err)?;
-                    Ok(deployed)
+                    let written = async {
+                        let mut tx = self.writer().begin().await.map_err(map_err)?;
+                        let deployed = deploy_in_tx(&mut tx, tenant, new, Some(secrets)).await?;
+                        tx.commit().await.map_err(map_err)?;
+                        Ok(deployed)
+                    }
+                    .await;
+                    self.names().agents_changed();
+                    written
                 }
 
                 async fn put_secret(

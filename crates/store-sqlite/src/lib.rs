@@ -7,10 +7,14 @@
 //! writes share one transaction of a few statements ([`nexus_store_sql::TaskWriter`]), because
 //! each statement costs a round trip to the connection's worker thread.
 
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nexus_store::{Result, StoreError};
+use nexus_store_sql::{AgentCaching, NameCache};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -27,6 +31,10 @@ pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
     tasks: nexus_store_sql::TaskWriter,
+    names: Arc<NameCache>,
+    /// Held while the store is open: the database has one writing process, this one, which is
+    /// what lets [`NameCache`] keep agent rows. `None` for an in-memory database.
+    _exclusive: Option<Arc<File>>,
 }
 
 impl SqliteStore {
@@ -34,7 +42,9 @@ impl SqliteStore {
     /// applies pending migrations.
     pub async fn open(url: &str, readers: u32) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid SQLite URL: {e}")))?
+            .map_err(|e| StoreError::Unavailable(format!("invalid SQLite URL: {e}")))?;
+        let exclusive = lock_database(url, &options)?;
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // In WAL mode NORMAL keeps every committed transaction across a process crash; only
@@ -44,6 +54,7 @@ impl SqliteStore {
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))?;
@@ -53,6 +64,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("migrating {url}: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(readers.max(1))
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))?;
@@ -61,7 +73,13 @@ impl SqliteStore {
             reader,
             writer,
             tasks,
+            names: Arc::new(NameCache::new(AgentCaching::Exclusive)),
+            _exclusive: exclusive.map(Arc::new),
         })
+    }
+
+    fn names(&self) -> &NameCache {
+        &self.names
     }
 
     fn reader(&self) -> &SqlitePool {
@@ -79,6 +97,39 @@ impl SqliteStore {
     async fn close_pools(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+}
+
+/// Takes the database's lock file (`<file>.lock`, next to it) for this process, or fails if
+/// another process holds it: two servers writing one SQLite file would each miss the other's
+/// agent writes. The OS releases the lock when the process ends, however it ends.
+fn lock_database(url: &str, options: &SqliteConnectOptions) -> Result<Option<File>> {
+    let path = options.get_filename();
+    if url.contains(":memory:") || url.contains("mode=memory") || path == Path::new(":memory:") {
+        return Ok(None);
+    }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display()))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "{} is in use by another process (it holds {}); stop it first",
+            path.display(),
+            lock_path.display()
+        ))),
+        Err(TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
+            "cannot lock {}: {e}",
+            lock_path.display()
+        ))),
     }
 }
 

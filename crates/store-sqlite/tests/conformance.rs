@@ -36,6 +36,20 @@ async fn committed_rows_survive_reopening() {
 }
 
 #[tokio::test]
+async fn a_second_process_cannot_open_the_file_while_it_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nexus.db", dir.path().display());
+    let store = SqliteStore::open(&url, 2).await.unwrap();
+    let Err(error) = SqliteStore::open(&url, 2).await else {
+        panic!("a second store opened a database that is in use");
+    };
+    assert!(matches!(error, nexus_store::StoreError::Unavailable(_)));
+    assert!(error.to_string().contains("in use"), "{error}");
+    drop(store);
+    SqliteStore::open(&url, 2).await.unwrap();
+}
+
+#[tokio::test]
 async fn unreachable_file_is_unavailable_not_a_panic() {
     let result = SqliteStore::open("sqlite:///nonexistent-dir/sub/nexus.db", 1).await;
     assert!(

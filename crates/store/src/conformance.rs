@@ -28,6 +28,7 @@ macro_rules! conformance_tests {
             agents_deploy_revisions_and_rollback,
             agents_are_isolated_by_tenant,
             agents_delete_removes_revisions,
+            agents_reads_see_every_change,
             packages_are_immutable,
             tasks_follow_the_state_machine,
             tasks_event_log_is_gapless_and_resumable,
@@ -247,6 +248,38 @@ pub async fn agents_deploy_revisions_and_rollback(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(third.revision, 3);
+}
+
+/// Reading an agent by name right after each kind of agent write sees that write: stores may
+/// keep agent rows in memory, and every write must reach what they keep.
+pub async fn agents_reads_see_every_change(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let echo = name("echo");
+    let by_name = || store.get_agent(t, &echo);
+    assert!(matches!(by_name().await, Err(StoreError::NotFound { .. })));
+    let first = agent(&*store, t, "echo").await;
+    assert_eq!(by_name().await.unwrap().current_revision, 1);
+    store
+        .deploy_revision(t, revision("echo", "1.1.0"))
+        .await
+        .unwrap();
+    assert_eq!(by_name().await.unwrap().current_revision, 2);
+    store.set_current_revision(t, first, 1).await.unwrap();
+    assert_eq!(by_name().await.unwrap().current_revision, 1);
+    store
+        .deploy_revision_with_secrets(t, revision("echo", "1.2.0"), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(by_name().await.unwrap().current_revision, 3);
+    store.delete_agent(t, first).await.unwrap();
+    assert!(matches!(by_name().await, Err(StoreError::NotFound { .. })));
+    let second = agent(&*store, t, "echo").await;
+    assert_ne!(second, first);
+    let read = by_name().await.unwrap();
+    assert_eq!((read.id, read.current_revision), (second, 1));
+    // Tenants are read by name and id alike, the same row either way.
+    let acme = store.get_tenant_by_name(&name("acme")).await.unwrap();
+    assert_eq!(store.get_tenant(t).await.unwrap(), acme);
 }
 
 pub async fn agents_are_isolated_by_tenant(store: Arc<dyn Store>) {

@@ -1,0 +1,179 @@
+//! [`NameCache`]: tenant and agent rows kept in memory, so resolving `/a2a/{tenant}/{agent}` on
+//! every request costs no database round trip.
+//!
+//! **Tenants** never change once created (there is no rename or delete), so a tenant row read
+//! once is right forever, on every node; both backends cache them.
+//!
+//! **Agents** change on deploy, rollback and delete. Their rows are cached only when this store
+//! is the database's only writer ([`AgentCaching::Exclusive`]: an SQLite file, which its store
+//! locks against a second process), and every agent write through the store drops the cached
+//! agents. A PostgreSQL database is shared by the nodes of a cluster, whose writes this store
+//! does not see, so there agents are always read from the database.
+//!
+//! A read that races an agent write must not cache the row the write replaced: each agent
+//! write bumps a generation under the cache's lock after it commits, and a row read is only
+//! cached if the generation is the same as before the read began.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use nexus_core::{Agent, Name, Tenant, TenantId};
+
+/// Rows cached of each kind before the cache starts over: far more tenants and agents than a
+/// deployment serves at once, at a few hundred bytes each (~ a few MB at most).
+pub const MAX_CACHED_NAMES: usize = 10_000;
+
+/// Whether agent rows may be cached (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentCaching {
+    /// This store is the only writer of its database: agent rows are cached.
+    Exclusive,
+    /// Other processes write the database too: agent rows are always read.
+    Shared,
+}
+
+/// Tenant and agent rows by name (see the [module docs](self)).
+#[derive(Debug)]
+pub struct NameCache {
+    agent_caching: AgentCaching,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    tenants_by_name: HashMap<String, Tenant>,
+    tenants_by_id: HashMap<TenantId, Tenant>,
+    agents: HashMap<(TenantId, String), Agent>,
+    /// Bumped by every agent write, after it commits.
+    agent_generation: u64,
+}
+
+/// Where an agent read started, for [`NameCache::put_agent`].
+#[derive(Debug, Clone, Copy)]
+pub struct AgentReadStart(u64);
+
+impl NameCache {
+    /// An empty cache.
+    pub fn new(agent_caching: AgentCaching) -> Self {
+        Self {
+            agent_caching,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The maps stay consistent whatever panicked while holding the lock.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The tenant named `name`, if it was read before.
+    pub fn tenant_by_name(&self, name: &Name) -> Option<Tenant> {
+        self.lock().tenants_by_name.get(name.as_str()).cloned()
+    }
+
+    /// The tenant `id`, if it was read before.
+    pub fn tenant_by_id(&self, id: TenantId) -> Option<Tenant> {
+        self.lock().tenants_by_id.get(&id).cloned()
+    }
+
+    /// Remembers a tenant row as read from (or written to) the database.
+    pub fn put_tenant(&self, tenant: &Tenant) {
+        let mut inner = self.lock();
+        if inner.tenants_by_id.len() >= MAX_CACHED_NAMES {
+            inner.tenants_by_id.clear();
+            inner.tenants_by_name.clear();
+        }
+        inner
+            .tenants_by_name
+            .insert(tenant.name.as_str().to_owned(), tenant.clone());
+        inner.tenants_by_id.insert(tenant.id, tenant.clone());
+    }
+
+    /// The agent named `name` in `tenant` if it is cached, or else where a read of it starts.
+    pub fn agent(&self, tenant: TenantId, name: &Name) -> Result<Agent, AgentReadStart> {
+        let inner = self.lock();
+        if self.agent_caching == AgentCaching::Exclusive
+            && let Some(agent) = inner.agents.get(&(tenant, name.as_str().to_owned()))
+        {
+            return Ok(agent.clone());
+        }
+        Err(AgentReadStart(inner.agent_generation))
+    }
+
+    /// Remembers an agent row read since `start`, unless an agent write committed meanwhile.
+    pub fn put_agent(&self, start: AgentReadStart, agent: &Agent) {
+        if self.agent_caching == AgentCaching::Shared {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.agent_generation != start.0 {
+            return;
+        }
+        if inner.agents.len() >= MAX_CACHED_NAMES {
+            inner.agents.clear();
+        }
+        inner.agents.insert(
+            (agent.tenant_id, agent.name.as_str().to_owned()),
+            agent.clone(),
+        );
+    }
+
+    /// Forgets every agent row; called after each agent write (deploy, rollback, delete)
+    /// commits, or fails, since a failed commit may still have landed.
+    pub fn agents_changed(&self) {
+        let mut inner = self.lock();
+        inner.agent_generation += 1;
+        inner.agents.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nexus_core::{AgentId, page::now};
+
+    fn agent(tenant: TenantId, name: &str, revision: u32) -> Agent {
+        Agent {
+            id: AgentId::new(),
+            tenant_id: tenant,
+            name: Name::parse(name).unwrap(),
+            current_revision: revision,
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    #[test]
+    fn a_read_that_raced_a_write_is_not_cached() {
+        let cache = NameCache::new(AgentCaching::Exclusive);
+        let tenant = TenantId::new();
+        let name = Name::parse("echo").unwrap();
+        let Err(start) = cache.agent(tenant, &name) else {
+            panic!("nothing is cached yet");
+        };
+        // A deploy commits while the read is in flight: the row read may be the old one.
+        cache.agents_changed();
+        cache.put_agent(start, &agent(tenant, "echo", 1));
+        assert!(cache.agent(tenant, &name).is_err());
+
+        let Err(start) = cache.agent(tenant, &name) else {
+            panic!("still nothing cached");
+        };
+        cache.put_agent(start, &agent(tenant, "echo", 2));
+        assert_eq!(cache.agent(tenant, &name).unwrap().current_revision, 2);
+        cache.agents_changed();
+        assert!(cache.agent(tenant, &name).is_err(), "a write drops it");
+    }
+
+    #[test]
+    fn agents_of_a_shared_database_are_never_cached() {
+        let cache = NameCache::new(AgentCaching::Shared);
+        let tenant = TenantId::new();
+        let name = Name::parse("echo").unwrap();
+        let Err(start) = cache.agent(tenant, &name) else {
+            panic!("nothing is cached yet");
+        };
+        cache.put_agent(start, &agent(tenant, "echo", 1));
+        assert!(cache.agent(tenant, &name).is_err());
+    }
+}
