@@ -211,7 +211,9 @@ impl Runtime {
             .max_memory_size(limits.memory_bytes)
             .table_elements(limits::MAX_TABLE_ELEMENTS)
             .linear_memory_keep_resident(limits::KEEP_RESIDENT_MEMORY_BYTES)
-            .table_keep_resident(limits::KEEP_RESIDENT_TABLE_BYTES);
+            .table_keep_resident(limits::KEEP_RESIDENT_TABLE_BYTES)
+            // Where Linux has PAGEMAP_SCAN (6.7+), reset only the pages a task dirtied.
+            .pagemap_scan(wasmtime::Enabled::Auto);
 
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)

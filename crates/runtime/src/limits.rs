@@ -22,10 +22,12 @@ pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// Guest stderr kept per task (Rust panics print their message there).
 pub const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
-/// Linear memory a freed instance slot keeps mapped, zeroed in place, instead of handing it back
+/// Linear memory a freed instance slot keeps mapped, reset in place, instead of handing it back
 /// to the kernel. Unmapping on every task cost `madvise` calls and TLB-shootdown interrupts
 /// between the cores (13% of server CPU under load); 1 MiB covers a small agent's working set,
-/// and only unused warm slots hold it.
+/// and only unused warm slots hold it. Where Linux has `PAGEMAP_SCAN` (6.7+) only the pages a
+/// task dirtied are reset, instead of `memset` over the whole 1 MiB (+28% tasks/s under load;
+/// a larger region measured no better).
 pub const KEEP_RESIDENT_MEMORY_BYTES: usize = 1024 * 1024;
 /// Table bytes a freed slot keeps resident, for the same reason.
 pub const KEEP_RESIDENT_TABLE_BYTES: usize = 64 * 1024;
