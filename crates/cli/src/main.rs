@@ -65,6 +65,11 @@ enum Command {
     },
 }
 
+/// mimalloc rather than the system allocator: the server allocates per request from two
+/// worker threads, where glibc's malloc spent 17% of server CPU (see docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
