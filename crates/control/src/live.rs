@@ -19,7 +19,9 @@ const LIVE_BUFFER: usize = 256;
 struct Running {
     /// Which run of the task this is (a multi-turn task runs once per turn).
     run: u64,
-    events: broadcast::Sender<TaskEvent>,
+    /// Made by the first follower: most tasks have none, and a channel allocates its whole
+    /// buffer up front.
+    events: Option<broadcast::Sender<TaskEvent>>,
     cancel: watch::Sender<bool>,
 }
 
@@ -59,12 +61,11 @@ impl LiveTasks {
             .next_run
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (cancel, canceled) = watch::channel(false);
-        let (events, _) = broadcast::channel(LIVE_BUFFER);
         running.insert(
             task,
             Running {
                 run,
-                events,
+                events: None,
                 cancel,
             },
         );
@@ -82,17 +83,30 @@ impl LiveTasks {
 
     /// Hands committed events to the task's followers, if it runs here.
     pub(crate) fn publish(&self, task: TaskId, events: &[TaskEvent]) {
-        if let Some(running) = self.lock().get(&task) {
-            for event in events {
-                // No receivers is fine: nobody follows this task right now.
-                let _ = running.events.send(event.clone());
-            }
+        let running = self.lock();
+        let Some(sender) = running.get(&task).and_then(|r| r.events.as_ref()) else {
+            return;
+        };
+        if sender.receiver_count() == 0 {
+            return;
+        }
+        for event in events {
+            // Followers that left meanwhile are fine: they read the log.
+            let _ = sender.send(event.clone());
         }
     }
 
-    /// Follows a task running here; `None` when it does not run here.
+    /// Follows a task running here; `None` when it does not run here. Events published before
+    /// this call are not delivered: the follower reads them from the log.
     pub(crate) fn subscribe(&self, task: TaskId) -> Option<broadcast::Receiver<TaskEvent>> {
-        self.lock().get(&task).map(|r| r.events.subscribe())
+        let mut running = self.lock();
+        let running = running.get_mut(&task)?;
+        Some(
+            running
+                .events
+                .get_or_insert_with(|| broadcast::channel(LIVE_BUFFER).0)
+                .subscribe(),
+        )
     }
 
     /// Asks a task running here to stop; false when it does not run here.

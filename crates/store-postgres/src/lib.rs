@@ -148,5 +148,6 @@ nexus_store_sql::impl_store!(
     PgStore,
     sqlx::Postgres,
     lock = " FOR UPDATE",
-    backend = "postgres"
+    backend = "postgres",
+    pipeline = false
 );

@@ -10,10 +10,14 @@
 /// `spawn_task_writer(pool: sqlx::Pool<$db>) -> Result<TaskWriter>` that starts the task
 /// writer on this database's SQL; the store calls it when it opens.
 /// `lock` is appended to the `SELECT`s that read a row a transaction will update: `" FOR UPDATE"`
-/// where the database has row locks, `""` where writers are serialised anyway.
+/// where the database has row locks, `""` where writers are serialised anyway. `pipeline = true`
+/// sends a batch of task writes in two round trips (`BEGIN IMMEDIATE` with the `SELECT`, the
+/// writes with `COMMIT`) from a thread of its own, for a driver that runs several `?`-bound
+/// statements per query and whose connections are threads, so each round trip is a thread
+/// hand-off (SQLite); `false` sends one statement at a time from the caller's runtime.
 #[macro_export]
 macro_rules! impl_store {
-    ($store:ty, $db:ty, lock = $lock:literal, backend = $backend:literal) => {
+    ($store:ty, $db:ty, lock = $lock:literal, backend = $backend:literal, pipeline = $pipeline:literal) => {
         const _: () = {
             use $crate::__private::async_trait;
             use $crate::__private::nexus_core::{
@@ -46,108 +50,249 @@ macro_rules! impl_store {
             impl $store {
                 /// Starts the group commit of task writes on `pool`, on the current runtime.
                 fn spawn_task_writer(pool: sqlx::Pool<$db>) -> Result<$crate::TaskWriter> {
-                    $crate::TaskWriter::spawn(TaskBatches { pool })
+                    if $pipeline {
+                        // Pipelining is for SQLite, whose connections live on their own threads.
+                        $crate::TaskWriter::spawn_on_own_thread(TaskBatches { pool })
+                    } else {
+                        $crate::TaskWriter::spawn(TaskBatches { pool })
+                    }
                 }
+            }
+
+            /// A batch's transaction (see [`TaskWriter`]($crate::TaskWriter)).
+            enum BatchTx {
+                /// An sqlx transaction: one statement per round trip.
+                Stepwise(Tx),
+                /// Statements sent several at a time on a connection of the pool.
+                Pipelined(PipelinedTx),
+            }
+
+            /// Where a pipelined transaction is.
+            #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+            enum Pipeline {
+                /// Nothing sent yet: the first query starts with `BEGIN IMMEDIATE`.
+                NotBegun,
+                /// Begun, not committed.
+                Open,
+                /// Committed (the writes went with `COMMIT`).
+                Committed,
+                /// A query failed part-way: the transaction may be open.
+                Unknown,
+            }
+
+            struct PipelinedTx {
+                conn: sqlx::pool::PoolConnection<$db>,
+                state: Pipeline,
+            }
+
+            impl PipelinedTx {
+                /// What the next query starts with.
+                fn begin_prefix(&self) -> &'static str {
+                    if self.state == Pipeline::NotBegun { "BEGIN IMMEDIATE; " } else { "" }
+                }
+            }
+
+            impl Drop for PipelinedTx {
+                fn drop(&mut self) {
+                    // A transaction left open must not go back to the pool: closing the
+                    // connection rolls it back.
+                    if matches!(self.state, Pipeline::Open | Pipeline::Unknown) {
+                        self.conn.close_on_drop();
+                    }
+                }
+            }
+
+            /// The multi-row `INSERT` of created tasks (one chunk).
+            fn push_task_inserts(
+                query: &mut sqlx::QueryBuilder<$db>,
+                chunk: &[$crate::PlannedTask],
+            ) {
+                query.push(
+                    "INSERT INTO tasks (id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
+                     state, status_message, last_seq, created_at, updated_at) ",
+                );
+                query.push_values(chunk, |mut row, planned| {
+                    let task = &planned.task;
+                    row.push_bind(*task.id.as_uuid())
+                        .push_bind(*task.tenant_id.as_uuid())
+                        .push_bind(*task.agent_id.as_uuid())
+                        .push_bind(i64::from(task.agent_revision))
+                        .push_bind(task.context_id.as_str())
+                        .push_bind(task.parent_task_id.map(|p| *p.as_uuid()))
+                        .push_bind(task.state.as_str())
+                        .push_bind(task.status_message.as_deref())
+                        .push_bind(to_i64(planned.last_seq))
+                        .push_bind(task.created_at)
+                        .push_bind(task.updated_at);
+                });
+            }
+
+            /// The one `UPDATE` of changed tasks (one chunk); both databases name the columns
+            /// of a `VALUES` list `column1`, `column2`, ….
+            fn push_task_updates(
+                query: &mut sqlx::QueryBuilder<$db>,
+                chunk: &[$crate::PlannedTask],
+            ) {
+                query.push(
+                    "UPDATE tasks SET state = v.column2, status_message = v.column3, \
+                     last_seq = v.column4, updated_at = v.column5 FROM (",
+                );
+                query.push_values(chunk, |mut row, planned| {
+                    let task = &planned.task;
+                    row.push_bind(*task.id.as_uuid())
+                        .push_bind(task.state.as_str())
+                        .push_bind(task.status_message.as_deref())
+                        .push_bind(to_i64(planned.last_seq))
+                        .push_bind(task.updated_at);
+                });
+                query.push(") AS v WHERE tasks.id = v.column1");
+            }
+
+            /// The multi-row `INSERT` of a batch's events (one chunk).
+            fn push_event_inserts(
+                query: &mut sqlx::QueryBuilder<$db>,
+                chunk: &[$crate::EventRow<'_>],
+            ) {
+                query.push(
+                    "INSERT INTO task_events (task_id, tenant_id, seq, kind, payload, created_at) ",
+                );
+                query.push_values(chunk, |mut row, event| {
+                    row.push_bind(*event.task_id.as_uuid())
+                        .push_bind(*event.tenant_id.as_uuid())
+                        .push_bind(to_i64(event.seq))
+                        .push_bind(event.kind.as_str())
+                        .push_bind(Json(&*event.payload))
+                        .push_bind(event.created_at);
+                });
+            }
+
+            /// Every statement that writes `writes`, as builders appending to `query`: `next`
+            /// is called before each statement (to start a new query, or to separate it).
+            fn for_each_batch_write(
+                writes: &$crate::BatchWrites<'_>,
+                mut each: impl FnMut(&mut dyn FnMut(&mut sqlx::QueryBuilder<$db>)),
+            ) {
+                for chunk in writes.inserts.chunks($crate::TASKS_PER_STATEMENT) {
+                    each(&mut |query| push_task_inserts(query, chunk));
+                }
+                for chunk in writes.updates.chunks($crate::TASKS_PER_STATEMENT) {
+                    each(&mut |query| push_task_updates(query, chunk));
+                }
+                for chunk in writes.events.chunks(EVENTS_PER_INSERT) {
+                    each(&mut |query| push_event_inserts(query, chunk));
+                }
+            }
+
+            /// The `SELECT` of the rows of tasks `ids` (one chunk), with the backend's lock.
+            fn push_lock_tasks(query: &mut sqlx::QueryBuilder<$db>, ids: &[Uuid]) {
+                query.push(
+                    "SELECT id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
+                     state, status_message, created_at, updated_at, last_seq FROM tasks WHERE id IN (",
+                );
+                let mut list = query.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                query.push(concat!(") ORDER BY id", $lock));
             }
 
             #[async_trait]
             impl $crate::TaskBatchSql for TaskBatches {
-                type Tx = Tx;
+                type Tx = BatchTx;
 
-                async fn begin(&self) -> Result<Tx, sqlx::Error> {
-                    self.pool.begin().await
+                async fn begin(&self) -> Result<BatchTx, sqlx::Error> {
+                    if $pipeline {
+                        Ok(BatchTx::Pipelined(PipelinedTx {
+                            conn: self.pool.acquire().await?,
+                            state: Pipeline::NotBegun,
+                        }))
+                    } else {
+                        Ok(BatchTx::Stepwise(self.pool.begin().await?))
+                    }
                 }
 
                 async fn lock_tasks(
                     &self,
-                    tx: &mut Tx,
+                    tx: &mut BatchTx,
                     ids: &[Uuid],
                 ) -> Result<Vec<$crate::LockedTaskRow>, sqlx::Error> {
                     let mut rows = Vec::with_capacity(ids.len());
                     // `ids` are sorted, so locks are taken in id order across chunks too.
                     for chunk in ids.chunks($crate::TASKS_PER_STATEMENT) {
-                        let mut select = sqlx::QueryBuilder::<$db>::new(
-                            "SELECT id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
-                             state, status_message, created_at, updated_at, last_seq FROM tasks WHERE id IN (",
-                        );
-                        let mut list = select.separated(", ");
-                        for id in chunk {
-                            list.push_bind(*id);
+                        match tx {
+                            BatchTx::Stepwise(tx) => {
+                                let mut select = sqlx::QueryBuilder::<$db>::new("");
+                                push_lock_tasks(&mut select, chunk);
+                                rows.extend(
+                                    select
+                                        .build_query_as::<$crate::LockedTaskRow>()
+                                        .fetch_all(&mut **tx)
+                                        .await?,
+                                );
+                            }
+                            BatchTx::Pipelined(tx) => {
+                                let mut select = sqlx::QueryBuilder::<$db>::new(tx.begin_prefix());
+                                push_lock_tasks(&mut select, chunk);
+                                tx.state = Pipeline::Unknown;
+                                rows.extend(
+                                    select
+                                        .build_query_as::<$crate::LockedTaskRow>()
+                                        .fetch_all(&mut *tx.conn)
+                                        .await?,
+                                );
+                                tx.state = Pipeline::Open;
+                            }
                         }
-                        select.push(concat!(") ORDER BY id", $lock));
-                        rows.extend(
-                            select
-                                .build_query_as::<$crate::LockedTaskRow>()
-                                .fetch_all(&mut **tx)
-                                .await?,
-                        );
                     }
                     Ok(rows)
                 }
 
                 async fn write(
                     &self,
-                    tx: &mut Tx,
+                    tx: &mut BatchTx,
                     writes: &$crate::BatchWrites<'_>,
                 ) -> Result<(), sqlx::Error> {
-                    for chunk in writes.inserts.chunks($crate::TASKS_PER_STATEMENT) {
-                        let mut insert = sqlx::QueryBuilder::<$db>::new(
-                            "INSERT INTO tasks (id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
-                             state, status_message, last_seq, created_at, updated_at) ",
-                        );
-                        insert.push_values(chunk, |mut row, planned| {
-                            let task = &planned.task;
-                            row.push_bind(*task.id.as_uuid())
-                                .push_bind(*task.tenant_id.as_uuid())
-                                .push_bind(*task.agent_id.as_uuid())
-                                .push_bind(i64::from(task.agent_revision))
-                                .push_bind(task.context_id.as_str())
-                                .push_bind(task.parent_task_id.map(|p| *p.as_uuid()))
-                                .push_bind(task.state.as_str())
-                                .push_bind(task.status_message.as_deref())
-                                .push_bind(to_i64(planned.last_seq))
-                                .push_bind(task.created_at)
-                                .push_bind(task.updated_at);
-                        });
-                        insert.build().execute(&mut **tx).await?;
-                    }
-                    // One statement for every changed task; both databases name the columns of
-                    // a `VALUES` list `column1`, `column2`, ….
-                    for chunk in writes.updates.chunks($crate::TASKS_PER_STATEMENT) {
-                        let mut update = sqlx::QueryBuilder::<$db>::new(
-                            "UPDATE tasks SET state = v.column2, status_message = v.column3, \
-                             last_seq = v.column4, updated_at = v.column5 FROM (",
-                        );
-                        update.push_values(chunk, |mut row, planned| {
-                            let task = &planned.task;
-                            row.push_bind(*task.id.as_uuid())
-                                .push_bind(task.state.as_str())
-                                .push_bind(task.status_message.as_deref())
-                                .push_bind(to_i64(planned.last_seq))
-                                .push_bind(task.updated_at);
-                        });
-                        update.push(") AS v WHERE tasks.id = v.column1");
-                        update.build().execute(&mut **tx).await?;
-                    }
-                    for chunk in writes.events.chunks(EVENTS_PER_INSERT) {
-                        let mut insert = sqlx::QueryBuilder::<$db>::new(
-                            "INSERT INTO task_events (task_id, tenant_id, seq, kind, payload, created_at) ",
-                        );
-                        insert.push_values(chunk, |mut row, event| {
-                            row.push_bind(*event.task_id.as_uuid())
-                                .push_bind(*event.tenant_id.as_uuid())
-                                .push_bind(to_i64(event.seq))
-                                .push_bind(event.kind.as_str())
-                                .push_bind(Json(&*event.payload))
-                                .push_bind(event.created_at);
-                        });
-                        insert.build().execute(&mut **tx).await?;
+                    match tx {
+                        BatchTx::Stepwise(tx) => {
+                            let mut statements = Vec::new();
+                            for_each_batch_write(writes, |push| {
+                                let mut query = sqlx::QueryBuilder::<$db>::new("");
+                                push(&mut query);
+                                statements.push(query);
+                            });
+                            for mut statement in statements {
+                                statement.build().execute(&mut **tx).await?;
+                            }
+                        }
+                        BatchTx::Pipelined(tx) => {
+                            let mut query = sqlx::QueryBuilder::<$db>::new(tx.begin_prefix());
+                            for_each_batch_write(writes, |push| {
+                                push(&mut query);
+                                query.push("; ");
+                            });
+                            query.push("COMMIT");
+                            tx.state = Pipeline::Unknown;
+                            query.build().execute(&mut *tx.conn).await?;
+                            tx.state = Pipeline::Committed;
+                        }
                     }
                     Ok(())
                 }
 
-                async fn commit(&self, tx: Tx) -> Result<(), sqlx::Error> {
-                    tx.commit().await
+                async fn commit(&self, tx: BatchTx) -> Result<(), sqlx::Error> {
+                    match tx {
+                        BatchTx::Stepwise(tx) => tx.commit().await,
+                        BatchTx::Pipelined(mut tx) => match tx.state {
+                            // Nothing was read or written: no transaction to end.
+                            Pipeline::NotBegun | Pipeline::Committed => Ok(()),
+                            Pipeline::Open | Pipeline::Unknown => {
+                                tx.state = Pipeline::Unknown;
+                                sqlx::query("COMMIT").execute(&mut *tx.conn).await?;
+                                tx.state = Pipeline::Committed;
+                                Ok(())
+                            }
+                        },
+                    }
                 }
             }
 

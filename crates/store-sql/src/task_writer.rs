@@ -17,6 +17,10 @@
 //! 4. one multi-row `INSERT INTO task_events` for every event of the batch;
 //!
 //! The state machine is checked in Rust, inside the transaction, between statements 1 and 2.
+//! On SQLite the statements also travel together ([`impl_store!`](crate::impl_store)'s
+//! `pipeline`): `BEGIN IMMEDIATE` with statement 1, statements 2 to 4 with `COMMIT`, so a batch
+//! is two round trips to the connection's thread, and the loop runs on a thread of its own
+//! ([`TaskWriter::spawn_on_own_thread`]) so no request task delays its wake-ups.
 //! PostgreSQL runs the same code (the SQL is written once, in [`impl_store!`](crate::impl_store)):
 //! it saves round trips and shares one WAL flush among the batch's writes.
 //!
@@ -48,7 +52,6 @@ use nexus_core::page::now;
 use nexus_core::{NewTask, Task, TaskEvent, TaskEventKind, TaskId, TaskState, TenantId};
 use nexus_store::{NewTaskEvent, Result, StoreError};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::{
@@ -146,8 +149,8 @@ pub struct TaskWriter {
 #[derive(Debug)]
 struct Inner {
     sender: mpsc::Sender<Message>,
-    /// The loop, taken by the first `close`.
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// Resolves when the loop has ended; taken by the first `close`.
+    ended: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl TaskWriter {
@@ -157,13 +160,52 @@ impl TaskWriter {
             StoreError::Unavailable(format!("no async runtime for the task writer: {e}"))
         })?;
         let (sender, receiver) = mpsc::channel(TASK_WRITE_QUEUE);
-        let task = runtime.spawn(write_loop(sql, receiver));
-        Ok(Self {
+        let (ended, ended_receiver) = oneshot::channel();
+        runtime.spawn(async move {
+            write_loop(sql, receiver).await;
+            // Nobody waiting for the end is fine.
+            let _ = ended.send(());
+        });
+        Ok(Self::new(sender, ended_receiver))
+    }
+
+    /// Starts the loop on a thread of its own, with its own single-threaded runtime, writing
+    /// through `sql`. For a database whose connections are not tied to a runtime (SQLite's
+    /// run on threads of their own).
+    ///
+    /// The loop is a chain of round trips to the database, one batch at a time, so its latency
+    /// bounds throughput. On the server's runtime each round trip's wake-up queued behind the
+    /// request tasks ready at that moment: 2.3 ms per batch under load, mostly waiting, where
+    /// its own thread takes 1.1 ms (+18% tasks/s; docs/BENCHMARKS.md).
+    pub fn spawn_on_own_thread<S: TaskBatchSql>(sql: S) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the task writer's runtime: {e}"))
+            })?;
+        let (sender, receiver) = mpsc::channel(TASK_WRITE_QUEUE);
+        let (ended, ended_receiver) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("nexus-task-writer".into())
+            .spawn(move || {
+                runtime.block_on(write_loop(sql, receiver));
+                // Nobody waiting for the end is fine.
+                let _ = ended.send(());
+            })
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the task writer's thread: {e}"))
+            })?;
+        Ok(Self::new(sender, ended_receiver))
+    }
+
+    fn new(sender: mpsc::Sender<Message>, ended: oneshot::Receiver<()>) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 sender,
-                task: Mutex::new(Some(task)),
+                ended: Mutex::new(Some(ended)),
             }),
-        })
+        }
     }
 
     /// [`TaskStore::create_task`](nexus_store::TaskStore::create_task), group-committed.
@@ -228,13 +270,13 @@ impl TaskWriter {
     pub async fn close(&self) {
         // Fails only if the loop is gone already.
         let _ = self.inner.sender.send(Message::Close).await;
-        let task = match self.inner.task.lock() {
-            Ok(mut task) => task.take(),
+        let ended = match self.inner.ended.lock() {
+            Ok(mut ended) => ended.take(),
             Err(poisoned) => poisoned.into_inner().take(),
         };
-        if let Some(task) = task {
-            // A loop that panicked or was aborted has nothing left to finish.
-            let _ = task.await;
+        if let Some(ended) = ended {
+            // A loop that panicked has nothing left to finish.
+            let _ = ended.await;
         }
     }
 

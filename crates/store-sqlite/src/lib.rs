@@ -150,4 +150,10 @@ fn migrator() -> sqlx::migrate::Migrator {
     ])
 }
 
-nexus_store_sql::impl_store!(SqliteStore, sqlx::Sqlite, lock = "", backend = "sqlite");
+nexus_store_sql::impl_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    lock = "",
+    backend = "sqlite",
+    pipeline = true
+);
