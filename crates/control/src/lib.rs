@@ -497,7 +497,35 @@ impl ControlPlane {
         // the task is committed: committing and starting the run happen in their own tokio
         // task, so a committed task always runs and ends.
         let committed = tokio::spawn(async move {
-            let (task, log) = match waiting {
+            let input = TaskInput {
+                task_id: task_id.to_string(),
+                context_id: context_id.clone(),
+                message: user_message.parts,
+                history,
+                metadata: vec![("traceparent".to_owned(), chain.traceparent(task_id))],
+            };
+            let span = tracing::info_span!(
+                "task",
+                task = %task_id,
+                agent = %agent.name,
+                trace_id = %trace_id,
+                parent = ?chain.parent
+            );
+            let (start_log_sender, start_log) = tokio::sync::oneshot::channel();
+            let spawn_run = |this: &Arc<Self>| {
+                let runner = this.clone();
+                tokio::spawn(
+                    async move {
+                        runner
+                            .run(
+                                tenant, task_id, component, input, env, receiver, live, start_log,
+                            )
+                            .await
+                    }
+                    .instrument(span),
+                )
+            };
+            let (task, log, outcome) = match waiting {
                 // A follow-up message: the task keeps its revision and sees its earlier messages.
                 Some(task) => {
                     let (task, appended) = this
@@ -505,11 +533,15 @@ impl ControlPlane {
                         .await?;
                     let mut log = earlier_events;
                     log.extend(appended);
-                    (task, log)
+                    (task, log, spawn_run(&this))
                 }
                 None => {
-                    this.store
-                        .create_task(
+                    // The run starts as soon as the creation is queued: its writes queue behind
+                    // it, so a fast task's outcome often commits in the same batch as its
+                    // creation (one row written instead of written and then updated).
+                    let created = this
+                        .store
+                        .queue_create_task(
                             tenant,
                             NewTask {
                                 id: task_id,
@@ -521,33 +553,20 @@ impl ControlPlane {
                             },
                             vec![user_event],
                         )
-                        .await?
+                        .await?;
+                    let outcome = spawn_run(&this);
+                    match created.await {
+                        Ok((task, log)) => (task, log, outcome),
+                        Err(e) => {
+                            // No task: stop the run (its own writes fail, finding none).
+                            this.live.cancel(task_id);
+                            return Err(e.into());
+                        }
+                    }
                 }
             };
-            let input = TaskInput {
-                task_id: task.id.to_string(),
-                context_id: task.context_id.clone(),
-                message: user_message.parts,
-                history,
-                metadata: vec![("traceparent".to_owned(), chain.traceparent(task.id))],
-            };
-            let (id, start_log) = (task.id, log.clone());
-            let span = tracing::info_span!(
-                "task",
-                task = %id,
-                agent = %agent.name,
-                trace_id = %trace_id,
-                parent = ?chain.parent
-            );
-            let runner = this.clone();
-            let outcome = tokio::spawn(
-                async move {
-                    runner
-                        .run(tenant, id, component, input, env, receiver, live, start_log)
-                        .await
-                }
-                .instrument(span),
-            );
+            // The run's invocation starts with the log so far; a closed run needs none.
+            let _ = start_log_sender.send(log.clone());
             Ok::<_, ControlError>(Started { task, log, outcome })
         });
         committed
@@ -566,7 +585,7 @@ impl ControlPlane {
         env: TaskEnv,
         mut streamed: tokio::sync::mpsc::UnboundedReceiver<AgentEvent>,
         live: LiveGuard,
-        mut log: Vec<TaskEvent>,
+        start_log: tokio::sync::oneshot::Receiver<Vec<TaskEvent>>,
     ) -> Result<Invocation, ControlError> {
         // Streamed events go to the task's log as they come.
         let this = self.clone();
@@ -598,10 +617,13 @@ impl ControlPlane {
             Ok(_) = canceled.wait_for(|canceled| *canceled) => None,
         };
         // The sink is dropped with the instance; wait until every event is in the log.
-        match log_writer.await {
-            Ok(written) => log.extend(written),
-            Err(e) => tracing::warn!(task = %task_id, error = %e, "task event writer failed"),
-        }
+        let written = match log_writer.await {
+            Ok(written) => written,
+            Err(e) => {
+                tracing::warn!(task = %task_id, error = %e, "task event writer failed");
+                Vec::new()
+            }
+        };
         let Some(outcome) = outcome else {
             // Canceled: the cancellation is already recorded.
             drop(live);
@@ -664,6 +686,11 @@ impl ControlPlane {
         drop(live);
         match result {
             Ok((task, appended)) => {
+                // Sent once the task's creation committed, which came before this outcome.
+                let mut log = start_log
+                    .await
+                    .map_err(|_| ControlError::Internal("the task's start was abandoned".into()))?;
+                log.extend(written);
                 log.extend(appended);
                 Ok(Invocation {
                     task,

@@ -334,3 +334,44 @@ async fn manifest_limits_apply_to_tasks() {
         "{why}"
     );
 }
+
+/// A task whose agent is deleted between lookup and creation is refused as `agent` not found
+/// and leaves no task behind, although its run starts before the creation commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_agent_vanished_is_refused_and_leaves_nothing() {
+    let p = platform(&["echo"]).await;
+    // One task first, so the revision and component are in memory and only the creation can
+    // notice that the agent is gone.
+    assert_eq!(reply_text(&p.invoke("echo", "hi").await), "echo: hi");
+    let store = p.control.store().clone();
+    let agent = store
+        .get_agent(p.tenant, &Name::parse("echo").unwrap())
+        .await
+        .unwrap();
+    store.delete_agent(p.tenant, agent.id).await.unwrap();
+
+    let error = p
+        .control
+        .start_agent(p.tenant, agent, message("late"))
+        .await
+        .expect_err("the agent is gone");
+    assert!(
+        matches!(
+            &error,
+            nexus_control::ControlError::Store(nexus_store::StoreError::NotFound {
+                kind: "agent",
+                ..
+            })
+        ),
+        "{error:?}"
+    );
+    let tasks = store
+        .list_tasks(
+            p.tenant,
+            &nexus_store::TaskFilter::default(),
+            nexus_core::PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert!(tasks.items.is_empty(), "{:?}", tasks.items);
+}

@@ -790,6 +790,15 @@ macro_rules! impl_store {
                     self.task_writer().create(tenant, new, events).await
                 }
 
+                async fn queue_create_task(
+                    &self,
+                    tenant: TenantId,
+                    new: NewTask,
+                    events: Vec<NewTaskEvent>,
+                ) -> Result<$crate::__private::nexus_store::QueuedCreate> {
+                    self.task_writer().queue_create(tenant, new, events).await
+                }
+
                 async fn get_task(&self, tenant: TenantId, id: TaskId) -> Result<Task> {
                     sqlx::query_as::<_, TaskRow>(
                         "SELECT id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \

@@ -226,6 +226,27 @@ impl TaskWriter {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// [`TaskStore::queue_create_task`](nexus_store::TaskStore::queue_create_task): returns
+    /// once the creation is in the queue, ahead of whatever is queued after.
+    pub async fn queue_create(
+        &self,
+        tenant: TenantId,
+        new: NewTask,
+        events: Vec<NewTaskEvent>,
+    ) -> Result<nexus_store::QueuedCreate> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Pending {
+            tenant,
+            op: Op::Create { new },
+            events,
+            reply: Reply::Task(reply),
+        })
+        .await?;
+        Ok(Box::pin(
+            async move { answer.await.map_err(|_| stopped())? },
+        ))
+    }
+
     /// [`TaskStore::transition_task`](nexus_store::TaskStore::transition_task), group-committed.
     pub async fn transition(
         &self,
@@ -549,9 +570,21 @@ async fn attempt<S: TaskBatchSql>(
 /// The tasks a batch must read: those it transitions or appends to, sorted (so concurrent
 /// batches on PostgreSQL lock rows in the same order) and distinct.
 fn read_set(batch: &[Pending]) -> Vec<Uuid> {
+    // A task the batch creates before it changes it needs no read: the batch has its row. (If
+    // that creation fails in the database, the batch is retried write by write, reading it.)
+    let mut created = HashSet::new();
     let mut ids: Vec<Uuid> = batch
         .iter()
-        .filter(|pending| !matches!(pending.op, Op::Create { .. }))
+        .filter(|pending| {
+            let id = *pending.task_id().as_uuid();
+            match pending.op {
+                Op::Create { .. } => {
+                    created.insert(id);
+                    false
+                }
+                _ => !created.contains(&id),
+            }
+        })
         .map(|pending| *pending.task_id().as_uuid())
         .collect::<HashSet<_>>()
         .into_iter()

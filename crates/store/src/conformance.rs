@@ -37,6 +37,7 @@ macro_rules! conformance_tests {
             tasks_unfinished_fail_at_recovery,
             tasks_concurrent_writes_keep_every_log_gapless,
             tasks_a_failing_write_fails_alone,
+            tasks_queued_creation_comes_before_later_writes,
             audit_chain_holds_under_concurrency,
             state_is_scoped_and_compare_and_swap_is_atomic,
             secrets_deploy_with_the_revision_and_keep_earlier_ones,
@@ -280,6 +281,49 @@ pub async fn agents_reads_see_every_change(store: Arc<dyn Store>) {
     // Tenants are read by name and id alike, the same row either way.
     let acme = store.get_tenant_by_name(&name("acme")).await.unwrap();
     assert_eq!(store.get_tenant(t).await.unwrap(), acme);
+}
+
+/// Writes queued after `queue_create_task` returns see the task, though nobody awaited its
+/// commit: a run may start before its task's creation commits.
+pub async fn tasks_queued_creation_comes_before_later_writes(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let a = agent(&*store, t, "echo").await;
+    let mut new = new_task(a, "ctx");
+    new.start_working = true;
+    let id = new.id;
+    let created = store
+        .queue_create_task(t, new, vec![event(TaskEventKind::Message, "hi")])
+        .await
+        .unwrap();
+    let (ended, appended) = store
+        .transition_task(
+            t,
+            id,
+            TaskState::Completed,
+            None,
+            vec![event(TaskEventKind::Message, "hello")],
+        )
+        .await
+        .unwrap();
+    let (task, first) = created.await.unwrap();
+    assert_eq!((task.id, task.state), (id, TaskState::Working));
+    assert_eq!(ended.state, TaskState::Completed);
+    let seqs: Vec<u64> = first.iter().chain(&appended).map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    let log = store.task_log(t, id).await.unwrap();
+    assert_eq!(log.len(), seqs.len());
+    assert_eq!(
+        store.get_task(t, id).await.unwrap().state,
+        TaskState::Completed
+    );
+
+    // A refused creation fails, and so does what was queued behind it.
+    let gone = AgentId::new();
+    let created = store
+        .queue_create_task(t, new_task(gone, "ctx"), vec![])
+        .await
+        .unwrap();
+    assert!(matches!(created.await, Err(StoreError::NotFound { .. })));
 }
 
 pub async fn agents_are_isolated_by_tenant(store: Arc<dyn Store>) {

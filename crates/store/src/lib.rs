@@ -147,6 +147,11 @@ pub trait PackageStore: Send + Sync {
     async fn list_packages(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Package>>;
 }
 
+/// The outcome of a [`TaskStore::queue_create_task`]: the task and its first events as
+/// committed.
+pub type QueuedCreate =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(Task, Vec<TaskEvent>)>> + Send>>;
+
 /// Events read per query when a whole task log is read.
 pub const TASK_LOG_PAGE: u32 = 5_000;
 
@@ -160,6 +165,19 @@ pub trait TaskStore: Send + Sync {
         new: NewTask,
         events: Vec<NewTaskEvent>,
     ) -> Result<(Task, Vec<TaskEvent>)>;
+    /// [`create_task`](Self::create_task) in two steps: returns once the creation is queued,
+    /// with its outcome to await (the task as committed). Writes to the task that the caller
+    /// queues after this returns come after the creation, so it may start running the task
+    /// before the commit; a store that commits at once (the default) returns when it did.
+    async fn queue_create_task(
+        &self,
+        tenant: TenantId,
+        new: NewTask,
+        events: Vec<NewTaskEvent>,
+    ) -> Result<QueuedCreate> {
+        let created = self.create_task(tenant, new, events).await;
+        Ok(Box::pin(std::future::ready(created)))
+    }
     async fn get_task(&self, tenant: TenantId, id: TaskId) -> Result<Task>;
     /// Tasks in creation order, filtered.
     async fn list_tasks(
