@@ -166,20 +166,29 @@ macro_rules! impl_store {
                 });
             }
 
-            /// Every statement that writes `writes`, as builders appending to `query`: `next`
-            /// is called before each statement (to start a new query, or to separate it).
-            fn for_each_batch_write(
-                writes: &$crate::BatchWrites<'_>,
-                mut each: impl FnMut(&mut dyn FnMut(&mut sqlx::QueryBuilder<$db>)),
-            ) {
-                for chunk in writes.inserts.chunks($crate::TASKS_PER_STATEMENT) {
-                    each(&mut |query| push_task_inserts(query, chunk));
+            /// One statement of a batch's writes: a chunk of rows of one kind.
+            enum BatchStatement<'a, 'e> {
+                Inserts(&'a [$crate::PlannedTask]),
+                Updates(&'a [$crate::PlannedTask]),
+                Events(&'a [$crate::EventRow<'e>]),
+            }
+
+            impl<'a, 'e> BatchStatement<'a, 'e> {
+                /// The statements that write `writes`, in order.
+                fn all(writes: &'a $crate::BatchWrites<'e>) -> Vec<Self> {
+                    let inserts = writes.inserts.chunks($crate::TASKS_PER_STATEMENT).map(Self::Inserts);
+                    let updates = writes.updates.chunks($crate::TASKS_PER_STATEMENT).map(Self::Updates);
+                    let events = writes.events.chunks(EVENTS_PER_INSERT).map(Self::Events);
+                    inserts.chain(updates).chain(events).collect()
                 }
-                for chunk in writes.updates.chunks($crate::TASKS_PER_STATEMENT) {
-                    each(&mut |query| push_task_updates(query, chunk));
-                }
-                for chunk in writes.events.chunks(EVENTS_PER_INSERT) {
-                    each(&mut |query| push_event_inserts(query, chunk));
+
+                /// Appends the statement to `query`.
+                fn push_to(&self, query: &mut sqlx::QueryBuilder<$db>) {
+                    match self {
+                        Self::Inserts(chunk) => push_task_inserts(query, chunk),
+                        Self::Updates(chunk) => push_task_updates(query, chunk),
+                        Self::Events(chunk) => push_event_inserts(query, chunk),
+                    }
                 }
             }
 
@@ -254,22 +263,18 @@ macro_rules! impl_store {
                 ) -> Result<(), sqlx::Error> {
                     match tx {
                         BatchTx::Stepwise(tx) => {
-                            let mut statements = Vec::new();
-                            for_each_batch_write(writes, |push| {
+                            for statement in BatchStatement::all(writes) {
                                 let mut query = sqlx::QueryBuilder::<$db>::new("");
-                                push(&mut query);
-                                statements.push(query);
-                            });
-                            for mut statement in statements {
-                                statement.build().execute(&mut **tx).await?;
+                                statement.push_to(&mut query);
+                                query.build().execute(&mut **tx).await?;
                             }
                         }
                         BatchTx::Pipelined(tx) => {
                             let mut query = sqlx::QueryBuilder::<$db>::new(tx.begin_prefix());
-                            for_each_batch_write(writes, |push| {
-                                push(&mut query);
+                            for statement in BatchStatement::all(writes) {
+                                statement.push_to(&mut query);
                                 query.push("; ");
-                            });
+                            }
                             query.push("COMMIT");
                             tx.state = Pipeline::Unknown;
                             query.build().execute(&mut *tx.conn).await?;

@@ -215,15 +215,7 @@ impl TaskWriter {
         new: NewTask,
         events: Vec<NewTaskEvent>,
     ) -> Result<(Task, Vec<TaskEvent>)> {
-        let (reply, answer) = oneshot::channel();
-        self.enqueue(Pending {
-            tenant,
-            op: Op::Create { new },
-            events,
-            reply: Reply::Task(reply),
-        })
-        .await?;
-        answer.await.map_err(|_| stopped())?
+        self.queue_create(tenant, new, events).await?.await
     }
 
     /// [`TaskStore::queue_create_task`](nexus_store::TaskStore::queue_create_task): returns
