@@ -5,6 +5,8 @@
 //! group-committed ([`nexus_store_sql::TaskWriter`]): one transaction per batch of callers'
 //! writes saves round trips and shares the commit's WAL flush.
 
+mod task_batches;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +64,8 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating: {e}")))?;
-        let tasks = Self::spawn_task_writer(pool.clone())?;
+        let tasks =
+            nexus_store_sql::TaskWriter::spawn(task_batches::TaskBatches { pool: pool.clone() })?;
         Ok(Self {
             pool,
             tasks,
@@ -148,6 +151,6 @@ nexus_store_sql::impl_store!(
     PgStore,
     sqlx::Postgres,
     lock = " FOR UPDATE",
-    backend = "postgres",
-    pipeline = false
+    begin = "BEGIN",
+    backend = "postgres"
 );

@@ -27,8 +27,8 @@ mod task_writer;
 pub use names::{AgentCaching, AgentReadStart, MAX_CACHED_NAMES, NameCache};
 
 pub use task_writer::{
-    BatchWrites, EventRow, MAX_TASK_WRITES_PER_BATCH, PlannedTask, TASK_WRITE_QUEUE, TaskBatchSql,
-    TaskWriter,
+    BatchFailure, BatchWrites, EventRow, MAX_TASK_WRITES_PER_BATCH, PlannedTask, TASK_WRITE_QUEUE,
+    TaskBatchSql, TaskWriter,
 };
 
 #[doc(hidden)]
@@ -89,6 +89,17 @@ pub fn map_err_ref(err: &sqlx::Error) -> StoreError {
             StoreError::Corrupt(err.to_string())
         }
         other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// [`TaskBatchSql::classify`] for an sqlx driver's error.
+pub fn classify_batch_error(err: &sqlx::Error) -> BatchFailure {
+    if is_foreign_key_violation(err) {
+        BatchFailure::MissingAgent
+    } else if is_unique_violation(err) {
+        BatchFailure::TakenId
+    } else {
+        BatchFailure::Database(map_err_ref(err))
     }
 }
 

@@ -6,18 +6,16 @@
 /// `writer(&self) -> &sqlx::Pool<$db>` (transactions), `task_writer(&self) -> &TaskWriter`
 /// (the group commit of task writes, [`TaskWriter`](crate::TaskWriter)),
 /// `names(&self) -> &NameCache` (tenant and agent rows in memory, [`NameCache`](crate::NameCache))
-/// and `async close_pools(&self)`. The macro gives `$store` the associated function
-/// `spawn_task_writer(pool: sqlx::Pool<$db>) -> Result<TaskWriter>` that starts the task
-/// writer on this database's SQL; the store calls it when it opens.
+/// and `async close_pools(&self)`. The task writer's SQL ([`TaskBatchSql`](crate::TaskBatchSql))
+/// is each store's own, tuned to its driver.
 /// `lock` is appended to the `SELECT`s that read a row a transaction will update: `" FOR UPDATE"`
-/// where the database has row locks, `""` where writers are serialised anyway. `pipeline = true`
-/// sends a batch of task writes in two round trips (`BEGIN IMMEDIATE` with the `SELECT`, the
-/// writes with `COMMIT`) from a thread of its own, for a driver that runs several `?`-bound
-/// statements per query and whose connections are threads, so each round trip is a thread
-/// hand-off (SQLite); `false` sends one statement at a time from the caller's runtime.
+/// where the database has row locks, `""` where writers are serialised anyway. `begin` starts a
+/// write transaction: `"BEGIN IMMEDIATE"` on SQLite, which takes the write lock up front, so a
+/// transaction that reads before it writes waits for another writer instead of failing with
+/// `SQLITE_BUSY` when that writer commits in between.
 #[macro_export]
 macro_rules! impl_store {
-    ($store:ty, $db:ty, lock = $lock:literal, backend = $backend:literal, pipeline = $pipeline:literal) => {
+    ($store:ty, $db:ty, lock = $lock:literal, begin = $begin:literal, backend = $backend:literal) => {
         const _: () = {
             use $crate::__private::async_trait;
             use $crate::__private::nexus_core::{
@@ -39,267 +37,6 @@ macro_rules! impl_store {
             };
 
             type Tx = sqlx::Transaction<'static, $db>;
-
-            /// The SQL of group-committed task writes on this database (see
-            /// [`TaskWriter`]($crate::TaskWriter)).
-            #[derive(Debug)]
-            struct TaskBatches {
-                pool: sqlx::Pool<$db>,
-            }
-
-            impl $store {
-                /// Starts the group commit of task writes on `pool`, on the current runtime.
-                fn spawn_task_writer(pool: sqlx::Pool<$db>) -> Result<$crate::TaskWriter> {
-                    if $pipeline {
-                        // Pipelining is for SQLite, whose connections live on their own threads.
-                        $crate::TaskWriter::spawn_on_own_thread(TaskBatches { pool })
-                    } else {
-                        $crate::TaskWriter::spawn(TaskBatches { pool })
-                    }
-                }
-            }
-
-            /// A batch's transaction (see [`TaskWriter`]($crate::TaskWriter)).
-            enum BatchTx {
-                /// An sqlx transaction: one statement per round trip.
-                Stepwise(Tx),
-                /// Statements sent several at a time on a connection of the pool.
-                Pipelined(PipelinedTx),
-            }
-
-            /// Where a pipelined transaction is.
-            #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-            enum Pipeline {
-                /// Nothing sent yet: the first query starts with `BEGIN IMMEDIATE`.
-                NotBegun,
-                /// Begun, not committed.
-                Open,
-                /// Committed (the writes went with `COMMIT`).
-                Committed,
-                /// A query failed part-way: the transaction may be open.
-                Unknown,
-            }
-
-            struct PipelinedTx {
-                conn: sqlx::pool::PoolConnection<$db>,
-                state: Pipeline,
-            }
-
-            impl PipelinedTx {
-                /// What the next query starts with.
-                fn begin_prefix(&self) -> &'static str {
-                    if self.state == Pipeline::NotBegun { "BEGIN IMMEDIATE; " } else { "" }
-                }
-            }
-
-            impl Drop for PipelinedTx {
-                fn drop(&mut self) {
-                    // A transaction left open must not go back to the pool: closing the
-                    // connection rolls it back.
-                    if matches!(self.state, Pipeline::Open | Pipeline::Unknown) {
-                        self.conn.close_on_drop();
-                    }
-                }
-            }
-
-            /// The multi-row `INSERT` of created tasks (one chunk).
-            fn push_task_inserts(
-                query: &mut sqlx::QueryBuilder<$db>,
-                chunk: &[$crate::PlannedTask],
-            ) {
-                query.push(
-                    "INSERT INTO tasks (id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
-                     state, status_message, last_seq, created_at, updated_at) ",
-                );
-                query.push_values(chunk, |mut row, planned| {
-                    let task = &planned.task;
-                    row.push_bind(*task.id.as_uuid())
-                        .push_bind(*task.tenant_id.as_uuid())
-                        .push_bind(*task.agent_id.as_uuid())
-                        .push_bind(i64::from(task.agent_revision))
-                        .push_bind(task.context_id.as_str())
-                        .push_bind(task.parent_task_id.map(|p| *p.as_uuid()))
-                        .push_bind(task.state.as_str())
-                        .push_bind(task.status_message.as_deref())
-                        .push_bind(to_i64(planned.last_seq))
-                        .push_bind(task.created_at)
-                        .push_bind(task.updated_at);
-                });
-            }
-
-            /// The one `UPDATE` of changed tasks (one chunk); both databases name the columns
-            /// of a `VALUES` list `column1`, `column2`, ….
-            fn push_task_updates(
-                query: &mut sqlx::QueryBuilder<$db>,
-                chunk: &[$crate::PlannedTask],
-            ) {
-                query.push(
-                    "UPDATE tasks SET state = v.column2, status_message = v.column3, \
-                     last_seq = v.column4, updated_at = v.column5 FROM (",
-                );
-                query.push_values(chunk, |mut row, planned| {
-                    let task = &planned.task;
-                    row.push_bind(*task.id.as_uuid())
-                        .push_bind(task.state.as_str())
-                        .push_bind(task.status_message.as_deref())
-                        .push_bind(to_i64(planned.last_seq))
-                        .push_bind(task.updated_at);
-                });
-                query.push(") AS v WHERE tasks.id = v.column1");
-            }
-
-            /// The multi-row `INSERT` of a batch's events (one chunk).
-            fn push_event_inserts(
-                query: &mut sqlx::QueryBuilder<$db>,
-                chunk: &[$crate::EventRow<'_>],
-            ) {
-                query.push(
-                    "INSERT INTO task_events (task_id, tenant_id, seq, kind, payload, created_at) ",
-                );
-                query.push_values(chunk, |mut row, event| {
-                    row.push_bind(*event.task_id.as_uuid())
-                        .push_bind(*event.tenant_id.as_uuid())
-                        .push_bind(to_i64(event.seq))
-                        .push_bind(event.kind.as_str())
-                        .push_bind(Json(&*event.payload))
-                        .push_bind(event.created_at);
-                });
-            }
-
-            /// One statement of a batch's writes: a chunk of rows of one kind.
-            enum BatchStatement<'a, 'e> {
-                Inserts(&'a [$crate::PlannedTask]),
-                Updates(&'a [$crate::PlannedTask]),
-                Events(&'a [$crate::EventRow<'e>]),
-            }
-
-            impl<'a, 'e> BatchStatement<'a, 'e> {
-                /// The statements that write `writes`, in order.
-                fn all(writes: &'a $crate::BatchWrites<'e>) -> Vec<Self> {
-                    let inserts = writes.inserts.chunks($crate::TASKS_PER_STATEMENT).map(Self::Inserts);
-                    let updates = writes.updates.chunks($crate::TASKS_PER_STATEMENT).map(Self::Updates);
-                    let events = writes.events.chunks(EVENTS_PER_INSERT).map(Self::Events);
-                    inserts.chain(updates).chain(events).collect()
-                }
-
-                /// Appends the statement to `query`.
-                fn push_to(&self, query: &mut sqlx::QueryBuilder<$db>) {
-                    match self {
-                        Self::Inserts(chunk) => push_task_inserts(query, chunk),
-                        Self::Updates(chunk) => push_task_updates(query, chunk),
-                        Self::Events(chunk) => push_event_inserts(query, chunk),
-                    }
-                }
-            }
-
-            /// The `SELECT` of the rows of tasks `ids` (one chunk), with the backend's lock.
-            fn push_lock_tasks(query: &mut sqlx::QueryBuilder<$db>, ids: &[Uuid]) {
-                query.push(
-                    "SELECT id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
-                     state, status_message, created_at, updated_at, last_seq FROM tasks WHERE id IN (",
-                );
-                let mut list = query.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                query.push(concat!(") ORDER BY id", $lock));
-            }
-
-            #[async_trait]
-            impl $crate::TaskBatchSql for TaskBatches {
-                type Tx = BatchTx;
-
-                async fn begin(&self) -> Result<BatchTx, sqlx::Error> {
-                    if $pipeline {
-                        Ok(BatchTx::Pipelined(PipelinedTx {
-                            conn: self.pool.acquire().await?,
-                            state: Pipeline::NotBegun,
-                        }))
-                    } else {
-                        Ok(BatchTx::Stepwise(self.pool.begin().await?))
-                    }
-                }
-
-                async fn lock_tasks(
-                    &self,
-                    tx: &mut BatchTx,
-                    ids: &[Uuid],
-                ) -> Result<Vec<$crate::LockedTaskRow>, sqlx::Error> {
-                    let mut rows = Vec::with_capacity(ids.len());
-                    // `ids` are sorted, so locks are taken in id order across chunks too.
-                    for chunk in ids.chunks($crate::TASKS_PER_STATEMENT) {
-                        match tx {
-                            BatchTx::Stepwise(tx) => {
-                                let mut select = sqlx::QueryBuilder::<$db>::new("");
-                                push_lock_tasks(&mut select, chunk);
-                                rows.extend(
-                                    select
-                                        .build_query_as::<$crate::LockedTaskRow>()
-                                        .fetch_all(&mut **tx)
-                                        .await?,
-                                );
-                            }
-                            BatchTx::Pipelined(tx) => {
-                                let mut select = sqlx::QueryBuilder::<$db>::new(tx.begin_prefix());
-                                push_lock_tasks(&mut select, chunk);
-                                tx.state = Pipeline::Unknown;
-                                rows.extend(
-                                    select
-                                        .build_query_as::<$crate::LockedTaskRow>()
-                                        .fetch_all(&mut *tx.conn)
-                                        .await?,
-                                );
-                                tx.state = Pipeline::Open;
-                            }
-                        }
-                    }
-                    Ok(rows)
-                }
-
-                async fn write(
-                    &self,
-                    tx: &mut BatchTx,
-                    writes: &$crate::BatchWrites<'_>,
-                ) -> Result<(), sqlx::Error> {
-                    match tx {
-                        BatchTx::Stepwise(tx) => {
-                            for statement in BatchStatement::all(writes) {
-                                let mut query = sqlx::QueryBuilder::<$db>::new("");
-                                statement.push_to(&mut query);
-                                query.build().execute(&mut **tx).await?;
-                            }
-                        }
-                        BatchTx::Pipelined(tx) => {
-                            let mut query = sqlx::QueryBuilder::<$db>::new(tx.begin_prefix());
-                            for statement in BatchStatement::all(writes) {
-                                statement.push_to(&mut query);
-                                query.push("; ");
-                            }
-                            query.push("COMMIT");
-                            tx.state = Pipeline::Unknown;
-                            query.build().execute(&mut *tx.conn).await?;
-                            tx.state = Pipeline::Committed;
-                        }
-                    }
-                    Ok(())
-                }
-
-                async fn commit(&self, tx: BatchTx) -> Result<(), sqlx::Error> {
-                    match tx {
-                        BatchTx::Stepwise(tx) => tx.commit().await,
-                        BatchTx::Pipelined(mut tx) => match tx.state {
-                            // Nothing was read or written: no transaction to end.
-                            Pipeline::NotBegun | Pipeline::Committed => Ok(()),
-                            Pipeline::Open | Pipeline::Unknown => {
-                                tx.state = Pipeline::Unknown;
-                                sqlx::query("COMMIT").execute(&mut *tx.conn).await?;
-                                tx.state = Pipeline::Committed;
-                                Ok(())
-                            }
-                        },
-                    }
-                }
-            }
 
             async fn insert_events(
                 tx: &mut Tx,
@@ -567,7 +304,7 @@ macro_rules! impl_store {
                     new: NewAgentRevision,
                 ) -> Result<(Agent, AgentRevision)> {
                     let written = async {
-                        let mut tx = self.writer().begin().await.map_err(map_err)?;
+                        let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
                         let deployed = deploy_in_tx(&mut tx, tenant, new, None).await?;
                         tx.commit().await.map_err(map_err)?;
                         Ok(deployed)
@@ -892,7 +629,7 @@ macro_rules! impl_store {
                 }
 
                 async fn fail_unfinished_tasks(&self, reason: &str) -> Result<u64> {
-                    let mut tx = self.writer().begin().await.map_err(map_err)?;
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
                     let running: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(concat!(
                         "SELECT id, tenant_id, last_seq FROM tasks WHERE state IN ($1, $2)",
                         $lock
@@ -936,7 +673,7 @@ macro_rules! impl_store {
             #[async_trait]
             impl AuditStore for $store {
                 async fn append_audit(&self, tenant: TenantId, event: NewAuditEvent) -> Result<AuditEvent> {
-                    let mut tx = self.writer().begin().await.map_err(map_err)?;
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
                     // Lock the tenant row: appends to one tenant's chain are serialised.
                     let exists: Option<(Uuid,)> = sqlx::query_as(concat!(
                         "SELECT id FROM tenants WHERE id = $1",
@@ -1187,7 +924,7 @@ macro_rules! impl_store {
                     secrets: Vec<SealedSecret>,
                 ) -> Result<(Agent, AgentRevision)> {
                     let written = async {
-                        let mut tx = self.writer().begin().await.map_err(map_err)?;
+                        let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
                         let deployed = deploy_in_tx(&mut tx, tenant, new, Some(secrets)).await?;
                         tx.commit().await.map_err(map_err)?;
                         Ok(deployed)
@@ -1203,7 +940,7 @@ macro_rules! impl_store {
                     agent: AgentId,
                     secret: SealedSecret,
                 ) -> Result<()> {
-                    let mut tx = self.writer().begin().await.map_err(map_err)?;
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
                     upsert_secret(&mut tx, tenant, *agent.as_uuid(), &secret, now()).await?;
                     tx.commit().await.map_err(map_err)
                 }
@@ -1266,7 +1003,7 @@ macro_rules! impl_store {
                     config: $crate::__private::nexus_store::PushConfig,
                     max_per_task: usize,
                 ) -> Result<$crate::__private::nexus_store::PushConfig> {
-                    let mut tx = self.writer().begin().await.map_err(map_err)?;
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
                     // Locking the task row makes concurrent puts for one task count in turn,
                     // so the limit holds.
                     lock_task(&mut tx, tenant, config.task_id).await?;

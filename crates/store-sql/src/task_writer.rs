@@ -2,27 +2,21 @@
 //!
 //! Every invocation writes its task at least twice (created `working` with the user message;
 //! the outcome with the reply and usage), and streaming agents append events in between. Run
-//! as one transaction each, those writes cost four or five statements apiece, and on SQLite every
-//! statement is a round trip to the connection's worker thread while one writer connection
-//! serialises them all: the hand-offs, not SQLite, bound throughput. So `create_task`,
-//! `transition_task` and `append_task_events` are queued instead to one writer loop per store,
-//! which takes everything pending (up to [`MAX_TASK_WRITES_PER_BATCH`]) and runs it in one
-//! transaction of at most four statements besides `BEGIN` and `COMMIT`, however many writes it
-//! holds (more only if its events overflow [`EVENTS_PER_INSERT`](crate::EVENTS_PER_INSERT)):
+//! as one transaction each, those writes cost four or five statements apiece and one commit,
+//! while the database takes one writer at a time. So `create_task`, `transition_task` and
+//! `append_task_events` are queued instead to one writer loop per store, which takes everything
+//! pending (up to [`MAX_TASK_WRITES_PER_BATCH`]) and runs it in one transaction:
 //!
-//! 1. `SELECT … FROM tasks WHERE id IN (…) ORDER BY id` (+ `FOR UPDATE` on PostgreSQL) for the
-//!    tasks the batch transitions or appends to, full rows, so nothing is read back later;
-//! 2. one multi-row `INSERT INTO tasks` for the created tasks;
-//! 3. one `UPDATE tasks … FROM (VALUES …)` for the changed ones;
-//! 4. one multi-row `INSERT INTO task_events` for every event of the batch;
+//! 1. read the rows of the tasks the batch transitions or appends to (locked with
+//!    `FOR UPDATE` on PostgreSQL), full rows, so nothing is read back later;
+//! 2. insert the created tasks;
+//! 3. update the changed ones;
+//! 4. insert every event of the batch.
 //!
-//! The state machine is checked in Rust, inside the transaction, between statements 1 and 2.
-//! On SQLite the statements also travel together ([`impl_store!`](crate::impl_store)'s
-//! `pipeline`): `BEGIN IMMEDIATE` with statement 1, statements 2 to 4 with `COMMIT`, so a batch
-//! is two round trips to the connection's thread, and the loop runs on a thread of its own
-//! ([`TaskWriter::spawn_on_own_thread`]) so no request task delays its wake-ups.
-//! PostgreSQL runs the same code (the SQL is written once, in [`impl_store!`](crate::impl_store)):
-//! it saves round trips and shares one WAL flush among the batch's writes.
+//! The state machine is checked in Rust, inside the transaction, between steps 1 and 2. The
+//! SQL is each store's own ([`TaskBatchSql`]): PostgreSQL sends each step as one multi-row
+//! statement, to save round trips; SQLite runs the batch on the loop's own thread, on a
+//! connection of its own, one prepared statement per row ([`TaskWriter::spawn_on_own_thread`]).
 //!
 //! **Semantics** are those of running the batch's writes one after another in queue order, each
 //! in its own transaction: writes to one task in one batch see each other (a create then a
@@ -54,16 +48,13 @@ use nexus_store::{NewTaskEvent, Result, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::{
-    LockedTaskRow, is_foreign_key_violation, is_unique_violation, map_err_ref, status_payload,
-    to_u64,
-};
+use crate::{LockedTaskRow, status_payload, to_u64};
 
 /// Most writes committed in one transaction. Bounds the bound parameters of the batch's
 /// statements (11 per created task, 5 per changed task, ids in the `IN` list: far below
 /// SQLite's 32,766 and PostgreSQL's 65,535; events are chunked separately) and how long one
 /// transaction holds the writer connection (and, on PostgreSQL, the row locks), so other writes
-/// (deploys, agent state) interleave. A batch's fixed cost (six round trips to the database) is
+/// (deploys, agent state) interleave. A batch's fixed cost (a transaction, its commit and, on PostgreSQL, a round trip per statement) is
 /// already small per write at a few dozen writes; larger batches would only lengthen the
 /// transaction. Measured under load on 2 cores: 7 writes per batch on average at 16 concurrent
 /// requests, 19 at 64, so the cap is rarely reached.
@@ -113,29 +104,48 @@ impl BatchWrites<'_> {
 }
 
 /// The SQL of one database for [`TaskWriter`]: a transaction, the rows it locks, the rows it
-/// writes. Implemented by [`impl_store!`](crate::impl_store); errors are returned raw so the
+/// writes. Errors are the driver's own, told apart by [`classify`](Self::classify), so the
 /// writer can tell a batch that failed as a whole and name the cause per write.
 #[async_trait]
 pub trait TaskBatchSql: Send + Sync + 'static {
     /// An open transaction.
     type Tx: Send;
+    /// The driver's error.
+    type Error: fmt::Display + Send;
     /// Begins a transaction.
-    async fn begin(&self) -> Result<Self::Tx, sqlx::Error>;
+    async fn begin(&self) -> Result<Self::Tx, Self::Error>;
     /// The rows of the tasks with these ids (sorted, distinct), locked until the transaction
     /// ends where the database has row locks. Absent ids are left out.
     async fn lock_tasks(
         &self,
         tx: &mut Self::Tx,
         ids: &[Uuid],
-    ) -> Result<Vec<LockedTaskRow>, sqlx::Error>;
+    ) -> Result<Vec<LockedTaskRow>, Self::Error>;
     /// Writes the batch's rows.
-    async fn write(&self, tx: &mut Self::Tx, writes: &BatchWrites<'_>) -> Result<(), sqlx::Error>;
+    async fn write(&self, tx: &mut Self::Tx, writes: &BatchWrites<'_>) -> Result<(), Self::Error>;
     /// Commits.
-    async fn commit(&self, tx: Self::Tx) -> Result<(), sqlx::Error>;
-    /// Whether `error` comes from one write's data (a constraint it violates) rather than from
-    /// the database or the connection; only then is a failed batch retried write by write.
-    fn fails_one_write(&self, error: &sqlx::Error) -> bool {
-        is_foreign_key_violation(error) || is_unique_violation(error)
+    async fn commit(&self, tx: Self::Tx) -> Result<(), Self::Error>;
+    /// What `error` means for the batch's writes.
+    fn classify(&self, error: &Self::Error) -> BatchFailure;
+}
+
+/// What a batch's failed SQL means for its writes ([`TaskBatchSql::classify`]).
+#[derive(Debug)]
+pub enum BatchFailure {
+    /// A created task's agent does not exist (a foreign key): one write's fault.
+    MissingAgent,
+    /// A created task's id is taken (a primary key): one write's fault.
+    TakenId,
+    /// The database or the connection failed (or a commit's outcome is unknown): the whole
+    /// batch fails with this error.
+    Database(StoreError),
+}
+
+impl BatchFailure {
+    /// Whether the failure comes from one write's data rather than from the database or the
+    /// connection; only then is a failed batch retried write by write.
+    fn is_one_writes(&self) -> bool {
+        matches!(self, Self::MissingAgent | Self::TakenId)
     }
 }
 
@@ -170,13 +180,12 @@ impl TaskWriter {
     }
 
     /// Starts the loop on a thread of its own, with its own single-threaded runtime, writing
-    /// through `sql`. For a database whose connections are not tied to a runtime (SQLite's
-    /// run on threads of their own).
+    /// through `sql`. For SQL that runs in process and blocks the thread (SQLite's), which
+    /// must stay off the server's runtime.
     ///
-    /// The loop is a chain of round trips to the database, one batch at a time, so its latency
-    /// bounds throughput. On the server's runtime each round trip's wake-up queued behind the
-    /// request tasks ready at that moment: 2.3 ms per batch under load, mostly waiting, where
-    /// its own thread takes 1.1 ms (+18% tasks/s; docs/BENCHMARKS.md).
+    /// The loop runs one batch at a time, so its latency bounds throughput; on its own thread
+    /// it never waits behind the request tasks ready on the server's runtime
+    /// (docs/BENCHMARKS.md).
     pub fn spawn_on_own_thread<S: TaskBatchSql>(sql: S) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -458,16 +467,20 @@ impl Pending {
         }
     }
 
-    /// The error for this write when it failed alone in the database.
-    fn failure(&self, error: &sqlx::Error) -> StoreError {
-        match &self.op {
-            Op::Create { new } if is_foreign_key_violation(error) => {
+    /// The error for this write when its SQL failed with `error`, which means `failure`.
+    fn failure(&self, failure: BatchFailure, error: &dyn fmt::Display) -> StoreError {
+        match (&self.op, failure) {
+            (Op::Create { new }, BatchFailure::MissingAgent) => {
                 StoreError::not_found("agent", new.agent_id)
             }
-            Op::Create { new } if is_unique_violation(error) => {
+            (Op::Create { new }, BatchFailure::TakenId) => {
                 StoreError::already_exists("task", new.id)
             }
-            _ => map_err_ref(error),
+            (_, BatchFailure::Database(error)) => error,
+            // Only a creation inserts a task row, so this is not expected.
+            (_, BatchFailure::MissingAgent | BatchFailure::TakenId) => {
+                StoreError::Backend(error.to_string())
+            }
         }
     }
 }
@@ -506,10 +519,10 @@ async fn run_batch<S: TaskBatchSql>(sql: &S, mut batch: Vec<Pending>) {
     // ambiguous commit) fails the whole batch: retrying writes one by one would stall every
     // write on a database that is down, and could apply a write twice after a commit that did
     // succeed.
-    let per_write = sql.fails_one_write(&error);
+    let per_write = sql.classify(&error).is_one_writes();
     if batch.len() == 1 || !per_write {
         for pending in batch.drain(..) {
-            let failure = pending.failure(&error);
+            let failure = pending.failure(sql.classify(&error), &error);
             pending.answer(Err(failure), at);
         }
         return;
@@ -524,7 +537,7 @@ async fn run_batch<S: TaskBatchSql>(sql: &S, mut batch: Vec<Pending>) {
         match attempt(sql, std::slice::from_ref(&pending), at).await {
             Ok(plans) => answer_all(vec![pending], plans, at),
             Err(error) => {
-                let failure = pending.failure(&error);
+                let failure = pending.failure(sql.classify(&error), &error);
                 pending.answer(Err(failure), at);
             }
         }
@@ -543,7 +556,7 @@ async fn attempt<S: TaskBatchSql>(
     sql: &S,
     batch: &[Pending],
     at: DateTime<Utc>,
-) -> Result<Vec<Result<Plan>>, sqlx::Error> {
+) -> Result<Vec<Result<Plan>>, S::Error> {
     let mut tx = sql.begin().await?;
     let ids = read_set(batch);
     let rows = if ids.is_empty() {

@@ -1,11 +1,14 @@
 //! The SQLite store: the default backend, an embedded file in the data directory.
 //!
-//! The database runs in WAL mode so readers never block the writer. All writes go through a
-//! pool of exactly one connection: SQLite allows one writer at a time anyway, and queueing in
-//! the pool is fairer and faster than connections spinning on `SQLITE_BUSY`. Reads use a
-//! separate pool. Task writes, the bulk of all writes, are group-committed: many callers'
-//! writes share one transaction of a few statements ([`nexus_store_sql::TaskWriter`]), because
-//! each statement costs a round trip to the connection's worker thread.
+//! The database runs in WAL mode so readers never block the writer. Reads use a pool of
+//! connections. Task writes, the bulk of all writes, are group-committed: many callers' writes
+//! share one transaction ([`nexus_store_sql::TaskWriter`]), run by the writer's own thread on a
+//! connection of its own (`task_batches`). Every other write goes through a pool of exactly
+//! one connection: SQLite allows one writer at a time anyway, and queueing in the pool is
+//! fairer than connections waiting on the lock. The two writers take turns on SQLite's write
+//! lock; write transactions begin `IMMEDIATE`, so they wait for it instead of failing.
+
+mod task_batches;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -14,9 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nexus_store::{Result, StoreError};
-use nexus_store_sql::{AgentCaching, NameCache};
+use nexus_store_sql::{AgentCaching, NameCache, TaskWriter};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use task_batches::TaskBatches;
 
 /// How long a statement waits for a lock held by another process (e.g. a backup) before
 /// failing: long enough to ride out a checkpoint, short enough to surface a stuck database.
@@ -33,8 +37,8 @@ pub struct SqliteStore {
     tasks: nexus_store_sql::TaskWriter,
     names: Arc<NameCache>,
     /// Held while the store is open: the database has one writing process, this one, which is
-    /// what lets [`NameCache`] keep agent rows. `None` for an in-memory database.
-    _exclusive: Option<Arc<File>>,
+    /// what lets [`NameCache`] keep agent rows.
+    _exclusive: Arc<File>,
 }
 
 impl SqliteStore {
@@ -43,7 +47,8 @@ impl SqliteStore {
     pub async fn open(url: &str, readers: u32) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("invalid SQLite URL: {e}")))?;
-        let exclusive = lock_database(url, &options)?;
+        let path = options.get_filename().to_path_buf();
+        let exclusive = lock_database(url, &path)?;
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -68,13 +73,13 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))?;
-        let tasks = Self::spawn_task_writer(writer.clone())?;
+        let tasks = TaskWriter::spawn_on_own_thread(TaskBatches::open(&path, BUSY_TIMEOUT)?)?;
         Ok(Self {
             reader,
             writer,
             tasks,
             names: Arc::new(NameCache::new(AgentCaching::Exclusive)),
-            _exclusive: exclusive.map(Arc::new),
+            _exclusive: Arc::new(exclusive),
         })
     }
 
@@ -90,7 +95,7 @@ impl SqliteStore {
         &self.writer
     }
 
-    fn task_writer(&self) -> &nexus_store_sql::TaskWriter {
+    fn task_writer(&self) -> &TaskWriter {
         &self.tasks
     }
 
@@ -103,10 +108,13 @@ impl SqliteStore {
 /// Takes the database's lock file (`<file>.lock`, next to it) for this process, or fails if
 /// another process holds it: two servers writing one SQLite file would each miss the other's
 /// agent writes. The OS releases the lock when the process ends, however it ends.
-fn lock_database(url: &str, options: &SqliteConnectOptions) -> Result<Option<File>> {
-    let path = options.get_filename();
+///
+/// An in-memory database is refused: each of the store's connections would have its own.
+fn lock_database(url: &str, path: &Path) -> Result<File> {
     if url.contains(":memory:") || url.contains("mode=memory") || path == Path::new(":memory:") {
-        return Ok(None);
+        return Err(StoreError::Unavailable(format!(
+            "{url}: the SQLite store needs a database file, not an in-memory database"
+        )));
     }
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
@@ -120,7 +128,7 @@ fn lock_database(url: &str, options: &SqliteConnectOptions) -> Result<Option<Fil
             StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display()))
         })?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
+        Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
             "{} is in use by another process (it holds {}); stop it first",
             path.display(),
@@ -154,6 +162,6 @@ nexus_store_sql::impl_store!(
     SqliteStore,
     sqlx::Sqlite,
     lock = "",
-    backend = "sqlite",
-    pipeline = true
+    begin = "BEGIN IMMEDIATE",
+    backend = "sqlite"
 );

@@ -39,6 +39,7 @@ macro_rules! conformance_tests {
             tasks_a_failing_write_fails_alone,
             tasks_queued_creation_comes_before_later_writes,
             audit_chain_holds_under_concurrency,
+            writes_of_every_kind_interleave,
             state_is_scoped_and_compare_and_swap_is_atomic,
             secrets_deploy_with_the_revision_and_keep_earlier_ones,
             secrets_are_scoped_to_tenant_and_agent,
@@ -1153,6 +1154,96 @@ pub async fn audit_chain_holds_under_concurrency(store: Arc<dyn Store>) {
 
     let tail = store.list_audit(t, 7, 100).await.unwrap();
     assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![8, 9]);
+}
+
+/// Task writes (group-committed, on SQLite over a connection of their own) racing the other
+/// writes, which read before they write: each must wait its turn, none may fail.
+pub async fn writes_of_every_kind_interleave(store: Arc<dyn Store>) {
+    const ROUNDS: usize = 20;
+    let t = tenant(&*store, "acme").await;
+    let a = agent(&*store, t, "echo").await;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..ROUNDS {
+                    let (task, _) = store.create_task(t, new_task(a, "s"), vec![]).await?;
+                    store
+                        .transition_task(t, task.id, TaskState::Working, None, vec![])
+                        .await?;
+                    store
+                        .transition_task(t, task.id, TaskState::Completed, None, vec![])
+                        .await?;
+                }
+                Ok::<_, StoreError>(())
+            })
+        })
+        .collect();
+    let audit = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..ROUNDS {
+                let event = NewAuditEvent {
+                    actor: "system".into(),
+                    action: "agent.deploy".into(),
+                    target: format!("agents/a{i}"),
+                    details: json!({ "i": i }),
+                };
+                store.append_audit(t, event).await?;
+            }
+            Ok::<_, StoreError>(())
+        })
+    };
+    let deploys = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..ROUNDS {
+                store
+                    .deploy_revision(t, revision("echo", &format!("1.0.{i}")))
+                    .await?;
+            }
+            Ok::<_, StoreError>(())
+        })
+    };
+    let state = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let scope = StateScope {
+                tenant: t,
+                agent: a,
+                session: "s".into(),
+            };
+            for i in 0..ROUNDS {
+                let previous = (i > 0).then(|| (i - 1).to_string().into_bytes());
+                let swapped = store
+                    .state_compare_and_swap(
+                        &scope,
+                        "n",
+                        previous.as_deref(),
+                        Some(i.to_string().as_bytes()),
+                    )
+                    .await?;
+                assert!(swapped, "nobody else writes this key");
+            }
+            Ok::<_, StoreError>(())
+        })
+    };
+    for handle in tasks.into_iter().chain([audit, deploys, state]) {
+        handle.await.unwrap().unwrap();
+    }
+    let done = store
+        .list_tasks(t, &TaskFilter::default(), PageRequest::first(100))
+        .await
+        .unwrap();
+    assert_eq!(done.items.len(), 4 * ROUNDS);
+    assert!(
+        done.items
+            .iter()
+            .all(|task| task.state == TaskState::Completed)
+    );
+    let events = store.list_audit(t, 0, 1000).await.unwrap();
+    assert_eq!(events.len(), ROUNDS);
+    assert_eq!(verify_chain(&events), Ok(()));
 }
 
 pub async fn state_is_scoped_and_compare_and_swap_is_atomic(store: Arc<dyn Store>) {

@@ -85,9 +85,18 @@ fn failed(what: &str) -> sqlx::Error {
 #[async_trait]
 impl TaskBatchSql for Mock {
     type Tx = Data;
+    type Error = sqlx::Error;
 
-    fn fails_one_write(&self, error: &sqlx::Error) -> bool {
-        matches!(error, sqlx::Error::InvalidArgument(what) if what != "connection lost")
+    fn classify(&self, error: &sqlx::Error) -> BatchFailure {
+        match error {
+            sqlx::Error::InvalidArgument(what) if what == "foreign key" => {
+                BatchFailure::MissingAgent
+            }
+            sqlx::Error::InvalidArgument(what) if what.starts_with("unique") => {
+                BatchFailure::TakenId
+            }
+            other => BatchFailure::Database(StoreError::Backend(other.to_string())),
+        }
     }
 
     async fn begin(&self) -> Result<Data, sqlx::Error> {
@@ -401,8 +410,9 @@ async fn a_batch_that_fails_as_a_whole_runs_again_write_by_write() {
     }
     assert_eq!(outcomes[0].as_ref().unwrap(), &good);
     assert_eq!(outcomes[1].as_ref().unwrap(), &good);
+    // The doomed write alone fails, named as the missing agent it is.
     assert!(
-        matches!(outcomes[2], Err(StoreError::Backend(_))),
+        matches!(outcomes[2], Err(StoreError::NotFound { kind: "agent", .. })),
         "{:?}",
         outcomes[2]
     );
