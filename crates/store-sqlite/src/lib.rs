@@ -6,8 +6,10 @@
 //! connection of its own (`task_batches`). Every other write goes through a pool of exactly
 //! one connection: SQLite allows one writer at a time anyway, and queueing in the pool is
 //! fairer than connections waiting on the lock. The two writers take turns on SQLite's write
-//! lock; write transactions begin `IMMEDIATE`, so they wait for it instead of failing.
+//! lock; write transactions begin `IMMEDIATE`, so they wait for it instead of failing. No
+//! commit checkpoints the WAL: a thread of the store's does (`checkpoint`).
 
+mod checkpoint;
 mod task_batches;
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -16,6 +18,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use checkpoint::Checkpointer;
 use nexus_store::{Result, StoreError};
 use nexus_store_sql::{AgentCaching, NameCache, TaskWriter};
 use sqlx::SqlitePool;
@@ -36,6 +39,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     tasks: nexus_store_sql::TaskWriter,
     names: Arc<NameCache>,
+    /// Copies the WAL back into the database; stops with the last clone of the store.
+    _checkpoints: Arc<Checkpointer>,
     /// Held while the store is open: the database has one writing process, this one, which is
     /// what lets [`NameCache`] keep agent rows.
     _exclusive: Arc<File>,
@@ -56,7 +61,9 @@ impl SqliteStore {
             // an OS crash or power loss can drop the last ones.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A commit never checkpoints: the `Checkpointer`'s thread does.
+            .pragma("wal_autocheckpoint", "0");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
@@ -73,12 +80,14 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))?;
+        let checkpoints = Checkpointer::start(&path, BUSY_TIMEOUT)?;
         let tasks = TaskWriter::spawn_on_own_thread(TaskBatches::open(&path, BUSY_TIMEOUT)?)?;
         Ok(Self {
             reader,
             writer,
             tasks,
             names: Arc::new(NameCache::new(AgentCaching::Exclusive)),
+            _checkpoints: Arc::new(checkpoints),
             _exclusive: Arc::new(exclusive),
         })
     }

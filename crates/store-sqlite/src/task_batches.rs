@@ -55,9 +55,12 @@ impl TaskBatches {
         )
         .map_err(cannot_open)?;
         conn.busy_timeout(busy_timeout).map_err(cannot_open)?;
-        // As on the sqlx connections (see `SqliteStore::open`); WAL is a property of the file.
-        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-            .map_err(cannot_open)?;
+        // As on the sqlx connections (see `SqliteStore::open`); WAL is a property of the file,
+        // and checkpoints are the `Checkpointer`'s.
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;",
+        )
+        .map_err(cannot_open)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })

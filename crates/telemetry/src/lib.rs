@@ -26,6 +26,11 @@ const LATENCY_BUCKETS: [f64; 15] = [
     30.0,
 ];
 
+/// How often the metrics recorder drains the samples histograms have recorded into their
+/// summaries. Until drained, every sample stays in memory (at 10,000 requests a second, ~300 MB
+/// an hour if nobody scrapes `/metrics`); the exporter's own default period.
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogStyle {
@@ -74,7 +79,8 @@ pub fn init_logging(style: LogStyle, filter: &str) -> Result<(), TelemetryError>
 
 /// The process-wide metrics recorder, installed on first use; renders `/metrics`.
 ///
-/// Idempotent, so every server in a process (tests start several) shares one recorder.
+/// Idempotent, so every server in a process (tests start several) shares one recorder. The first
+/// call also starts the recorder's upkeep on a thread of its own (see [`UPKEEP_INTERVAL`]).
 pub fn init_metrics() -> Result<PrometheusHandle, TelemetryError> {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     if let Some(handle) = HANDLE.get() {
@@ -88,5 +94,22 @@ pub fn init_metrics() -> Result<PrometheusHandle, TelemetryError> {
         .map_err(|e| TelemetryError::Metrics(e.to_string()))?
         .install_recorder()
         .map_err(|e| TelemetryError::Metrics(e.to_string()))?;
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    let mut first = false;
+    let handle = HANDLE.get_or_init(|| {
+        first = true;
+        handle
+    });
+    if first {
+        let upkept = handle.clone();
+        std::thread::Builder::new()
+            .name("nexus-metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkept.run_upkeep();
+                }
+            })
+            .map_err(|e| TelemetryError::Metrics(format!("cannot start metrics upkeep: {e}")))?;
+    }
+    Ok(handle.clone())
 }
