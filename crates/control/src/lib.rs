@@ -587,9 +587,9 @@ impl ControlPlane {
         live: LiveGuard,
         start_log: tokio::sync::oneshot::Receiver<Vec<TaskEvent>>,
     ) -> Result<Invocation, ControlError> {
-        // Streamed events go to the task's log as they come.
-        let this = self.clone();
-        let log_writer = tokio::spawn(async move {
+        // Streamed events go to the task's log as they come, beside the run in this tokio task
+        // (the run yields while it waits and at every epoch tick).
+        let log_writer = async {
             let mut written = Vec::new();
             while let Some(event) = streamed.recv().await {
                 let kind = match &event {
@@ -603,27 +603,24 @@ impl ControlPlane {
                     kind,
                     payload: json(&event),
                 };
-                match this.append(tenant, task_id, vec![event]).await {
+                match self.append(tenant, task_id, vec![event]).await {
                     Ok(appended) => written.extend(appended),
                     Err(e) => tracing::warn!(task = %task_id, error = %e, "dropping a task event"),
                 }
             }
             written
-        });
-        let mut canceled = live.canceled.clone();
-        let outcome = tokio::select! {
-            outcome = self.runtime.run(&component, input, env) => Some(outcome),
-            // Dropping the run stops the guest at its next yield point.
-            Ok(_) = canceled.wait_for(|canceled| *canceled) => None,
         };
-        // The sink is dropped with the instance; wait until every event is in the log.
-        let written = match log_writer.await {
-            Ok(written) => written,
-            Err(e) => {
-                tracing::warn!(task = %task_id, error = %e, "task event writer failed");
-                Vec::new()
+        let mut canceled = live.canceled.clone();
+        let run = async {
+            tokio::select! {
+                outcome = self.runtime.run(&component, input, env) => Some(outcome),
+                // Dropping the run stops the guest at its next yield point.
+                Ok(_) = canceled.wait_for(|canceled| *canceled) => None,
             }
         };
+        // The sink is dropped with the instance, which ends the log writer once every event is
+        // in the log.
+        let (outcome, written) = tokio::join!(run, log_writer);
         let Some(outcome) = outcome else {
             // Canceled: the cancellation is already recorded.
             drop(live);
