@@ -328,6 +328,8 @@ impl ControlPlane {
                 sealed,
             )
             .await?;
+        // Revisions never change, so the agent's first task need not read this one back.
+        self.remember_revision(tenant, &deployed.1);
         Ok(deployed)
     }
 
@@ -349,6 +351,11 @@ impl ControlPlane {
             return Ok(revision);
         }
         let revision = self.store.get_revision(tenant, agent, number).await?;
+        self.remember_revision(tenant, &revision);
+        Ok(revision)
+    }
+
+    fn remember_revision(&self, tenant: TenantId, revision: &AgentRevision) {
         let mut revisions = self
             .revisions
             .lock()
@@ -356,8 +363,10 @@ impl ControlPlane {
         if revisions.len() >= MAX_CACHED_REVISIONS {
             revisions.clear();
         }
-        revisions.insert(key, revision.clone());
-        Ok(revision)
+        revisions.insert(
+            (tenant, revision.agent_id, revision.revision),
+            revision.clone(),
+        );
     }
 
     /// Compiles (or loads cached machine code for) a component on a blocking thread: Cranelift

@@ -24,7 +24,7 @@ mod names;
 mod store_macro;
 mod task_writer;
 
-pub use names::{AgentCaching, AgentReadStart, MAX_CACHED_NAMES, NameCache};
+pub use names::{AgentCaching, AgentGeneration, MAX_CACHED_NAMES, NameCache};
 
 pub use task_writer::{
     BatchFailure, BatchWrites, EventRow, MAX_TASK_WRITES_PER_BATCH, PlannedTask, TASK_WRITE_QUEUE,

@@ -12,7 +12,9 @@
 //!
 //! A read that races an agent write must not cache the row the write replaced: each agent
 //! write bumps a generation under the cache's lock after it commits, and a row read is only
-//! cached if the generation is the same as before the read began.
+//! cached if the generation is the same as before the read began. A write caches the agent it
+//! leaves (so a freshly deployed agent's first task reads nothing) only if its own bump is the
+//! only one since it began: a write that committed in between may be the newer one.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -48,9 +50,10 @@ struct Inner {
     agent_generation: u64,
 }
 
-/// Where an agent read started, for [`NameCache::put_agent`].
+/// The agent rows an operation started from, for [`NameCache::put_agent`] and
+/// [`NameCache::agents_written`].
 #[derive(Debug, Clone, Copy)]
-pub struct AgentReadStart(u64);
+pub struct AgentGeneration(u64);
 
 impl NameCache {
     /// An empty cache.
@@ -90,18 +93,18 @@ impl NameCache {
     }
 
     /// The agent named `name` in `tenant` if it is cached, or else where a read of it starts.
-    pub fn agent(&self, tenant: TenantId, name: &Name) -> Result<Agent, AgentReadStart> {
+    pub fn agent(&self, tenant: TenantId, name: &Name) -> Result<Agent, AgentGeneration> {
         let inner = self.lock();
         if self.agent_caching == AgentCaching::Exclusive
             && let Some(agent) = inner.agents.get(&(tenant, name.as_str().to_owned()))
         {
             return Ok(agent.clone());
         }
-        Err(AgentReadStart(inner.agent_generation))
+        Err(AgentGeneration(inner.agent_generation))
     }
 
     /// Remembers an agent row read since `start`, unless an agent write committed meanwhile.
-    pub fn put_agent(&self, start: AgentReadStart, agent: &Agent) {
+    pub fn put_agent(&self, start: AgentGeneration, agent: &Agent) {
         if self.agent_caching == AgentCaching::Shared {
             return;
         }
@@ -118,12 +121,28 @@ impl NameCache {
         );
     }
 
+    /// Where an agent write starts; taken before its transaction begins.
+    pub fn agent_generation(&self) -> AgentGeneration {
+        AgentGeneration(self.lock().agent_generation)
+    }
+
     /// Forgets every agent row; called after each agent write (deploy, rollback, delete)
-    /// commits, or fails, since a failed commit may still have landed.
-    pub fn agents_changed(&self) {
+    /// commits, or fails, since a failed commit may still have landed. `written` is the agent
+    /// as a write that committed left it; it is cached unless another agent write finished
+    /// since `start`.
+    pub fn agents_written(&self, start: AgentGeneration, written: Option<&Agent>) {
         let mut inner = self.lock();
         inner.agent_generation += 1;
         inner.agents.clear();
+        if let Some(agent) = written
+            && self.agent_caching == AgentCaching::Exclusive
+            && inner.agent_generation == start.0 + 1
+        {
+            inner.agents.insert(
+                (agent.tenant_id, agent.name.as_str().to_owned()),
+                agent.clone(),
+            );
+        }
     }
 }
 
@@ -152,7 +171,7 @@ mod tests {
             panic!("nothing is cached yet");
         };
         // A deploy commits while the read is in flight: the row read may be the old one.
-        cache.agents_changed();
+        cache.agents_written(cache.agent_generation(), None);
         cache.put_agent(start, &agent(tenant, "echo", 1));
         assert!(cache.agent(tenant, &name).is_err());
 
@@ -161,8 +180,25 @@ mod tests {
         };
         cache.put_agent(start, &agent(tenant, "echo", 2));
         assert_eq!(cache.agent(tenant, &name).unwrap().current_revision, 2);
-        cache.agents_changed();
+        cache.agents_written(cache.agent_generation(), None);
         assert!(cache.agent(tenant, &name).is_err(), "a write drops it");
+    }
+
+    #[test]
+    fn a_write_caches_what_it_wrote_unless_another_finished_meanwhile() {
+        let cache = NameCache::new(AgentCaching::Exclusive);
+        let tenant = TenantId::new();
+        let name = Name::parse("echo").unwrap();
+        let start = cache.agent_generation();
+        cache.agents_written(start, Some(&agent(tenant, "echo", 1)));
+        assert_eq!(cache.agent(tenant, &name).unwrap().current_revision, 1);
+
+        // Two deploys overlap; either may have committed last, so neither row is cached.
+        let first = cache.agent_generation();
+        let second = cache.agent_generation();
+        cache.agents_written(second, Some(&agent(tenant, "echo", 3)));
+        cache.agents_written(first, Some(&agent(tenant, "echo", 2)));
+        assert!(cache.agent(tenant, &name).is_err());
     }
 
     #[test]
@@ -174,6 +210,7 @@ mod tests {
             panic!("nothing is cached yet");
         };
         cache.put_agent(start, &agent(tenant, "echo", 1));
+        cache.agents_written(cache.agent_generation(), Some(&agent(tenant, "echo", 1)));
         assert!(cache.agent(tenant, &name).is_err());
     }
 }

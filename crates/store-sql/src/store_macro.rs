@@ -303,6 +303,7 @@ macro_rules! impl_store {
                     tenant: TenantId,
                     new: NewAgentRevision,
                 ) -> Result<(Agent, AgentRevision)> {
+                    let start = self.names().agent_generation();
                     let written = async {
                         let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
                         let deployed = deploy_in_tx(&mut tx, tenant, new, None).await?;
@@ -310,7 +311,7 @@ macro_rules! impl_store {
                         Ok(deployed)
                     }
                     .await;
-                    self.names().agents_changed();
+                    self.names().agents_written(start, written.as_ref().ok().map(|(agent, _)| agent));
                     written
                 }
 
@@ -406,6 +407,7 @@ macro_rules! impl_store {
                     agent: AgentId,
                     revision: u32,
                 ) -> Result<Agent> {
+                    let start = self.names().agent_generation();
                     let row = sqlx::query_as::<_, AgentRow>(
                         "UPDATE agents SET current_revision = $1, updated_at = $2 \
                          WHERE tenant_id = $3 AND id = $4 AND EXISTS \
@@ -418,18 +420,24 @@ macro_rules! impl_store {
                     .bind(agent.as_uuid())
                     .fetch_optional(self.writer())
                     .await;
-                    self.names().agents_changed();
-                    row.map_err(map_err)?.ok_or_else(|| StoreError::not_found("agent revision", format!("{agent}@{revision}")))?
-                        .try_into()
+                    let written: Result<Agent> = row
+                        .map_err(map_err)
+                        .and_then(|row| {
+                            row.ok_or_else(|| StoreError::not_found("agent revision", format!("{agent}@{revision}")))
+                        })
+                        .and_then(Agent::try_from);
+                    self.names().agents_written(start, written.as_ref().ok());
+                    written
                 }
 
                 async fn delete_agent(&self, tenant: TenantId, agent: AgentId) -> Result<()> {
+                    let start = self.names().agent_generation();
                     let deleted = sqlx::query("DELETE FROM agents WHERE tenant_id = $1 AND id = $2")
                         .bind(tenant.as_uuid())
                         .bind(agent.as_uuid())
                         .execute(self.writer())
                         .await;
-                    self.names().agents_changed();
+                    self.names().agents_written(start, None);
                     let deleted = deleted.map_err(map_err)?.rows_affected();
                     if deleted == 0 {
                         return Err(StoreError::not_found("agent", agent));
@@ -923,6 +931,7 @@ macro_rules! impl_store {
                     new: NewAgentRevision,
                     secrets: Vec<SealedSecret>,
                 ) -> Result<(Agent, AgentRevision)> {
+                    let start = self.names().agent_generation();
                     let written = async {
                         let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
                         let deployed = deploy_in_tx(&mut tx, tenant, new, Some(secrets)).await?;
@@ -930,7 +939,7 @@ macro_rules! impl_store {
                         Ok(deployed)
                     }
                     .await;
-                    self.names().agents_changed();
+                    self.names().agents_written(start, written.as_ref().ok().map(|(agent, _)| agent));
                     written
                 }
 

@@ -261,18 +261,22 @@ pub async fn agents_reads_see_every_change(store: Arc<dyn Store>) {
     assert!(matches!(by_name().await, Err(StoreError::NotFound { .. })));
     let first = agent(&*store, t, "echo").await;
     assert_eq!(by_name().await.unwrap().current_revision, 1);
-    store
+    // Each read returns the row as the write left it (a store may keep what it wrote).
+    let (deployed, _) = store
         .deploy_revision(t, revision("echo", "1.1.0"))
         .await
         .unwrap();
-    assert_eq!(by_name().await.unwrap().current_revision, 2);
-    store.set_current_revision(t, first, 1).await.unwrap();
-    assert_eq!(by_name().await.unwrap().current_revision, 1);
-    store
+    assert_eq!(deployed.current_revision, 2);
+    assert_eq!(by_name().await.unwrap(), deployed);
+    let rolled_back = store.set_current_revision(t, first, 1).await.unwrap();
+    assert_eq!(rolled_back.current_revision, 1);
+    assert_eq!(by_name().await.unwrap(), rolled_back);
+    let (deployed, _) = store
         .deploy_revision_with_secrets(t, revision("echo", "1.2.0"), Vec::new())
         .await
         .unwrap();
-    assert_eq!(by_name().await.unwrap().current_revision, 3);
+    assert_eq!(deployed.current_revision, 3);
+    assert_eq!(by_name().await.unwrap(), deployed);
     store.delete_agent(t, first).await.unwrap();
     assert!(matches!(by_name().await, Err(StoreError::NotFound { .. })));
     let second = agent(&*store, t, "echo").await;
