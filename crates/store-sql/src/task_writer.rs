@@ -54,9 +54,9 @@ use crate::{LockedTaskRow, status_payload, to_u64};
 /// statements (11 per created task, 5 per changed task, ids in the `IN` list: far below
 /// SQLite's 32,766 and PostgreSQL's 65,535; events are chunked separately) and how long one
 /// transaction holds the writer connection (and, on PostgreSQL, the row locks), so other writes
-/// (deploys, agent state) interleave. A batch's fixed cost (a transaction, its commit and, on PostgreSQL, a round trip per statement) is
-/// already small per write at a few dozen writes; larger batches would only lengthen the
-/// transaction. Measured under load on 2 cores: 7 writes per batch on average at 16 concurrent
+/// (deploys, agent state) interleave. A batch's fixed cost (a transaction, its commit and, on
+/// PostgreSQL, a round trip per statement) is already small per write at a few dozen writes;
+/// larger batches would only lengthen the transaction. Measured under load on 2 cores: 7 writes per batch on average at 16 concurrent
 /// requests, 19 at 64, so the cap is rarely reached.
 pub const MAX_TASK_WRITES_PER_BATCH: usize = 256;
 
@@ -144,7 +144,7 @@ pub enum BatchFailure {
 impl BatchFailure {
     /// Whether the failure comes from one write's data rather than from the database or the
     /// connection; only then is a failed batch retried write by write.
-    fn is_one_writes(&self) -> bool {
+    fn belongs_to_one_write(&self) -> bool {
         matches!(self, Self::MissingAgent | Self::TakenId)
     }
 }
@@ -519,7 +519,7 @@ async fn run_batch<S: TaskBatchSql>(sql: &S, mut batch: Vec<Pending>) {
     // ambiguous commit) fails the whole batch: retrying writes one by one would stall every
     // write on a database that is down, and could apply a write twice after a commit that did
     // succeed.
-    let per_write = sql.classify(&error).is_one_writes();
+    let per_write = sql.classify(&error).belongs_to_one_write();
     if batch.len() == 1 || !per_write {
         for pending in batch.drain(..) {
             let failure = pending.failure(sql.classify(&error), &error);

@@ -19,7 +19,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use nexus_store::StoreError;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 /// How often the WAL is copied back: often enough that a restart has little left to copy,
 /// rarely enough that an idle server barely wakes.
@@ -39,8 +39,8 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts checkpointing the database at `path` (in WAL mode).
-    pub(crate) fn start(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
-        let conn = open(path, busy_timeout)?;
+    pub(crate) fn start(path: &Path) -> Result<Self, StoreError> {
+        let conn = crate::open_connection(path, "")?;
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("nexus-checkpoint".into())
@@ -57,20 +57,6 @@ impl Checkpointer {
             })?;
         Ok(Self { _stop: stop })
     }
-}
-
-/// Opens a connection to `path` for checkpoints.
-fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
-    let cannot_open = |e: rusqlite::Error| {
-        StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
-    };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(cannot_open)?;
-    conn.busy_timeout(busy_timeout).map_err(cannot_open)?;
-    Ok(conn)
 }
 
 /// What one [`checkpoint`] did.
@@ -132,7 +118,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let conn = writer(&path);
-        let checkpoints = open(&path, Duration::from_secs(1)).unwrap();
+        let checkpoints = crate::open_connection(&path, "").unwrap();
 
         write_pages(&conn, 50);
         let below = checkpoint(&checkpoints, 1000).unwrap();

@@ -80,8 +80,8 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))?;
-        let checkpoints = Checkpointer::start(&path, BUSY_TIMEOUT)?;
-        let tasks = TaskWriter::spawn_on_own_thread(TaskBatches::open(&path, BUSY_TIMEOUT)?)?;
+        let checkpoints = Checkpointer::start(&path)?;
+        let tasks = TaskWriter::spawn_on_own_thread(TaskBatches::open(&path)?)?;
         Ok(Self {
             reader,
             writer,
@@ -112,6 +112,22 @@ impl SqliteStore {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+/// A `rusqlite` connection to the database file at `path` (which exists and is migrated) for
+/// one of the store's own threads, with `pragmas` run on it.
+fn open_connection(path: &Path, pragmas: &str) -> Result<rusqlite::Connection> {
+    let cannot_open = |e: rusqlite::Error| {
+        StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+    };
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(cannot_open)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(cannot_open)?;
+    conn.execute_batch(pragmas).map_err(cannot_open)?;
+    Ok(conn)
 }
 
 /// Takes the database's lock file (`<file>.lock`, next to it) for this process, or fails if

@@ -15,14 +15,13 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use nexus_store::StoreError;
 use nexus_store_sql::{BatchFailure, BatchWrites, LockedTaskRow, TaskBatchSql, TaskRow, to_i64};
 use rusqlite::types::Type;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, ffi, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, ffi, params};
 use uuid::Uuid;
 
 const SELECT_TASK: &str = "SELECT tenant_id, agent_id, agent_revision, context_id, \
@@ -45,22 +44,13 @@ pub(crate) struct TaskBatches {
 
 impl TaskBatches {
     /// Opens the database file at `path`, which exists and is migrated, for task writes.
-    pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
-        let cannot_open = |e: rusqlite::Error| {
-            StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
-        };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(cannot_open)?;
-        conn.busy_timeout(busy_timeout).map_err(cannot_open)?;
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         // As on the sqlx connections (see `SqliteStore::open`); WAL is a property of the file,
         // and checkpoints are the `Checkpointer`'s.
-        conn.execute_batch(
+        let conn = crate::open_connection(
+            path,
             "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;",
-        )
-        .map_err(cannot_open)?;
+        )?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
