@@ -26,7 +26,7 @@ use nexus_host::llm::{LlmCapability, LlmProvider};
 use nexus_host::state::StateCapability;
 use nexus_runtime::{AgentComponent, Runtime, TaskEnv, TaskInput, TaskResult, Usage};
 use nexus_store::{NewTaskEvent, StateScope, Store, StoreError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tracing::Instrument;
 
@@ -1020,7 +1020,7 @@ fn history_of(events: &[TaskEvent]) -> Vec<Message> {
     events
         .iter()
         .filter(|e| e.kind == TaskEventKind::Message && e.payload.get("event").is_none())
-        .filter_map(|e| serde_json::from_value::<Message>(e.payload.clone()).ok())
+        .filter_map(|e| Message::deserialize(&e.payload).ok())
         .collect()
 }
 

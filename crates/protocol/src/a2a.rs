@@ -5,6 +5,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, SecondsFormat, Utc};
 use nexus_core::message::{Artifact, Message, Part, Role};
 use nexus_core::{Task, TaskEvent, TaskEventKind, TaskState};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 /// Which A2A version a request speaks (the `A2A-Version` header; missing means 0.3).
@@ -45,16 +46,18 @@ impl TaskView {
             let streamed = event.payload.get("event").is_some();
             match event.kind {
                 TaskEventKind::Message if !streamed => {
-                    if let Ok(message) = serde_json::from_value::<Message>(event.payload.clone()) {
+                    // Read in place: a clone of the payload's tree would cost more than the read.
+                    if let Ok(message) = Message::deserialize(&event.payload) {
                         history.push((format!("{}-{}", task.id, event.seq), message));
                     }
                 }
                 TaskEventKind::Artifact => {
-                    let artifact = if streamed {
-                        serde_json::from_value::<Artifact>(event.payload["artifact"].clone()).ok()
+                    let payload = if streamed {
+                        &event.payload["artifact"]
                     } else {
-                        serde_json::from_value::<Artifact>(event.payload.clone()).ok()
+                        &event.payload
                     };
+                    let artifact = Artifact::deserialize(payload).ok();
                     if let Some(artifact) = artifact {
                         match artifacts.iter_mut().find(|a| a.id == artifact.id) {
                             Some(existing) => existing.parts.extend(artifact.parts),

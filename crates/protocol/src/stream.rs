@@ -10,6 +10,7 @@ use std::collections::HashSet;
 
 use nexus_core::message::{Artifact, Message, Part, Role};
 use nexus_core::{Task, TaskEvent, TaskEventKind, TaskState};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::a2a::{TaskView, Version, artifact_json, message_json, state_name, timestamp};
@@ -83,7 +84,7 @@ impl StreamRenderer {
                 ))
             }
             (TaskEventKind::Message, None) => {
-                let message = serde_json::from_value::<Message>(event.payload.clone()).ok()?;
+                let message = Message::deserialize(&event.payload).ok()?;
                 // The caller's own messages are not echoed back.
                 if message.role == Role::Agent {
                     self.reply = Some((self.message_id(event), message));
@@ -93,18 +94,14 @@ impl StreamRenderer {
             (TaskEventKind::Artifact, streamed) => {
                 let (artifact, last_chunk) = match streamed {
                     Some(_) => (
-                        serde_json::from_value::<Artifact>(event.payload.get("artifact")?.clone())
-                            .ok()?,
+                        Artifact::deserialize(event.payload.get("artifact")?).ok()?,
                         event
                             .payload
                             .get("last_chunk")
                             .and_then(Value::as_bool)
                             .unwrap_or(true),
                     ),
-                    None => (
-                        serde_json::from_value::<Artifact>(event.payload.clone()).ok()?,
-                        true,
-                    ),
+                    None => (Artifact::deserialize(&event.payload).ok()?, true),
                 };
                 let append = !self.sent_artifacts.insert(artifact.id.clone());
                 let mut update = json!({
