@@ -164,3 +164,69 @@ fn completions_are_generated() {
     let script = String::from_utf8_lossy(&output.stdout);
     assert!(script.contains("tenants") && script.contains("server"));
 }
+
+#[test]
+fn bench_http_measures_a_server_and_refuses_bad_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let healthz = format!("{}/healthz", server.url);
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "bench",
+            "http",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        server.cli(&args)
+    };
+
+    // Closed loop over two threads: every request answered.
+    let closed = stdout_json(&bench(&[
+        &healthz,
+        "--rate",
+        "0",
+        "--connections",
+        "4",
+        "--threads",
+        "2",
+    ]));
+    assert_eq!(closed["mode"], "closed-loop");
+    assert!(closed["requests"].as_u64().unwrap() > 10, "{closed}");
+    assert_eq!(closed["errors"], 0, "{closed}");
+    assert!(closed["p50_ms"].as_f64().unwrap() > 0.0, "{closed}");
+
+    // Open loop: the schedule sets the count, however the connections share it.
+    let open = stdout_json(&bench(&[&healthz, "--rate", "200", "--connections", "3"]));
+    let sent = open["requests"].as_u64().unwrap();
+    assert!((195..=205).contains(&sent), "{open}");
+
+    // Answers that are not 2xx count as errors.
+    let missing = stdout_json(&bench(&[
+        &format!("{}/no/such/route", server.url),
+        "--rate",
+        "100",
+    ]));
+    assert!(missing["requests"].as_u64().unwrap() > 0, "{missing}");
+    assert_eq!(missing["errors"], missing["requests"], "{missing}");
+
+    // Bad arguments: usage errors (exit 2) with a message; an unreachable target: exit 3.
+    for (args, code) in [
+        (vec![healthz.as_str(), "--threads", "0"], 2),
+        (vec![healthz.as_str(), "--connections", "0"], 2),
+        (vec!["https://127.0.0.1:1/"], 2),
+        (vec!["not a url"], 2),
+        (vec![healthz.as_str(), "--header", "no colon"], 2),
+        (vec![healthz.as_str(), "--post", "{not json"], 2),
+        (vec!["http://127.0.0.1:9/"], 3),
+    ] {
+        let output = bench(&args);
+        assert_eq!(output.status.code(), Some(code), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+    server.stop();
+}

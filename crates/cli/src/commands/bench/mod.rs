@@ -7,19 +7,16 @@
 //! `--rate 0` it runs closed loop: `--connections` workers send back to back, to find the
 //! ceiling throughput.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use hdrhistogram::Histogram;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
-use tokio::sync::Mutex;
 
 use super::Output;
 use crate::exit::CliError;
 
-/// Largest latency the histogram records; anything slower is clamped and counted there.
-const MAX_RECORDED_LATENCY_US: u64 = 60_000_000;
+mod load;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -116,6 +113,11 @@ pub struct HttpArgs {
     /// Concurrent connections.
     #[arg(long, default_value_t = 16)]
     connections: usize,
+    /// Threads sending the load, each with its share of the connections. One is enough for
+    /// tens of thousands of requests per second, and leaves the most CPU to a server on the
+    /// same machine.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Send this header with every request (`Name: value`; repeatable), e.g.
     /// `A2A-Version: 1.0`.
     #[arg(long = "header", value_name = "NAME: VALUE")]
@@ -280,27 +282,22 @@ async fn runtime(args: &RuntimeArgs) -> Result<RuntimeReport, CliError> {
     })
 }
 
-#[derive(Debug)]
-struct Tally {
-    histogram: Histogram<u64>,
-    errors: u64,
-}
-
 async fn http(args: &HttpArgs) -> Result<Report, CliError> {
     if args.connections == 0 {
         return Err(CliError::usage("--connections must be at least 1"));
     }
+    if args.threads == 0 {
+        return Err(CliError::usage("--threads must be at least 1"));
+    }
     if args.duration == 0 {
         return Err(CliError::usage("--duration must be at least 1 second"));
     }
-    let url = reqwest::Url::parse(&args.url)
-        .map_err(|e| CliError::usage(format!("invalid URL `{}`: {e}", args.url)))?;
-    let mut headers = reqwest::header::HeaderMap::new();
+    let mut headers = HeaderMap::new();
     for header in &args.headers {
         let parsed = header.split_once(':').and_then(|(name, value)| {
             Some((
-                reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
-                reqwest::header::HeaderValue::from_str(value.trim()).ok()?,
+                HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
+                HeaderValue::from_str(value.trim()).ok()?,
             ))
         });
         let (name, value) = parsed.ok_or_else(|| {
@@ -308,35 +305,34 @@ async fn http(args: &HttpArgs) -> Result<Report, CliError> {
         })?;
         headers.insert(name, value);
     }
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.connections)
-        .default_headers(headers)
-        .build()
-        .map_err(|e| CliError::internal(e.to_string()))?;
     if let Some(body) = &args.post {
         serde_json::from_str::<serde_json::Value>(body)
             .map_err(|e| CliError::usage(format!("--post must be JSON: {e}")))?;
     }
+    let target =
+        load::Target::new(&args.url, args.post.clone(), headers).map_err(CliError::usage)?;
     // Fail fast if the target is down, rather than reporting a run of errors.
-    request(&client, &url, args.post.as_deref())
-        .send()
-        .await
-        .map_err(|e| CliError {
-            code: CliError::UNREACHABLE,
-            message: format!("cannot reach {url}: {e}"),
-        })?;
+    load::probe(&target).await.map_err(|e| CliError {
+        code: CliError::UNREACHABLE,
+        message: format!("cannot reach {}: {e}", args.url),
+    })?;
 
-    if args.warmup > 0 {
-        drive(&client, &url, args, Duration::from_secs(args.warmup)).await?;
-    }
-    let measured = Duration::from_secs(args.duration);
-    let started = Instant::now();
-    let tally = drive(&client, &url, args, measured).await?;
-    let elapsed = started.elapsed().as_secs_f64();
+    let plan = load::Plan {
+        connections: args.connections,
+        threads: args.threads,
+        rate: args.rate,
+        warmup: Duration::from_secs(args.warmup),
+        measured: Duration::from_secs(args.duration),
+    };
+    let tally = tokio::task::spawn_blocking(move || load::run(&target, plan))
+        .await
+        .map_err(|e| CliError::internal(format!("the load generator failed: {e}")))?
+        .map_err(CliError::internal)?;
+    let elapsed = tally.elapsed.as_secs_f64().max(f64::EPSILON);
     let h = &tally.histogram;
     let ms = |us: u64| us as f64 / 1000.0;
     Ok(Report {
-        url: url.to_string(),
+        url: args.url.clone(),
         mode: if args.rate == 0 {
             "closed-loop"
         } else {
@@ -354,97 +350,4 @@ async fn http(args: &HttpArgs) -> Result<Report, CliError> {
         p999_ms: ms(h.value_at_quantile(0.999)),
         max_ms: ms(h.max()),
     })
-}
-
-fn request(
-    client: &reqwest::Client,
-    url: &reqwest::Url,
-    body: Option<&str>,
-) -> reqwest::RequestBuilder {
-    match body {
-        Some(body) => client
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_owned()),
-        None => client.get(url.clone()),
-    }
-}
-
-/// Runs the load for `length` and returns what it measured.
-async fn drive(
-    client: &reqwest::Client,
-    url: &reqwest::Url,
-    args: &HttpArgs,
-    length: Duration,
-) -> Result<Tally, CliError> {
-    let histogram = Histogram::new_with_max(MAX_RECORDED_LATENCY_US, 3)
-        .map_err(|e| CliError::internal(e.to_string()))?;
-    let tally = Arc::new(Mutex::new(Tally {
-        histogram,
-        errors: 0,
-    }));
-    let start = Instant::now();
-    let deadline = start + length;
-    let mut workers = Vec::with_capacity(args.connections);
-    for worker in 0..args.connections {
-        let client = client.clone();
-        let url = url.clone();
-        let tally = tally.clone();
-        let rate = args.rate;
-        let body = args.post.clone();
-        let connections = args.connections as u64;
-        workers.push(tokio::spawn(async move {
-            // Open loop: worker w owns the requests w, w+C, w+2C, … of the global schedule.
-            let interval =
-                (rate > 0).then(|| Duration::from_secs_f64(connections as f64 / f64::from(rate)));
-            let offset = interval.map(|i| i.mul_f64(worker as f64 / connections as f64));
-            let mut n: u32 = 0;
-            loop {
-                let due = match (interval, offset) {
-                    (Some(interval), Some(offset)) => start + offset + interval * n,
-                    _ => Instant::now(),
-                };
-                if due >= deadline {
-                    break;
-                }
-                // Latency is measured from when the request was due. If the worker is behind
-                // (the previous response was slow), that includes the wait: the server's fault.
-                // If it is early, it sleeps; tokio's timer may wake it up to a millisecond late,
-                // which is the generator's fault, so the clock starts at the wake-up instead.
-                let measured_from = if due > Instant::now() {
-                    tokio::time::sleep_until(due.into()).await;
-                    Instant::now()
-                } else {
-                    due
-                };
-                let ok = match request(&client, &url, body.as_deref()).send().await {
-                    Ok(response) => {
-                        let success = response.status().is_success();
-                        success && response.bytes().await.is_ok()
-                    }
-                    Err(_) => false,
-                };
-                let latency =
-                    u64::try_from(measured_from.elapsed().as_micros()).unwrap_or(u64::MAX);
-                let mut tally = tally.lock().await;
-                if ok {
-                    tally
-                        .histogram
-                        .saturating_record(latency.min(MAX_RECORDED_LATENCY_US));
-                } else {
-                    tally.errors += 1;
-                }
-                n = n.saturating_add(1);
-            }
-        }));
-    }
-    for worker in workers {
-        worker
-            .await
-            .map_err(|e| CliError::internal(format!("load worker failed: {e}")))?;
-    }
-    let tally = Arc::try_unwrap(tally)
-        .map_err(|_| CliError::internal("load workers still running"))?
-        .into_inner();
-    Ok(tally)
 }
