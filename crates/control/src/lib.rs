@@ -5,9 +5,10 @@
 //!   metadata in the store.
 //! - [`ControlPlane::deploy`] creates an agent or a new revision of it, pinning the package by
 //!   digest with its config and grants. Grants must stay within what the manifest declares.
-//! - [`ControlPlane::invoke`] runs one message as a durable task: created `submitted`, moved to
-//!   `working`, every streamed event appended to its log, ended with the reply, artifacts and
-//!   usage in one transaction.
+//! - [`ControlPlane::invoke`] runs one message as a durable task: created `working` (its log
+//!   records `submitted` first), every streamed event appended to its log, ended with the
+//!   reply, artifacts and usage in one transaction. A task that ends within its first slice of
+//!   the run is created and ended in one write.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -24,8 +25,8 @@ use nexus_host::emit::{AgentEvent, EventSink};
 use nexus_host::http::OutboundPolicy;
 use nexus_host::llm::{LlmCapability, LlmProvider};
 use nexus_host::state::StateCapability;
-use nexus_runtime::{AgentComponent, Runtime, TaskEnv, TaskInput, TaskResult, Usage};
-use nexus_store::{NewTaskEvent, StateScope, Store, StoreError};
+use nexus_runtime::{AgentComponent, Runtime, TaskEnv, TaskInput, TaskOutcome, TaskResult, Usage};
+use nexus_store::{NewTaskEvent, QueuedCreate, StateScope, Store, StoreError, TaskEnd};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tracing::Instrument;
@@ -501,135 +502,244 @@ impl ControlPlane {
 
         // Only one message at a time may run a task here.
         let live = LiveGuard::begin(self.clone(), task_id)?;
-        let this = self.clone();
-        // From here on the caller may go away (a client disconnects, a gateway timeout) after
-        // the task is committed: committing and starting the run happen in their own tokio
-        // task, so a committed task always runs and ends.
-        let committed = tokio::spawn(async move {
-            let input = TaskInput {
-                task_id: task_id.to_string(),
-                context_id: context_id.clone(),
-                message: user_message.parts,
-                history,
-                metadata: vec![("traceparent".to_owned(), chain.traceparent(task_id))],
-            };
-            let span = tracing::info_span!(
-                "task",
-                task = %task_id,
-                agent = %agent.name,
-                trace_id = %trace_id,
-                parent = ?chain.parent
-            );
-            let (start_log_sender, start_log) = tokio::sync::oneshot::channel();
-            let spawn_run = |this: &Arc<Self>| {
-                let runner = this.clone();
-                tokio::spawn(
-                    async move {
-                        runner
-                            .run(
-                                tenant, task_id, component, input, env, receiver, live, start_log,
-                            )
-                            .await
-                    }
-                    .instrument(span),
-                )
-            };
-            let (task, log, outcome) = match waiting {
-                // A follow-up message: the task keeps its revision and sees its earlier messages.
-                Some(task) => {
-                    let (task, appended) = this
-                        .transition(tenant, task.id, TaskState::Working, None, vec![user_event])
-                        .await?;
-                    let mut log = earlier_events;
-                    log.extend(appended);
-                    (task, log, spawn_run(&this))
-                }
-                None => {
-                    // The run starts as soon as the creation is queued: its writes queue behind
-                    // it, so a fast task's outcome often commits in the same batch as its
-                    // creation (one row written instead of written and then updated).
-                    let created = this
-                        .store
-                        .queue_create_task(
-                            tenant,
-                            NewTask {
-                                id: task_id,
-                                agent_id: agent.id,
-                                agent_revision: agent.current_revision,
-                                context_id,
-                                parent_task_id: chain.parent,
-                                start_working: true,
-                            },
-                            vec![user_event],
-                        )
-                        .await?;
-                    let outcome = spawn_run(&this);
-                    match created.await {
-                        Ok((task, log)) => (task, log, outcome),
-                        Err(e) => {
-                            // No task: stop the run (its own writes fail, finding none).
-                            this.live.cancel(task_id);
-                            return Err(e.into());
-                        }
-                    }
-                }
-            };
-            // The run's invocation starts with the log so far; a closed run needs none.
-            let _ = start_log_sender.send(log.clone());
-            Ok::<_, ControlError>(Started { task, log, outcome })
-        });
-        committed
-            .await
-            .map_err(|e| ControlError::Internal(format!("starting the task failed: {e}")))?
+        let input = TaskInput {
+            task_id: task_id.to_string(),
+            context_id: context_id.clone(),
+            message: user_message.parts,
+            history,
+            metadata: vec![("traceparent".to_owned(), chain.traceparent(task_id))],
+        };
+        let span = tracing::info_span!(
+            "task",
+            task = %task_id,
+            agent = %agent.name,
+            trace_id = %trace_id,
+            parent = ?chain.parent
+        );
+        let opening = match waiting {
+            Some(task) => Opening::Continue {
+                task,
+                earlier_events,
+                user_event,
+            },
+            None => Opening::Create {
+                new: NewTask {
+                    id: task_id,
+                    agent_id: agent.id,
+                    agent_revision: agent.current_revision,
+                    context_id,
+                    parent_task_id: chain.parent,
+                    start_working: true,
+                },
+                user_event,
+            },
+        };
+        // The whole task, from its first write to its outcome, runs in a tokio task of its
+        // own: the caller may go away (a client disconnects, a gateway timeout) and a task that
+        // was written still runs and ends.
+        let (started_sender, started) = tokio::sync::oneshot::channel();
+        let runner = self.clone();
+        let outcome = tokio::spawn(
+            async move {
+                let run = Run {
+                    tenant,
+                    task_id,
+                    component,
+                    input,
+                    env,
+                    streamed: receiver,
+                    live,
+                };
+                runner.run(opening, run, started_sender).await
+            }
+            .instrument(span),
+        );
+        match started.await {
+            Ok(Ok((task, log))) => Ok(Started { task, log, outcome }),
+            Ok(Err(e)) => Err(e),
+            // The runner ended without saying how the task started: it panicked.
+            Err(_) => Err(match outcome.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(_)) => ControlError::Internal("the task runner did not start".into()),
+                Err(e) => ControlError::Internal(format!("starting the task failed: {e}")),
+            }),
+        }
     }
 
-    /// Runs the agent for a started task and records how it ended.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes a task's start, runs the agent and writes how it ended; tells `started` how the
+    /// task stood once its start was written (or why it could not start).
+    ///
+    /// A new task's first slice of the run (up to the agent's first wait or yield, at most an
+    /// epoch tick) goes before anything is written. A task that ends within it, which is most
+    /// short tasks, is written once ([`TaskStore::create_ended_task`]): one wait for the
+    /// database instead of two, one row written instead of written and updated. Nothing is
+    /// lost by waiting: until that commit nobody has the task's id, and the caller hears of
+    /// the task only once it is stored. A task that does not end within its first slice has
+    /// its creation queued there, before the run goes on, so every longer task is recorded
+    /// `working` while it runs (and failed at the next start if the node dies).
+    ///
+    /// [`TaskStore::create_ended_task`]: nexus_store::TaskStore::create_ended_task
     async fn run(
         self: Arc<Self>,
-        tenant: TenantId,
-        task_id: TaskId,
-        component: AgentComponent,
-        input: TaskInput,
-        env: TaskEnv,
-        mut streamed: tokio::sync::mpsc::UnboundedReceiver<AgentEvent>,
-        live: LiveGuard,
-        start_log: tokio::sync::oneshot::Receiver<Vec<TaskEvent>>,
+        opening: Opening,
+        run: Run,
+        started: StartedSender,
     ) -> Result<Invocation, ControlError> {
-        // Streamed events go to the task's log as they come, beside the run in this tokio task
-        // (the run yields while it waits and at every epoch tick).
-        let log_writer = async {
-            let mut written = Vec::new();
-            while let Some(event) = streamed.recv().await {
-                let kind = match &event {
-                    AgentEvent::Artifact { .. } => TaskEventKind::Artifact,
-                    AgentEvent::Log { .. } => TaskEventKind::Log,
-                    AgentEvent::Progress { .. } | AgentEvent::PartialText { .. } => {
-                        TaskEventKind::Message
-                    }
-                };
-                let event = NewTaskEvent {
-                    kind,
-                    payload: json(&event),
-                };
-                match self.append(tenant, task_id, vec![event]).await {
-                    Ok(appended) => written.extend(appended),
-                    Err(e) => tracing::warn!(task = %task_id, error = %e, "dropping a task event"),
-                }
-            }
-            written
-        };
+        let Run {
+            tenant,
+            task_id,
+            component,
+            input,
+            env,
+            mut streamed,
+            live,
+        } = run;
         let mut canceled = live.canceled.clone();
-        let run = async {
+        let execution = async {
             tokio::select! {
                 outcome = self.runtime.run(&component, input, env) => Some(outcome),
                 // Dropping the run stops the guest at its next yield point.
                 Ok(_) = canceled.wait_for(|canceled| *canceled) => None,
             }
         };
-        // The sink is dropped with the instance, which ends the log writer once every event is
+        let mut execution = std::pin::pin!(execution);
+
+        let (creation, canceled_at_once) = match opening {
+            Opening::Continue {
+                task,
+                earlier_events,
+                user_event,
+            } => {
+                // A follow-up message: the task keeps its revision and sees its earlier
+                // messages.
+                match self
+                    .transition(tenant, task.id, TaskState::Working, None, vec![user_event])
+                    .await
+                {
+                    Ok((task, appended)) => {
+                        let mut log = earlier_events;
+                        log.extend(appended);
+                        let _ = started.send(Ok((task, log.clone())));
+                        (Creation::Done(log), false)
+                    }
+                    Err(e) => {
+                        let _ = started.send(Err(e.into()));
+                        return Err(ControlError::Internal("the task did not continue".into()));
+                    }
+                }
+            }
+            Opening::Create { new, user_event } => {
+                match poll_once(execution.as_mut()) {
+                    // Ended within its first slice: created and ended in one write, with the
+                    // events it streamed.
+                    Some(Some(outcome)) => {
+                        let mut events = Vec::new();
+                        while let Ok(event) = streamed.try_recv() {
+                            events.push(streamed_event(&event));
+                        }
+                        let (state, message, mut ending) = outcome_events(&outcome);
+                        events.append(&mut ending);
+                        let end = TaskEnd {
+                            state,
+                            message,
+                            events,
+                        };
+                        let written = self
+                            .write_with_retries(task_id, || {
+                                self.store.create_ended_task(
+                                    tenant,
+                                    new.clone(),
+                                    vec![user_event.clone()],
+                                    end.clone(),
+                                )
+                            })
+                            .await;
+                        drop(live);
+                        return match written {
+                            Ok(((task, start_log), ended)) => {
+                                let _ = started.send(Ok((task, start_log.clone())));
+                                self.finish(
+                                    tenant,
+                                    task_id,
+                                    outcome,
+                                    Ok(ended),
+                                    start_log,
+                                    Vec::new(),
+                                )
+                                .await
+                            }
+                            Err(e) => {
+                                let _ = started.send(Err(e.into()));
+                                Err(ControlError::Internal("the task was not created".into()))
+                            }
+                        };
+                    }
+                    first_slice => {
+                        match self
+                            .store
+                            .queue_create_task(tenant, new, vec![user_event])
+                            .await
+                        {
+                            // Pending, or (not expected: only a stored task can be canceled)
+                            // canceled within its first slice.
+                            Ok(created) => {
+                                (Creation::Queued(created, started), first_slice.is_some())
+                            }
+                            Err(e) => {
+                                let _ = started.send(Err(e.into()));
+                                return Err(ControlError::Internal(
+                                    "the task was not created".into(),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        };
+
+        if canceled_at_once {
+            creation.committed().await?;
+            drop(live);
+            return self
+                .ended_elsewhere(tenant, task_id, None, Usage::default())
+                .await;
+        }
+        // Streamed events go to the task's log as they come, beside the run in this
+        // tokio task (the run yields while it waits and at every epoch tick). The sink
+        // is dropped with the instance, which ends the log writer once every event is
         // in the log.
-        let (outcome, written) = tokio::join!(run, log_writer);
+        let log_writer = async {
+            let mut written = Vec::new();
+            while let Some(event) = streamed.recv().await {
+                match self
+                    .append(tenant, task_id, vec![streamed_event(&event)])
+                    .await
+                {
+                    Ok(appended) => written.extend(appended),
+                    Err(e) => {
+                        tracing::warn!(task = %task_id, error = %e, "dropping a task event");
+                    }
+                }
+            }
+            written
+        };
+        let committed = async {
+            let committed = creation.committed().await;
+            if committed.is_err() {
+                // No task: stop the run (its own writes fail, finding none).
+                self.live.cancel(task_id);
+            }
+            committed
+        };
+        let (outcome, written, start_log) = tokio::join!(execution, log_writer, committed);
+        let start_log = match start_log {
+            Ok(log) => log,
+            Err(e) => {
+                // No task: its own writes failed, finding none.
+                drop(live);
+                return Err(e);
+            }
+        };
         let Some(outcome) = outcome else {
             // Canceled: the cancellation is already recorded.
             drop(live);
@@ -637,49 +747,47 @@ impl ControlPlane {
                 .ended_elsewhere(tenant, task_id, None, Usage::default())
                 .await;
         };
+        let (state, message, events) = outcome_events(&outcome);
+        let result = self
+            .write_outcome(tenant, task_id, state, message, events)
+            .await;
+        drop(live);
+        self.finish(tenant, task_id, outcome, result, start_log, written)
+            .await
+    }
 
-        let (state, message, mut events) = match &outcome.result {
-            TaskResult::Completed { reply } | TaskResult::InputRequired { reply } => {
-                let state = if matches!(outcome.result, TaskResult::Completed { .. }) {
-                    TaskState::Completed
-                } else {
-                    TaskState::InputRequired
-                };
-                let mut events = vec![NewTaskEvent {
-                    kind: TaskEventKind::Message,
-                    payload: json(&Message {
-                        role: Role::Agent,
-                        parts: reply.message.clone(),
-                    }),
-                }];
-                events.extend(reply.artifacts.iter().map(|artifact| NewTaskEvent {
-                    kind: TaskEventKind::Artifact,
-                    payload: json(artifact),
-                }));
-                (state, None, events)
-            }
-            TaskResult::Rejected { reason } => {
-                (TaskState::Rejected, Some(reason.clone()), Vec::new())
-            }
-            TaskResult::Failed { error } => (
-                TaskState::Failed,
-                Some(format!("{}: {error}", error.code())),
-                Vec::new(),
-            ),
-        };
-        events.push(NewTaskEvent {
-            kind: TaskEventKind::Usage,
-            payload: json(&outcome.usage),
-        });
-        // The outcome must land, or the task would stay `working` until the next restart: a
-        // store that is briefly unavailable gets a few tries.
+    /// Writes a task's outcome.
+    async fn write_outcome(
+        &self,
+        tenant: TenantId,
+        task_id: TaskId,
+        state: TaskState,
+        message: Option<String>,
+        events: Vec<NewTaskEvent>,
+    ) -> Result<(Task, Vec<TaskEvent>), StoreError> {
+        self.write_with_retries(task_id, || {
+            self.transition(tenant, task_id, state, message.clone(), events.clone())
+        })
+        .await
+    }
+
+    /// Runs `write` of a task's outcome until it is not refused as `Unavailable`, a few times.
+    /// The outcome must land, or the task would stay `working` until the next restart (or,
+    /// when it was not yet created, the run would be lost): a store that is briefly
+    /// unavailable gets a few tries.
+    async fn write_with_retries<T, F, W>(
+        &self,
+        task_id: TaskId,
+        mut write: W,
+    ) -> Result<T, StoreError>
+    where
+        W: FnMut() -> F,
+        F: std::future::Future<Output = Result<T, StoreError>>,
+    {
         let mut delay = FINAL_WRITE_FIRST_RETRY;
         let mut attempts = 1;
-        let result = loop {
-            let result = self
-                .transition(tenant, task_id, state, message.clone(), events.clone())
-                .await;
-            match result {
+        loop {
+            match write().await {
                 Err(StoreError::Unavailable(e)) if attempts < FINAL_WRITE_ATTEMPTS => {
                     tracing::warn!(task = %task_id, error = %e, attempts, "retrying a task's outcome");
                     tokio::time::sleep(delay).await;
@@ -688,14 +796,22 @@ impl ControlPlane {
                 }
                 other => break other,
             }
-        };
-        drop(live);
+        }
+    }
+
+    /// The invocation of a run whose outcome write returned `result`.
+    async fn finish(
+        &self,
+        tenant: TenantId,
+        task_id: TaskId,
+        outcome: TaskOutcome,
+        result: Result<(Task, Vec<TaskEvent>), StoreError>,
+        mut log: Vec<TaskEvent>,
+        written: Vec<TaskEvent>,
+    ) -> Result<Invocation, ControlError> {
+        // `log` is the task's log up to its start.
         match result {
             Ok((task, appended)) => {
-                // Sent once the task's creation committed, which came before this outcome.
-                let mut log = start_log
-                    .await
-                    .map_err(|_| ControlError::Internal("the task's start was abandoned".into()))?;
                 log.extend(written);
                 log.extend(appended);
                 Ok(Invocation {
@@ -937,6 +1053,124 @@ impl ControlPlane {
             limits: nexus_runtime::LimitOverrides::default(),
         })
     }
+}
+
+/// How a run's task begins.
+enum Opening {
+    /// A new task, to be created `working` with the user's message.
+    Create {
+        new: NewTask,
+        user_event: NewTaskEvent,
+    },
+    /// A task waiting for input, continued with the user's message.
+    Continue {
+        task: Task,
+        earlier_events: Vec<TaskEvent>,
+        user_event: NewTaskEvent,
+    },
+}
+
+/// What a run needs besides its opening.
+struct Run {
+    tenant: TenantId,
+    task_id: TaskId,
+    component: AgentComponent,
+    input: TaskInput,
+    env: TaskEnv,
+    streamed: tokio::sync::mpsc::UnboundedReceiver<AgentEvent>,
+    live: LiveGuard,
+}
+
+/// Where a run's task start stands: written (with the task's log so far), or a creation in
+/// the store's queue whose commit the caller of [`ControlPlane::start_agent`] waits for.
+enum Creation {
+    Done(Vec<TaskEvent>),
+    Queued(QueuedCreate, StartedSender),
+}
+
+type StartedSender = tokio::sync::oneshot::Sender<Result<(Task, Vec<TaskEvent>), ControlError>>;
+
+impl Creation {
+    /// The task's log up to its start, once that is committed; the waiting caller is told.
+    async fn committed(self) -> Result<Vec<TaskEvent>, ControlError> {
+        match self {
+            Self::Done(log) => Ok(log),
+            Self::Queued(created, started) => match created.await {
+                Ok((task, log)) => {
+                    // A caller that went away does not need to know.
+                    let _ = started.send(Ok((task, log.clone())));
+                    Ok(log)
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    let _ = started.send(Err(e.into()));
+                    Err(ControlError::Internal(format!(
+                        "the task was not created: {reason}"
+                    )))
+                }
+            },
+        }
+    }
+}
+
+/// Polls `future` once, without a waker to call back: its output if it is ready at once. A
+/// future left pending must be polled again with a real waker, which it then registers.
+fn poll_once<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.poll(&mut context) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// A log event for something the agent streamed.
+fn streamed_event(event: &AgentEvent) -> NewTaskEvent {
+    let kind = match event {
+        AgentEvent::Artifact { .. } => TaskEventKind::Artifact,
+        AgentEvent::Log { .. } => TaskEventKind::Log,
+        AgentEvent::Progress { .. } | AgentEvent::PartialText { .. } => TaskEventKind::Message,
+    };
+    NewTaskEvent {
+        kind,
+        payload: json(event),
+    }
+}
+
+/// The state a run's outcome moves its task to, the status message, and the events that
+/// record it: the reply and artifacts (or none for a failure), then the usage.
+fn outcome_events(outcome: &TaskOutcome) -> (TaskState, Option<String>, Vec<NewTaskEvent>) {
+    let (state, message, mut events) = match &outcome.result {
+        TaskResult::Completed { reply } | TaskResult::InputRequired { reply } => {
+            let state = if matches!(outcome.result, TaskResult::Completed { .. }) {
+                TaskState::Completed
+            } else {
+                TaskState::InputRequired
+            };
+            let mut events = vec![NewTaskEvent {
+                kind: TaskEventKind::Message,
+                payload: json(&Message {
+                    role: Role::Agent,
+                    parts: reply.message.clone(),
+                }),
+            }];
+            events.extend(reply.artifacts.iter().map(|artifact| NewTaskEvent {
+                kind: TaskEventKind::Artifact,
+                payload: json(artifact),
+            }));
+            (state, None, events)
+        }
+        TaskResult::Rejected { reason } => (TaskState::Rejected, Some(reason.clone()), Vec::new()),
+        TaskResult::Failed { error } => (
+            TaskState::Failed,
+            Some(format!("{}: {error}", error.code())),
+            Vec::new(),
+        ),
+    };
+    events.push(NewTaskEvent {
+        kind: TaskEventKind::Usage,
+        payload: json(&outcome.usage),
+    });
+    (state, message, events)
 }
 
 /// Grants may only name known capabilities the manifest declares, and hosts it lists.

@@ -30,6 +30,10 @@ async fn platform(agents: &[&str]) -> Platform {
 }
 
 async fn empty_platform() -> Platform {
+    empty_platform_on(nexus_runtime::RuntimeConfig::default()).await
+}
+
+async fn empty_platform_on(runtime: nexus_runtime::RuntimeConfig) -> Platform {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/nexus.db", dir.path().display());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, 2).await.unwrap());
@@ -45,7 +49,7 @@ async fn empty_platform() -> Platform {
     let control = Arc::new(ControlPlane::new(
         store,
         nexus_blob::BlobStore::local(&dir.path().join("blobs")).unwrap(),
-        Arc::new(common::runtime(nexus_runtime::RuntimeConfig::default())),
+        Arc::new(common::runtime(runtime)),
         Arc::new(nexus_host::llm::EchoProvider),
         Arc::new(kms),
     ));
@@ -165,6 +169,68 @@ async fn followers_see_every_event_once_in_order() {
         middle.push(event.unwrap().seq);
     }
     assert_eq!(middle, seqs[2..].to_vec());
+}
+
+/// A task that ends within its first slice of the run is written once, creation and outcome
+/// together: by the time `start` reports it started, its outcome is stored too. What `start`
+/// returns is still the task as it started, for streams to begin with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_ends_at_once_is_written_with_its_outcome() {
+    // Slices of a minute: however slow this machine, the echo ends within its first slice.
+    let p = empty_platform_on(nexus_runtime::RuntimeConfig {
+        limits: nexus_runtime::Limits {
+            slice_ticks: 30_000,
+            ..nexus_runtime::Limits::default()
+        },
+        ..nexus_runtime::RuntimeConfig::default()
+    })
+    .await;
+    p.deploy("echo", "echo", &[]).await;
+    let echo = Name::parse("echo").unwrap();
+    let started = p
+        .control
+        .start(p.tenant, &echo, message("hi"))
+        .await
+        .unwrap();
+    assert_eq!(started.task.state, TaskState::Working);
+    let kinds: Vec<_> = started.log.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            TaskEventKind::Status,
+            TaskEventKind::Message,
+            TaskEventKind::Status
+        ]
+    );
+    let stored = p
+        .control
+        .store()
+        .get_task(p.tenant, started.task.id)
+        .await
+        .unwrap();
+    assert_eq!(stored.state, TaskState::Completed);
+
+    let invocation = started.finished().await.unwrap();
+    assert_eq!(reply_text(&invocation), "echo: hi");
+    let log = p
+        .control
+        .store()
+        .task_log(p.tenant, invocation.task.id)
+        .await
+        .unwrap();
+    assert_eq!(log, invocation.log);
+    let kinds: Vec<_> = log.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            TaskEventKind::Status,
+            TaskEventKind::Message,
+            TaskEventKind::Status,
+            TaskEventKind::Message,
+            TaskEventKind::Usage,
+            TaskEventKind::Status
+        ]
+    );
 }
 
 /// Cancelling a running task stops the agent: the run ends as canceled, not at its deadline.

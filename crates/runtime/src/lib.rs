@@ -349,12 +349,13 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, data);
         store.limiter(|data| &mut data.memory);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|store| {
+        let slice_ticks = limits.slice_ticks.max(1);
+        store.set_epoch_deadline(slice_ticks + 1);
+        store.epoch_deadline_callback(move |store| {
             if Instant::now() >= store.data().deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                Ok(UpdateDeadline::Yield(slice_ticks))
             }
         });
         let instantiation = |e: wasmtime::Error| TaskError::Instantiation {

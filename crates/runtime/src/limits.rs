@@ -20,6 +20,9 @@ pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 /// How often the epoch advances. Each tick a running guest yields to the scheduler (so a
 /// CPU-bound guest never starves others) and its deadline is checked.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// Epoch ticks a guest runs between yields to the scheduler: one, so a CPU-bound guest holds
+/// a worker thread for at most a tick (two for a task's first slice, see [`Limits::slice_ticks`]).
+pub const DEFAULT_SLICE_TICKS: u64 = 1;
 /// Guest stderr kept per task (Rust panics print their message there).
 pub const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
 /// Linear memory a freed instance slot keeps mapped, reset in place, instead of handing it back
@@ -51,6 +54,11 @@ pub struct Limits {
     pub fuel: Option<u64>,
     pub output_bytes: usize,
     pub log_bytes: usize,
+    /// Epoch ticks a running guest keeps its thread before it yields. A task's first slice
+    /// gets one tick more, so it lasts at least `slice_ticks` whole ticks however close to a
+    /// tick it started: a short task is not cut by a tick that happens to fall just after its
+    /// start (the control plane writes a task that ends within its first slice once).
+    pub slice_ticks: u64,
 }
 
 impl Default for Limits {
@@ -61,6 +69,7 @@ impl Default for Limits {
             fuel: None,
             output_bytes: DEFAULT_OUTPUT_LIMIT_BYTES,
             log_bytes: DEFAULT_LOG_LIMIT_BYTES,
+            slice_ticks: DEFAULT_SLICE_TICKS,
         }
     }
 }

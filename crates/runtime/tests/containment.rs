@@ -25,6 +25,7 @@ fn small_limits() -> Limits {
         fuel: None,
         output_bytes: 1024 * 1024,
         log_bytes: 256 * 1024,
+        slice_ticks: nexus_runtime::limits::DEFAULT_SLICE_TICKS,
     }
 }
 

@@ -549,6 +549,19 @@ macro_rules! impl_store {
                     self.task_writer().queue_create(tenant, new, events).await
                 }
 
+                async fn create_ended_task(
+                    &self,
+                    tenant: TenantId,
+                    new: NewTask,
+                    events: Vec<NewTaskEvent>,
+                    end: $crate::__private::nexus_store::TaskEnd,
+                ) -> Result<(
+                    $crate::__private::nexus_store::TaskWritten,
+                    $crate::__private::nexus_store::TaskWritten,
+                )> {
+                    self.task_writer().create_ended(tenant, new, events, end).await
+                }
+
                 async fn get_task(&self, tenant: TenantId, id: TaskId) -> Result<Task> {
                     sqlx::query_as::<_, TaskRow>(
                         "SELECT id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \

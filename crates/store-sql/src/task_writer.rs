@@ -44,7 +44,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use nexus_core::page::now;
 use nexus_core::{NewTask, Task, TaskEvent, TaskEventKind, TaskId, TaskState, TenantId};
-use nexus_store::{NewTaskEvent, Result, StoreError};
+use nexus_store::{NewTaskEvent, Result, StoreError, TaskEnd, TaskWritten};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -248,6 +248,55 @@ impl TaskWriter {
         ))
     }
 
+    /// [`TaskStore::create_ended_task`](nexus_store::TaskStore::create_ended_task):
+    /// the creation and the transition go to the loop as one group, which is always committed
+    /// in one transaction, whole or not at all.
+    pub async fn create_ended(
+        &self,
+        tenant: TenantId,
+        new: NewTask,
+        events: Vec<NewTaskEvent>,
+        end: TaskEnd,
+    ) -> Result<(TaskWritten, TaskWritten)> {
+        // Nothing else can write the task between the two (the group is never split), so the
+        // state machine can be checked here, before anything is queued.
+        let created = if new.start_working {
+            TaskState::Working
+        } else {
+            TaskState::Submitted
+        };
+        created.transition(end.state)?;
+        let id = new.id;
+        let (create_reply, created) = oneshot::channel();
+        let (end_reply, ended) = oneshot::channel();
+        self.inner
+            .sender
+            .send(Message::Group(vec![
+                Pending {
+                    tenant,
+                    op: Op::Create { new },
+                    events,
+                    reply: Reply::Task(create_reply),
+                },
+                Pending {
+                    tenant,
+                    op: Op::Transition {
+                        id,
+                        to: end.state,
+                        message: end.message,
+                    },
+                    events: end.events,
+                    reply: Reply::Task(end_reply),
+                },
+            ]))
+            .await
+            .map_err(|_| stopped())?;
+        let created = created.await.map_err(|_| stopped())?;
+        let ended = ended.await.map_err(|_| stopped())?;
+        // A refused creation refuses its end too; the creation says why.
+        Ok((created?, ended?))
+    }
+
     /// [`TaskStore::transition_task`](nexus_store::TaskStore::transition_task), group-committed.
     pub async fn transition(
         &self,
@@ -318,6 +367,8 @@ fn stopped() -> StoreError {
 #[derive(Debug)]
 enum Message {
     Write(Pending),
+    /// Writes that commit together or not at all, in this order, with nothing between them.
+    Group(Vec<Pending>),
     /// Finish what is queued, accept nothing more, stop.
     Close,
 }
@@ -494,23 +545,32 @@ async fn write_loop<S: TaskBatchSql>(sql: S, mut receiver: mpsc::Receiver<Messag
         > 0
     {
         let mut batch = Vec::with_capacity(messages.len());
+        let mut groups = Vec::with_capacity(messages.len());
         for message in messages.drain(..) {
             match message {
-                Message::Write(pending) => batch.push(pending),
+                Message::Write(pending) => {
+                    groups.push(1);
+                    batch.push(pending);
+                }
+                Message::Group(writes) => {
+                    groups.push(writes.len());
+                    batch.extend(writes);
+                }
                 // Senders now fail; what is queued still comes out of `recv_many`.
                 Message::Close => receiver.close(),
             }
         }
         if !batch.is_empty() {
-            run_batch(&sql, batch).await;
+            run_batch(&sql, batch, &groups).await;
         }
     }
 }
 
-/// Commits `batch` in one transaction, or, if that fails, each write in its own.
-async fn run_batch<S: TaskBatchSql>(sql: &S, mut batch: Vec<Pending>) {
+/// Commits `batch` in one transaction, or, if that fails, each write in its own (each group of
+/// writes, `groups` being the sizes of the batch's consecutive groups).
+async fn run_batch<S: TaskBatchSql>(sql: &S, mut batch: Vec<Pending>, groups: &[usize]) {
     let at = now();
-    let error = match attempt(sql, &batch, at).await {
+    let error = match attempt(sql, &batch, groups, at).await {
         Ok(plans) => return answer_all(batch, plans, at),
         Err(error) => error,
     };
@@ -520,7 +580,7 @@ async fn run_batch<S: TaskBatchSql>(sql: &S, mut batch: Vec<Pending>) {
     // write on a database that is down, and could apply a write twice after a commit that did
     // succeed.
     let per_write = sql.classify(&error).belongs_to_one_write();
-    if batch.len() == 1 || !per_write {
+    if groups.len() == 1 || !per_write {
         for pending in batch.drain(..) {
             let failure = pending.failure(sql.classify(&error), &error);
             pending.answer(Err(failure), at);
@@ -532,13 +592,17 @@ async fn run_batch<S: TaskBatchSql>(sql: &S, mut batch: Vec<Pending>) {
         %error,
         "a batch of task writes failed as a whole; running its writes one by one"
     );
-    for pending in batch {
+    let mut rest = batch.into_iter();
+    for &size in groups {
+        let group: Vec<Pending> = rest.by_ref().take(size).collect();
         let at = now();
-        match attempt(sql, std::slice::from_ref(&pending), at).await {
-            Ok(plans) => answer_all(vec![pending], plans, at),
+        match attempt(sql, &group, &[size], at).await {
+            Ok(plans) => answer_all(group, plans, at),
             Err(error) => {
-                let failure = pending.failure(sql.classify(&error), &error);
-                pending.answer(Err(failure), at);
+                for pending in group {
+                    let failure = pending.failure(sql.classify(&error), &error);
+                    pending.answer(Err(failure), at);
+                }
             }
         }
     }
@@ -555,6 +619,7 @@ fn answer_all(batch: Vec<Pending>, plans: Vec<Result<Plan>>, at: DateTime<Utc>) 
 async fn attempt<S: TaskBatchSql>(
     sql: &S,
     batch: &[Pending],
+    groups: &[usize],
     at: DateTime<Utc>,
 ) -> Result<Vec<Result<Plan>>, S::Error> {
     let mut tx = sql.begin().await?;
@@ -564,7 +629,7 @@ async fn attempt<S: TaskBatchSql>(
     } else {
         sql.lock_tasks(&mut tx, &ids).await?
     };
-    let (plans, writes) = plan(batch, rows, at);
+    let (plans, writes) = plan(batch, groups, rows, at);
     if !writes.is_empty() {
         sql.write(&mut tx, &writes).await?;
     }
@@ -599,6 +664,7 @@ fn read_set(batch: &[Pending]) -> Vec<Uuid> {
 }
 
 /// A task as the batch has it so far.
+#[derive(Clone)]
 struct Slot {
     /// The row, or why it does not decode.
     task: Result<Task, String>,
@@ -610,9 +676,11 @@ struct Slot {
 }
 
 /// Checks the writes of `batch` in order against the rows read and each other; returns each
-/// write's outcome and the rows to write for the accepted ones.
+/// write's outcome and the rows to write for the accepted ones. `groups` are the sizes of the
+/// batch's consecutive groups: a group whose writes are not all accepted is refused whole.
 fn plan<'a>(
     batch: &'a [Pending],
+    groups: &[usize],
     rows: Vec<LockedTaskRow>,
     at: DateTime<Utc>,
 ) -> (Vec<Result<Plan>>, BatchWrites<'a>) {
@@ -638,16 +706,49 @@ fn plan<'a>(
     // Tasks in the order the batch first changed them, so the writes are deterministic.
     let mut changed: Vec<Uuid> = Vec::new();
     let mut events = Vec::new();
-    let plans = batch
-        .iter()
-        .map(|pending| {
+    let mut plans = Vec::with_capacity(batch.len());
+    let mut rest = batch;
+    for &size in groups {
+        let (group, after) = rest.split_at(size.min(rest.len()));
+        rest = after;
+        // What a refused group puts back: the slots it touched, as they were.
+        let before = (group.len() > 1).then(|| {
+            let touched: Vec<(Uuid, Option<Slot>)> = group
+                .iter()
+                .map(|pending| {
+                    let key = *pending.task_id().as_uuid();
+                    (key, slots.get(&key).cloned())
+                })
+                .collect();
+            (touched, changed.len(), events.len(), plans.len())
+        });
+        for pending in group {
             let planned = plan_one(pending, &mut slots, &mut changed, at);
             if let Ok(plan) = &planned {
                 events.extend(pending.log(plan.first_seq, at));
             }
-            planned
-        })
-        .collect();
+            plans.push(planned);
+        }
+        if let Some((touched, changed_len, events_len, first_plan)) = before
+            && plans[first_plan..].iter().any(Result::is_err)
+        {
+            for (key, slot) in touched.into_iter().rev() {
+                match slot {
+                    Some(slot) => slots.insert(key, slot),
+                    None => slots.remove(&key),
+                };
+            }
+            changed.truncate(changed_len);
+            events.truncate(events_len);
+            for planned in &mut plans[first_plan..] {
+                if planned.is_ok() {
+                    *planned = Err(StoreError::Backend(
+                        "not written: another write of its group was refused".into(),
+                    ));
+                }
+            }
+        }
+    }
     let mut writes = BatchWrites {
         events,
         ..BatchWrites::default()

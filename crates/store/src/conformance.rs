@@ -38,6 +38,7 @@ macro_rules! conformance_tests {
             tasks_concurrent_writes_keep_every_log_gapless,
             tasks_a_failing_write_fails_alone,
             tasks_queued_creation_comes_before_later_writes,
+            tasks_created_ended_in_one_write,
             audit_chain_holds_under_concurrency,
             writes_of_every_kind_interleave,
             state_is_scoped_and_compare_and_swap_is_atomic,
@@ -290,6 +291,125 @@ pub async fn agents_reads_see_every_change(store: Arc<dyn Store>) {
 
 /// Writes queued after `queue_create_task` returns see the task, though nobody awaited its
 /// commit: a run may start before its task's creation commits.
+pub async fn tasks_created_ended_in_one_write(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let a = agent(&*store, t, "echo").await;
+    let working = |context: &str| NewTask {
+        start_working: true,
+        ..new_task(a, context)
+    };
+    let end = |state| crate::TaskEnd {
+        state,
+        message: None,
+        events: vec![event(TaskEventKind::Message, "hello")],
+    };
+
+    let new = working("ctx");
+    let id = new.id;
+    let ((created, first), (ended, last)) = store
+        .create_ended_task(
+            t,
+            new,
+            vec![event(TaskEventKind::Message, "hi")],
+            end(TaskState::Completed),
+        )
+        .await
+        .unwrap();
+    assert_eq!((created.id, created.state), (id, TaskState::Working));
+    assert_eq!(ended.state, TaskState::Completed);
+    let written: Vec<_> = first.iter().chain(&last).cloned().collect();
+    assert_eq!(
+        written.iter().map(|e| (e.seq, e.kind)).collect::<Vec<_>>(),
+        [
+            (1, TaskEventKind::Status),
+            (2, TaskEventKind::Message),
+            (3, TaskEventKind::Status),
+            (4, TaskEventKind::Message),
+            (5, TaskEventKind::Status)
+        ]
+    );
+    assert_eq!(store.task_log(t, id).await.unwrap(), written);
+    assert_eq!(store.get_task(t, id).await.unwrap(), ended);
+
+    // Refused whole, leaving nothing: an end the state machine refuses, a missing agent, an
+    // id that is taken (the task that has it keeps its state and log).
+    let refused = working("refused");
+    let refused_id = refused.id;
+    assert!(matches!(
+        store
+            .create_ended_task(t, refused, vec![], end(TaskState::Working))
+            .await,
+        Err(StoreError::IllegalTransition(_))
+    ));
+    let orphan = NewTask {
+        start_working: true,
+        ..new_task(AgentId::new(), "orphan")
+    };
+    let orphan_id = orphan.id;
+    assert!(matches!(
+        store
+            .create_ended_task(t, orphan, vec![], end(TaskState::Completed))
+            .await,
+        Err(StoreError::NotFound { kind: "agent", .. })
+    ));
+    for gone in [refused_id, orphan_id] {
+        assert!(matches!(
+            store.get_task(t, gone).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+    let (running, running_log) = store
+        .create_task(t, working("running"), vec![])
+        .await
+        .unwrap();
+    let taken = NewTask {
+        id: running.id,
+        ..working("taken")
+    };
+    assert!(matches!(
+        store
+            .create_ended_task(t, taken, vec![], end(TaskState::Failed))
+            .await,
+        Err(StoreError::AlreadyExists { kind: "task", .. })
+    ));
+    assert_eq!(store.get_task(t, running.id).await.unwrap(), running);
+    assert_eq!(store.task_log(t, running.id).await.unwrap(), running_log);
+
+    // Many at once, among refused ones: each is stored whole or not at all.
+    let handles: Vec<_> = (0..24)
+        .map(|i| {
+            let store = store.clone();
+            let new = if i % 6 == 5 {
+                NewTask {
+                    start_working: true,
+                    ..new_task(AgentId::new(), "orphan")
+                }
+            } else {
+                working(&format!("c{i}"))
+            };
+            tokio::spawn(async move {
+                let id = new.id;
+                let written = store
+                    .create_ended_task(t, new, vec![], end(TaskState::Completed))
+                    .await;
+                (id, written.is_ok())
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (id, stored) = handle.await.unwrap();
+        match store.get_task(t, id).await {
+            Ok(task) => {
+                assert!(stored);
+                assert_eq!(task.state, TaskState::Completed);
+                assert_eq!(store.task_log(t, id).await.unwrap().len(), 4);
+            }
+            Err(StoreError::NotFound { .. }) => assert!(!stored),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 pub async fn tasks_queued_creation_comes_before_later_writes(store: Arc<dyn Store>) {
     let t = tenant(&*store, "acme").await;
     let a = agent(&*store, t, "echo").await;

@@ -81,6 +81,18 @@ pub struct NewTaskEvent {
     pub payload: serde_json::Value,
 }
 
+/// How a task ends, for [`TaskStore::create_ended_task`]: the state it moves to, its status
+/// message, and the events it ends with (before the store's `status` event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEnd {
+    pub state: TaskState,
+    pub message: Option<String>,
+    pub events: Vec<NewTaskEvent>,
+}
+
+/// A write's result: the task as the write left it, and the events it appended.
+pub type TaskWritten = (Task, Vec<TaskEvent>);
+
 /// Which tasks a listing returns. Empty fields do not filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskFilter {
@@ -178,6 +190,18 @@ pub trait TaskStore: Send + Sync {
         let created = self.create_task(tenant, new, events).await;
         Ok(Box::pin(std::future::ready(created)))
     }
+    /// [`create_task`](Self::create_task) followed by a
+    /// [`transition_task`](Self::transition_task) of the new task to `end`, as one atomic
+    /// write: for a task that ran to its end before anything of it was stored. Returns both
+    /// writes' results, the creation's first. An `end` the state machine refuses from the
+    /// created state is an `IllegalTransition`, and nothing is stored.
+    async fn create_ended_task(
+        &self,
+        tenant: TenantId,
+        new: NewTask,
+        events: Vec<NewTaskEvent>,
+        end: TaskEnd,
+    ) -> Result<(TaskWritten, TaskWritten)>;
     async fn get_task(&self, tenant: TenantId, id: TaskId) -> Result<Task>;
     /// Tasks in creation order, filtered.
     async fn list_tasks(

@@ -516,3 +516,147 @@ async fn a_batch_lost_with_its_connection_fails_without_retrying() {
     assert_eq!(mock.writes().len(), 2, "{:?}", mock.writes());
     assert_eq!(mock.writes()[1], (3, 0, 3));
 }
+
+fn working_task(agent: AgentId) -> NewTask {
+    NewTask {
+        start_working: true,
+        ..new_task(agent)
+    }
+}
+
+fn completed() -> TaskEnd {
+    TaskEnd {
+        state: TaskState::Completed,
+        message: None,
+        events: vec![log("done")],
+    }
+}
+
+#[tokio::test]
+async fn a_group_is_refused_whole_when_one_of_its_writes_is() {
+    let mock = Mock::new();
+    let writer = TaskWriter::spawn(mock.clone()).unwrap();
+    let tenant = TenantId::new();
+    let agent = AgentId::new();
+    let taken = working_task(agent);
+    let fresh = working_task(agent);
+    let handles = behind_a_held_transaction(&mock, &writer, tenant, async {
+        let writes: Vec<Boxed<Result<TaskWritten>>> = vec![
+            Box::pin({
+                let (writer, new) = (writer.clone(), taken.clone());
+                async move { writer.create(tenant, new, vec![]).await }
+            }),
+            // The same id again, created and ended: its creation is refused in the batch, and
+            // its end must not touch the task that has the id.
+            Box::pin({
+                let (writer, new) = (writer.clone(), taken.clone());
+                async move {
+                    let (created, _) = writer
+                        .create_ended(tenant, new, vec![], completed())
+                        .await?;
+                    Ok(created)
+                }
+            }),
+            Box::pin({
+                let (writer, new) = (writer.clone(), fresh.clone());
+                async move {
+                    let (_, ended) = writer
+                        .create_ended(tenant, new, vec![], completed())
+                        .await?;
+                    Ok(ended)
+                }
+            }),
+        ];
+        spawn_in_order(writes).await
+    })
+    .await;
+    let mut outcomes = Vec::new();
+    for handle in handles {
+        outcomes.push(handle.await.unwrap());
+    }
+    assert_eq!(outcomes[0].as_ref().unwrap().0.state, TaskState::Working);
+    assert!(
+        matches!(
+            outcomes[1],
+            Err(StoreError::AlreadyExists { kind: "task", .. })
+        ),
+        "{:?}",
+        outcomes[1]
+    );
+    let (ended, events) = outcomes[2].as_ref().unwrap();
+    assert_eq!(ended.state, TaskState::Completed);
+    assert_eq!(seqs(events), [3, 4]);
+    // One batch: the two creations inserted (the fresh one already ended), no update, and
+    // the events of the accepted writes only.
+    assert_eq!(mock.writes(), [(1, 0, 1), (2, 0, 6)]);
+    let data = mock.data.lock().unwrap();
+    let row = &data.tasks[taken.id.as_uuid()];
+    assert_eq!((row.task.state, row.last_seq), (TaskState::Working, 2));
+    assert_eq!(
+        data.tasks[fresh.id.as_uuid()].task.state,
+        TaskState::Completed
+    );
+}
+
+#[tokio::test]
+async fn a_failed_batch_runs_its_groups_again_each_whole() {
+    let mock = Mock::new();
+    let writer = TaskWriter::spawn(mock.clone()).unwrap();
+    let tenant = TenantId::new();
+    let good = AgentId::new();
+    let doomed = AgentId::new();
+    mock.doomed.lock().unwrap().insert(doomed);
+    let handles = behind_a_held_transaction(&mock, &writer, tenant, async {
+        let writes = [doomed, good]
+            .into_iter()
+            .map(|agent| {
+                let writer = writer.clone();
+                async move {
+                    writer
+                        .create_ended(tenant, working_task(agent), vec![], completed())
+                        .await
+                }
+            })
+            .collect::<Vec<_>>();
+        spawn_in_order(writes).await
+    })
+    .await;
+    let mut outcomes = Vec::new();
+    for handle in handles {
+        outcomes.push(handle.await.unwrap());
+    }
+    assert!(
+        matches!(outcomes[0], Err(StoreError::NotFound { kind: "agent", .. })),
+        "{:?}",
+        outcomes[0]
+    );
+    let ((created, first), (ended, last)) = outcomes[1].as_ref().unwrap();
+    assert_eq!(created.state, TaskState::Working);
+    assert_eq!(ended.state, TaskState::Completed);
+    assert_eq!(seqs(first), [1, 2]);
+    assert_eq!(seqs(last), [3, 4]);
+    // The opener; both groups, rolled back; then each group in a transaction of its own.
+    assert_eq!(mock.writes(), [(1, 0, 1), (2, 0, 8), (1, 0, 4), (1, 0, 4)]);
+    let data = mock.data.lock().unwrap();
+    assert_eq!(data.tasks.len(), 2, "the opener and the good task");
+    assert!(data.tasks.values().all(|row| row.task.agent_id != doomed));
+}
+
+#[tokio::test]
+async fn an_end_the_state_machine_refuses_queues_nothing() {
+    let mock = Mock::new();
+    mock.open();
+    let writer = TaskWriter::spawn(mock.clone()).unwrap();
+    let end = TaskEnd {
+        state: TaskState::Working,
+        ..completed()
+    };
+    let refused = writer
+        .create_ended(TenantId::new(), working_task(AgentId::new()), vec![], end)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::IllegalTransition(_))),
+        "{refused:?}"
+    );
+    assert_eq!(mock.begun(), 0);
+}
