@@ -516,6 +516,7 @@ impl ControlPlane {
             trace_id = %trace_id,
             parent = ?chain.parent
         );
+        let continued = waiting.is_some();
         let opening = match waiting {
             Some(task) => Opening::Continue {
                 task,
@@ -555,7 +556,17 @@ impl ControlPlane {
             .instrument(span),
         );
         match started.await {
-            Ok(Ok((task, log))) => Ok(Started { task, log, outcome }),
+            Ok(Ok((task, log))) => {
+                if continued {
+                    // The task's webhooks hear of the new message's run too, whichever API
+                    // sent it. A failure here must not fail the message, which runs already.
+                    if let Err(e) = self.watch_push(tenant, &task, &log, None).await {
+                        tracing::warn!(task = %task.id, error = %e,
+                            "push notifications of a continued task could not start");
+                    }
+                }
+                Ok(Started { task, log, outcome })
+            }
             Ok(Err(e)) => Err(e),
             // The runner ended without saying how the task started: it panicked.
             Err(_) => Err(match outcome.await {

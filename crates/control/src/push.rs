@@ -14,10 +14,11 @@
 //!   [`StreamRenderer`] exactly as the SSE stream renders it;
 //! - configs created in A2A 0.3 get the 0.3 `Task` when the task ends or waits for input.
 //!
-//! A watcher starts when a config is created on a running task (from the events after it), and
-//! for every config of the task when a message starts or continues it
-//! ([`ControlPlane::watch_push`], from the A2A send methods): a 1.0 config then gets the task as
-//! it stands first, as a streaming send would. A watcher ends with the task's run (it ended or
+//! A watcher starts when a config is created on a running task (from the events after it), for
+//! a config sent with a message (from the A2A send methods), and for every config of the task
+//! when a message continues it, through any API ([`ControlPlane::watch_push`], called by
+//! [`ControlPlane::start_agent`]): a 1.0 config then gets the task as it stands first, as a
+//! streaming send would. A watcher ends with the task's run (it ended or
 //! waits for input) once its queue is delivered. A config of a task that has ended can be
 //! created and read, but nothing is sent for it.
 //!
@@ -284,10 +285,12 @@ impl ControlPlane {
         Ok(deleted)
     }
 
-    /// Called once a message has started or continued `task`, whose log so far is `log`: stores
-    /// `inline` (the config sent with the message) if given, then delivers the task's updates
-    /// from here on to each of its configs, a 1.0 config getting the task as it stands first.
-    /// Returns the stored inline config.
+    /// Called once a message has started or continued `task`, whose log so far is `log`, to
+    /// deliver the task's updates from here on, a 1.0 config getting the task as it stands
+    /// first: with `inline` (the config sent with the message), stores it and delivers to it;
+    /// without, delivers to each of the task's stored configs (the control plane does so itself
+    /// when a message continues a task, whichever API sent it). Returns the stored inline
+    /// config.
     pub async fn watch_push(
         self: &Arc<Self>,
         tenant: TenantId,
@@ -304,7 +307,10 @@ impl ControlPlane {
             }
             None => None,
         };
-        let configs = self.store.list_push_configs(tenant, task.id).await?;
+        let configs = match &inline {
+            Some(stored) => vec![stored.clone()],
+            None => self.store.list_push_configs(tenant, task.id).await?,
+        };
         if configs.is_empty() {
             return Ok(inline);
         }
@@ -317,6 +323,9 @@ impl ControlPlane {
             None
         };
         let after = log.last().map_or(0, |e| e.seq);
+        // A config sent with the message replaces any watcher its id had; the stored configs'
+        // watchers may still be delivering the last run's notifications, which go first.
+        let replaces = inline.is_some();
         for config in &configs {
             let webhook = match webhooks.remove(&config.id) {
                 Some(webhook) => webhook,
@@ -338,7 +347,11 @@ impl ControlPlane {
                 webhook,
                 after,
                 first,
-                Previous::Wait,
+                if replaces {
+                    Previous::Abort
+                } else {
+                    Previous::Wait
+                },
             );
         }
         Ok(inline)

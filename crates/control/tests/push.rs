@@ -286,7 +286,8 @@ async fn continued_tasks_notify_again_and_ended_ones_never() {
     let first_run = p.received(2).await;
     assert_eq!(state(&first_run[1].1), "TASK_STATE_INPUT_REQUIRED");
 
-    // The next message: the stored config is watched again, without being sent again.
+    // The next message, through the control plane as every API sends it: the stored config
+    // is watched again, without being sent again.
     let continued = p
         .control
         .start(
@@ -297,10 +298,6 @@ async fn continued_tasks_notify_again_and_ended_ones_never() {
                 ..message("Ada")
             },
         )
-        .await
-        .unwrap();
-    p.control
-        .watch_push(p.tenant, &continued.task, &continued.log, None)
         .await
         .unwrap();
     let done = continued.finished().await.unwrap().task;

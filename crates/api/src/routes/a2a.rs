@@ -376,7 +376,7 @@ async fn start_message(
         )
         .await
         .map_err(control_error)?;
-    a2a_push::after_start(state, tenant, push, &started, continue_task.is_some()).await?;
+    a2a_push::after_start(state, tenant, push, &started).await?;
     Ok(started)
 }
 

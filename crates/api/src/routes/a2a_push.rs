@@ -201,17 +201,16 @@ pub(crate) async fn from_message(
     Ok(Some(checked))
 }
 
-/// After a message started (or, `continued`, resumed) a task: stores the message's push config
-/// and delivers the task's updates to the task's configs. Free when there is nothing to do: a
-/// new task without a config has no configs.
+/// After a message started or continued a task: stores the message's push config, if it has
+/// one, and delivers the task's updates to it (the control plane itself delivers them to the
+/// configs a continued task had already).
 pub(crate) async fn after_start(
     state: &AppState,
     tenant: &Tenant,
     config: Option<CheckedPushConfig>,
     started: &Started,
-    continued: bool,
 ) -> Result<(), RpcError> {
-    if config.is_none() && !continued {
+    if config.is_none() {
         return Ok(());
     }
     state
