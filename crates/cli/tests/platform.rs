@@ -547,3 +547,128 @@ fn deploy_secrets_are_encrypted_at_rest_and_shown_by_name() {
         assert!(stderr.contains("chmod 600"), "{stderr}");
     }
 }
+
+/// A `traceparent` header on a request joins the tasks it starts to the caller's trace, on
+/// every API that starts tasks; a malformed one is ignored (the task starts a trace of its own).
+#[tokio::test]
+async fn tasks_join_the_trace_of_the_request_that_starts_them() {
+    let data = tempfile::tempdir().unwrap();
+    let package = hostile_package(data.path());
+    let server = Server::start(data.path(), &[]);
+    text(&server.cli(&["deploy", package.to_str().unwrap()]));
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
+    let http = reqwest::Client::new();
+    let a2a = format!("{}/a2a/default/hostile", server.url);
+    let send_1_0 = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+        "params": {"message": {"messageId": "m", "role": "ROLE_USER",
+            "parts": [{"text": "traceparent"}]}}});
+    let send_0_3 = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "message/send",
+        "params": {"message": {"messageId": "m", "role": "user", "kind": "message",
+            "parts": [{"kind": "text", "text": "traceparent"}]}}});
+    let rest_send = serde_json::json!({"message": {"messageId": "m", "role": "ROLE_USER",
+        "parts": [{"text": "traceparent"}]}});
+    let mcp_call = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "hostile", "arguments": {"message": "traceparent"}}});
+    struct Case {
+        what: &'static str,
+        url: String,
+        headers: Vec<(&'static str, &'static str)>,
+        body: Value,
+        /// Where the reply's text is.
+        at: &'static [&'static str],
+    }
+    let case = |what, url, headers, body, at| Case {
+        what,
+        url,
+        headers,
+        body,
+        at,
+    };
+    let cases = [
+        case(
+            "/v1 invoke",
+            format!("{}/v1/tenants/default/agents/hostile/tasks", server.url),
+            vec![],
+            serde_json::json!({"text": "traceparent"}),
+            &["result", "reply", "message", "0", "text"],
+        ),
+        case(
+            "A2A 1.0 JSON-RPC",
+            a2a.clone(),
+            vec![("a2a-version", "1.0")],
+            send_1_0,
+            &["result", "task", "status", "message", "parts", "0", "text"],
+        ),
+        case(
+            "A2A 0.3 JSON-RPC",
+            a2a.clone(),
+            vec![],
+            send_0_3,
+            &["result", "status", "message", "parts", "0", "text"],
+        ),
+        case(
+            "A2A HTTP+JSON",
+            format!("{a2a}/message:send"),
+            vec![("a2a-version", "1.0")],
+            rest_send,
+            &["task", "status", "message", "parts", "0", "text"],
+        ),
+        case(
+            "MCP",
+            format!("{}/mcp/default", server.url),
+            vec![
+                ("accept", "application/json, text/event-stream"),
+                ("mcp-protocol-version", "2025-11-25"),
+            ],
+            mcp_call,
+            &["result", "content", "0", "text"],
+        ),
+    ];
+    for Case {
+        what,
+        url,
+        headers,
+        body,
+        at,
+    } in cases
+    {
+        let reply = |traceparent: String| {
+            let mut request = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("traceparent", traceparent)
+                .body(body.to_string());
+            for (name, value) in &headers {
+                request = request.header(*name, *value);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                assert!(
+                    response.status().is_success(),
+                    "{what}: {}",
+                    response.status()
+                );
+                let mut value: Value = response.json().await.unwrap();
+                for key in at {
+                    value = match key.parse::<usize>() {
+                        Ok(index) => value[index].take(),
+                        Err(_) => value[*key].take(),
+                    };
+                }
+                value.as_str().unwrap_or_default().to_owned()
+            }
+        };
+        let joined = reply(traceparent.clone()).await;
+        assert!(
+            joined.starts_with(&format!("00-{trace}-")),
+            "{what}: {joined}"
+        );
+        let own = reply("00-not-a-trace".into()).await;
+        assert!(
+            own.starts_with("00-") && !own.contains(trace),
+            "{what}: {own}"
+        );
+    }
+    server.stop();
+}

@@ -154,6 +154,7 @@ pub async fn rpc(
         );
         return Ok(rpc_response(jsonrpc::Response::error(request.id, error)));
     };
+    let trace_id = super::inbound_trace_id(&headers);
     if is_streaming(version, &request.method) {
         return Ok(stream(
             &state,
@@ -163,6 +164,7 @@ pub async fn rpc(
             request.id,
             &request.method,
             request.params,
+            trace_id,
         )
         .await);
     }
@@ -173,6 +175,7 @@ pub async fn rpc(
         version,
         &request.method,
         request.params,
+        trace_id,
     )
     .await;
     Ok(rpc_response(match outcome {
@@ -181,6 +184,8 @@ pub async fn rpc(
     }))
 }
 
+/// Runs one (non-streaming) method. Tasks it starts join the W3C trace `trace_id`, the
+/// request's `traceparent` if it had one.
 pub(crate) async fn dispatch(
     state: &AppState,
     tenant: &Tenant,
@@ -188,11 +193,12 @@ pub(crate) async fn dispatch(
     version: Version,
     method: &str,
     params: Value,
+    trace_id: Option<String>,
 ) -> Result<Value, RpcError> {
     use Version::{V0_3, V1};
     match (version, method) {
         (V1, "SendMessage") | (V0_3, "message/send") => {
-            send(state, tenant, agent, version, params).await
+            send(state, tenant, agent, version, params, trace_id).await
         }
         (V1, "GetTask") | (V0_3, "tasks/get") => get(state, tenant, agent, version, params).await,
         (V1, "ListTasks") => list(state, tenant, agent, params).await,
@@ -300,8 +306,9 @@ async fn send(
     agent: &Agent,
     version: Version,
     params: Value,
+    trace_id: Option<String>,
 ) -> Result<Value, RpcError> {
-    let started = start_message(state, tenant, agent, version, &params).await?;
+    let started = start_message(state, tenant, agent, version, &params, trace_id).await?;
     let history = history_length(&params, &["configuration", "historyLength"]);
     let configuration = params.get("configuration");
     // 1.0 `returnImmediately: true` and 0.3 `blocking: false` ask for the task as soon as it
@@ -337,6 +344,7 @@ async fn start_message(
     agent: &Agent,
     version: Version,
     params: &Value,
+    trace_id: Option<String>,
 ) -> Result<nexus_control::Started, RpcError> {
     let message = params
         .get("message")
@@ -371,7 +379,10 @@ async fn start_message(
                 message: message.parts,
                 context_id: message.context_id,
                 task_id: continue_task,
-                chain: nexus_control::CallChain::default(),
+                chain: nexus_control::CallChain {
+                    trace_id,
+                    ..nexus_control::CallChain::default()
+                },
             },
         )
         .await
@@ -490,6 +501,7 @@ fn is_streaming(version: Version, method: &str) -> bool {
 
 /// A streaming method: a JSON-RPC error as a plain response when it cannot start, else an SSE
 /// stream whose events each carry one JSON-RPC response.
+#[allow(clippy::too_many_arguments)]
 async fn stream(
     state: &AppState,
     tenant: &Tenant,
@@ -498,10 +510,11 @@ async fn stream(
     id: Value,
     method: &str,
     params: Value,
+    trace_id: Option<String>,
 ) -> Response {
     let opened = match method {
         "SendStreamingMessage" | "message/stream" => {
-            open_send_stream(state, tenant, agent, version, &params).await
+            open_send_stream(state, tenant, agent, version, &params, trace_id).await
         }
         _ => open_subscription(state, tenant, agent, version, &params).await,
     };
@@ -523,8 +536,9 @@ pub(crate) async fn open_send_stream(
     agent: &Agent,
     version: Version,
     params: &Value,
+    trace_id: Option<String>,
 ) -> Result<Opened, RpcError> {
-    let started = start_message(state, tenant, agent, version, params).await?;
+    let started = start_message(state, tenant, agent, version, params, trace_id).await?;
     let after = started.log.last().map_or(0, |e| e.seq);
     let mut renderer = StreamRenderer::new(version, &started.task);
     let history = history_length(params, &["configuration", "historyLength"]);

@@ -243,7 +243,8 @@ pub async fn endpoint(
         Ok(params) => params,
         Err(error) => return Ok(error_response(&error)),
     };
-    Ok(call(&state, &tenant, &agent, operation, params).await)
+    let trace_id = super::inbound_trace_id(&headers);
+    Ok(call(&state, &tenant, &agent, operation, params, trace_id).await)
 }
 
 fn no_route_response(method: &Method, path: &str, no_route: NoRoute) -> Response {
@@ -369,10 +370,12 @@ async fn call(
     agent: &Agent,
     operation: Operation,
     params: Value,
+    trace_id: Option<String>,
 ) -> Response {
     let method = match operation {
         Operation::Stream => {
-            let opened = rpc::open_send_stream(state, tenant, agent, Version::V1, &params).await;
+            let opened =
+                rpc::open_send_stream(state, tenant, agent, Version::V1, &params, trace_id).await;
             return streamed(opened);
         }
         Operation::Subscribe(_) => {
@@ -389,7 +392,7 @@ async fn call(
         Operation::DeletePushConfig(..) => "DeleteTaskPushNotificationConfig",
         Operation::ExtendedCard => "GetExtendedAgentCard",
     };
-    match rpc::dispatch(state, tenant, agent, Version::V1, method, params).await {
+    match rpc::dispatch(state, tenant, agent, Version::V1, method, params, trace_id).await {
         // `Delete…` answers `google.protobuf.Empty`.
         Ok(Value::Null) => json_response(StatusCode::OK, &json!({})),
         Ok(result) => json_response(StatusCode::OK, &result),

@@ -358,10 +358,7 @@ pub async fn invoke(
                 context_id: body.context_id,
                 task_id,
                 chain: nexus_control::CallChain {
-                    trace_id: headers
-                        .get("traceparent")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(nexus_control::trace_id_from_traceparent),
+                    trace_id: super::inbound_trace_id(&headers),
                     ..nexus_control::CallChain::default()
                 },
             },

@@ -90,10 +90,12 @@ pub async fn endpoint(
     let mut request = Request::new(Body::from(body));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
+    let trace_id = super::inbound_trace_id(&headers);
     *request.headers_mut() = headers;
     let tools = TenantTools {
         state,
         tenant: Arc::new(tenant),
+        trace_id,
     };
     let service = StreamableHttpService::new(
         move || Ok(tools.clone()),
@@ -124,6 +126,8 @@ fn server_config() -> StreamableHttpServerConfig {
 struct TenantTools {
     state: AppState,
     tenant: Arc<Tenant>,
+    /// The W3C trace of the request's `traceparent`, which the tasks it starts join.
+    trace_id: Option<String>,
 }
 
 impl ServerHandler for TenantTools {
@@ -211,7 +215,10 @@ impl ServerHandler for TenantTools {
                         arguments.session
                     },
                     task_id: continues,
-                    chain: nexus_control::CallChain::default(),
+                    chain: nexus_control::CallChain {
+                        trace_id: self.trace_id.clone(),
+                        ..nexus_control::CallChain::default()
+                    },
                 },
             )
             .await

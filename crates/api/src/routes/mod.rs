@@ -7,3 +7,12 @@ pub mod agents;
 pub mod health;
 pub mod mcp;
 pub mod tenants;
+
+/// The W3C trace id of a request's `traceparent` header, if it has a valid one: tasks the
+/// request starts join the caller's trace.
+pub(crate) fn inbound_trace_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(nexus_control::trace_id_from_traceparent)
+}

@@ -11,6 +11,7 @@
 //! | `panic` | panics |
 //! | `fetch URL` | GETs URL and replies with the status, or fails with the error |
 //! | `state` | writes and reads state (to see a denial) |
+//! | `traceparent` | replies with the task's W3C `traceparent` (to see the trace it joined) |
 //! | anything else | replies `ok` |
 
 use std::hint::black_box;
@@ -74,6 +75,9 @@ impl Agent for Hostile {
                 Ok(()) => Ok(Response::text("stored")),
                 Err(e) => Err(AgentError::Failed(format!("{e:?}"))),
             },
+            "traceparent" => Ok(Response::text(
+                task.metadata("traceparent").unwrap_or("none"),
+            )),
             _ => Ok(Response::text("ok")),
         }
     }
