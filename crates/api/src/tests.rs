@@ -518,12 +518,47 @@ async fn mcp_bad_tenants_and_methods_are_problems() {
                 .unwrap(),
         )
         .await;
-    assert_eq!(
-        from_page.status,
-        StatusCode::FORBIDDEN,
-        "{}",
-        from_page.text
-    );
+    assert_problem(&from_page, StatusCode::FORBIDDEN, "origin_refused");
+    // What the MCP transport refuses is a problem too, never plain text.
+    let raw = |content_type: &str, accept: &str, body: &str| {
+        Request::post("/mcp/default")
+            .header(header::HOST, "localhost")
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::ACCEPT, accept)
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let both = "application/json, text/event-stream";
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
+    for (request, status, code) in [
+        (
+            raw("application/json", both, "{not json"),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            raw("application/json", both, "[]"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            raw("application/json", both, r#"{"hello": "world"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            raw("text/plain", both, &ping),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            raw("application/json", "text/html", &ping),
+            StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+        ),
+    ] {
+        assert_problem(&app.send(request).await, status, code);
+    }
     let small = app_with(Limits {
         body_limit_bytes: 64,
         ..Limits::default()

@@ -27,6 +27,10 @@ pub enum ErrorCode {
     RouteNotFound,
     /// The route exists but not for this HTTP method.
     MethodNotAllowed,
+    /// The request's `Accept` header excludes every type the endpoint answers with.
+    NotAcceptable,
+    /// The request comes from a web page (its `Origin`) the endpoint does not serve.
+    OriginRefused,
     /// The addressed resource does not exist (or is not visible to the caller).
     NotFound,
     /// The resource already exists or changed concurrently.
@@ -59,6 +63,8 @@ impl ErrorCode {
             Self::InvalidParameter => "invalid_parameter",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotAcceptable => "not_acceptable",
+            Self::OriginRefused => "origin_refused",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
             Self::IllegalTransition => "illegal_transition",

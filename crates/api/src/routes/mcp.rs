@@ -43,7 +43,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use nexus_control::{ControlError, InvokeRequest, MAX_CONTEXT_ID_LEN};
 use nexus_core::message::{Part, Role};
 use nexus_core::{
-    Agent, Cursor, Name, PageRequest, Task, TaskEventKind, TaskId, TaskState, Tenant,
+    Agent, Cursor, ErrorCode, Name, PageRequest, Task, TaskEventKind, TaskId, TaskState, Tenant,
 };
 use nexus_package::Manifest;
 use nexus_protocol::a2a::TaskView;
@@ -87,6 +87,25 @@ pub async fn endpoint(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let tenant = crate::routes::tenants::resolve_tenant(&state, &tenant).await?;
+    // What rmcp would refuse in plain text, refused here as problems (it also checks
+    // `Accept` and `Origin`; see `transport_refusal`).
+    let declared_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !declared_json {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "MCP messages are `application/json`",
+        ));
+    }
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body is not JSON: {e}"),
+        ));
+    }
     let mut request = Request::new(Body::from(body));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
@@ -102,7 +121,43 @@ pub async fn endpoint(
         Arc::new(NeverSessionManager::default()),
         server_config(),
     );
-    Ok(service.handle(request).await.map(Body::new).into_response())
+    let response = service.handle(request).await.map(Body::new);
+    if response.status().is_client_error() && !is_json(response.headers()) {
+        return Err(transport_refusal(response).await);
+    }
+    Ok(response.into_response())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// rmcp answers what it refuses at the transport (no `Accept` for JSON and SSE, a browser's
+/// `Origin`, a JSON body that is no JSON-RPC message) with a plain-text body; the gateway
+/// answers problems.
+async fn transport_refusal(response: axum::http::Response<Body>) -> ApiError {
+    use axum::http::StatusCode;
+    /// rmcp's refusals are a sentence; anything longer is cut.
+    const MAX_REFUSAL_BYTES: usize = 4096;
+    let status = response.status();
+    let detail = match axum::body::to_bytes(response.into_body(), MAX_REFUSAL_BYTES).await {
+        Ok(body) => String::from_utf8_lossy(&body)
+            .chars()
+            .take(MAX_ECHOED_CHARS * 2)
+            .collect(),
+        Err(_) => String::new(),
+    };
+    let code = match status {
+        StatusCode::NOT_ACCEPTABLE => ErrorCode::NotAcceptable,
+        StatusCode::FORBIDDEN => ErrorCode::OriginRefused,
+        // The content type was checked before: rmcp says 415 for a JSON body that is no
+        // JSON-RPC message.
+        _ => ErrorCode::InvalidBody,
+    };
+    ApiError::new(code, format!("MCP: {detail}"))
 }
 
 fn server_config() -> StreamableHttpServerConfig {
