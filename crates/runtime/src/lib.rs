@@ -313,15 +313,23 @@ impl Runtime {
         agent: &AgentComponent,
         env: TaskEnv,
     ) -> Result<LiveInstance, TaskError> {
-        let slot =
-            self.slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| TaskError::Instantiation {
-                    message: "the runtime is shutting down".into(),
-                })?;
         let limits = self.limits_for(&env.limits);
+        // Bounded by the task's deadline: slots held by tasks that wait on tasks they called
+        // could otherwise leave their callees waiting for ever.
+        let slot =
+            match tokio::time::timeout(limits.deadline, self.slots.clone().acquire_owned()).await {
+                Ok(Ok(slot)) => slot,
+                Ok(Err(_closed)) => {
+                    return Err(TaskError::Instantiation {
+                        message: "the runtime is shutting down".into(),
+                    });
+                }
+                Err(_elapsed) => {
+                    return Err(TaskError::AtCapacity {
+                        limit_ms: u64::try_from(limits.deadline.as_millis()).unwrap_or(u64::MAX),
+                    });
+                }
+            };
         let stderr = MemoryOutputPipe::new(limits::STDERR_CAPTURE_BYTES);
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())

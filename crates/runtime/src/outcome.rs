@@ -53,6 +53,10 @@ pub enum TaskError {
     Agent { message: String },
     #[error("the component could not be instantiated: {message}")]
     Instantiation { message: String },
+    /// Every instance slot of the node stayed taken until the task's deadline (for instance by
+    /// agents waiting on agents they call).
+    #[error("no instance slot came free within the task's deadline of {limit_ms} ms")]
+    AtCapacity { limit_ms: u64 },
 }
 
 impl TaskError {
@@ -68,6 +72,7 @@ impl TaskError {
             Self::Trap { .. } => "trap",
             Self::Agent { .. } => "agent_error",
             Self::Instantiation { .. } => "instantiation_failed",
+            Self::AtCapacity { .. } => "node_at_capacity",
         }
     }
 }

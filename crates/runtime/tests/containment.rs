@@ -191,3 +191,25 @@ async fn live_instances_are_capped_and_tasks_queue_for_a_slot() {
         assert_eq!(reply_text(outcome), format!("echo: n{i}"));
     }
 }
+
+/// A task waits for an instance slot no longer than its deadline, so tasks holding every slot
+/// (say, agents waiting on agents they called) cannot leave others waiting for ever.
+#[tokio::test]
+async fn a_task_waits_for_a_slot_no_longer_than_its_deadline() {
+    let runtime = runtime(RuntimeConfig {
+        max_instances: 1,
+        ..config(Limits {
+            deadline: Duration::from_millis(300),
+            ..small_limits()
+        })
+    });
+    let echo = load(&runtime, "echo");
+    let holder = runtime
+        .instantiate(&echo, nexus_runtime::TaskEnv::deny_all())
+        .await
+        .unwrap();
+    let outcome = run(&runtime, &echo, "hi").await;
+    assert_eq!(error_code(&outcome), "node_at_capacity", "{outcome:?}");
+    drop(holder);
+    assert_eq!(reply_text(&run(&runtime, &echo, "hi").await), "echo: hi");
+}
