@@ -115,8 +115,14 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stopping_tx.send(());
     });
+    // On a worker thread, not on the thread that blocks on `main`'s future: there, every
+    // accepted connection would wake a thread of its own before a worker got the connection.
+    let mut serving = tokio::spawn(server.into_future());
     let outcome = tokio::select! {
-        result = server.into_future() => result.map_err(|e| CliError::internal(format!("server error: {e}"))),
+        result = &mut serving => match result {
+            Ok(served) => served.map_err(|e| CliError::internal(format!("server error: {e}"))),
+            Err(e) => Err(CliError::internal(format!("the server's accept loop failed: {e}"))),
+        },
         () = async {
             // Only counts down once shutdown has begun.
             if stopping_rx.await.is_ok() {
@@ -126,6 +132,7 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
             }
         } => {
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
+            serving.abort();
             Ok(())
         }
     };
