@@ -7,10 +7,12 @@
 //! literal, `*.domain` or `*`, and port is a number or `*` (omitted: the scheme's default).
 
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::uri::Scheme;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+mod send;
 
 /// An outbound grant that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -230,14 +232,13 @@ impl WasiHttpHooks for OutboundPolicy {
                     .collect(),
             };
             policy.check(scheme, &host, port, &addresses)?;
-            // The connection resolves the name again; a DNS answer that changes in between
-            // (rebinding) is not caught yet: pin the checked address when connecting.
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            use http_body_util::BodyExt;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-            ))
+            // To the addresses just checked: resolving the name again when connecting would
+            // let a DNS answer that changed in between (rebinding) choose the destination.
+            let addresses: Vec<SocketAddr> = addresses
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect();
+            send::send_to(request, &addresses, options).await
         })
     }
 }
