@@ -89,12 +89,7 @@ pub async fn endpoint(
     let tenant = crate::routes::tenants::resolve_tenant(&state, &tenant).await?;
     // What rmcp would refuse in plain text, refused here as problems (it also checks
     // `Accept` and `Origin`; see `transport_refusal`).
-    let declared_json = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !declared_json {
+    if !is_json(&headers) {
         return Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "MCP messages are `application/json`",
@@ -128,11 +123,13 @@ pub async fn endpoint(
     Ok(response.into_response())
 }
 
+/// Whether `Content-Type` says `application/json` (parameters such as `charset` aside).
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// rmcp answers what it refuses at the transport (no `Accept` for JSON and SSE, a browser's
