@@ -72,7 +72,9 @@ pub const fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::RouteNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
-        ErrorCode::OriginRefused => StatusCode::FORBIDDEN,
+        ErrorCode::OriginRefused | ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Conflict | ErrorCode::IllegalTransition => StatusCode::CONFLICT,
         ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::Overloaded | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -93,6 +95,9 @@ const fn title_of(code: ErrorCode) -> &'static str {
         ErrorCode::MethodNotAllowed => "Method not allowed",
         ErrorCode::NotAcceptable => "Not acceptable",
         ErrorCode::OriginRefused => "Origin refused",
+        ErrorCode::Unauthenticated => "Authentication required",
+        ErrorCode::Forbidden => "Forbidden",
+        ErrorCode::RateLimited => "Too many requests",
         ErrorCode::NotFound => "Not found",
         ErrorCode::Conflict => "Conflict",
         ErrorCode::IllegalTransition => "Illegal state transition",
@@ -125,50 +130,20 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        let code = match &err {
-            StoreError::NotFound { .. } => ErrorCode::NotFound,
-            StoreError::AlreadyExists { .. } => ErrorCode::Conflict,
-            StoreError::IllegalTransition(_) => ErrorCode::IllegalTransition,
-            StoreError::TaskEnded(_) => ErrorCode::Conflict,
-            StoreError::InvalidCursor(_) => ErrorCode::InvalidParameter,
-            StoreError::TooMany { .. } => ErrorCode::ValidationFailed,
-            StoreError::Unavailable(_) => ErrorCode::Unavailable,
-            StoreError::Corrupt(_) | StoreError::Backend(_) => ErrorCode::Internal,
-        };
-        // Internal details stay in the log; the client gets the request id to quote.
-        let detail = if code == ErrorCode::Internal {
-            tracing::error!(error = %err, "storage failure");
-            "an internal error occurred; see the server log for this request id".to_owned()
-        } else {
-            err.to_string()
-        };
-        Self::new(code, detail)
+        nexus_control::ControlError::Store(err).into()
     }
 }
 
 impl From<nexus_control::ControlError> for ApiError {
     fn from(err: nexus_control::ControlError) -> Self {
-        use nexus_control::ControlError;
-        match err {
-            ControlError::Store(e) => e.into(),
-            ControlError::Package(e) => Self::new(ErrorCode::InvalidPackage, e.to_string()),
-            ControlError::Component(e) => Self::new(ErrorCode::InvalidPackage, e),
-            ControlError::Grant(e) => Self::new(ErrorCode::GrantRefused, e),
-            ControlError::Invalid(e) => Self::new(ErrorCode::ValidationFailed, e),
-            ControlError::Internal(e) => {
-                tracing::error!(error = %e, "control plane failure");
-                Self::new(
-                    ErrorCode::Internal,
-                    "an internal error occurred; see the server log for this request id",
-                )
-            }
-            ControlError::Blob(e) => {
-                tracing::error!(error = %e, "blob storage failure");
-                Self::new(
-                    ErrorCode::Internal,
-                    "an internal error occurred; see the server log for this request id",
-                )
-            }
+        // Internal details stay in the log; the client gets the request id to quote.
+        if err.is_internal() {
+            tracing::error!(error = %err, "request failed inside the control plane");
+            return Self::new(
+                ErrorCode::Internal,
+                "an internal error occurred; see the server log for this request id",
+            );
         }
+        Self::new(err.code(), err.to_string())
     }
 }

@@ -17,8 +17,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, header};
 use axum::routing::get;
-use nexus_core::ErrorCode;
-use nexus_store::Store;
+use nexus_core::{Caller, ErrorCode};
 use nexus_telemetry::MetricsHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -28,22 +27,53 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod authn;
 pub mod error;
 pub mod extract;
 mod middleware;
 pub mod routes;
 
+pub use authn::is_public;
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 
 /// Header carrying the request id, generated when the client sends none.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Shared state of every handler.
+/// Shared state of every handler. It holds no store: every operation on tenant data goes
+/// through the control plane, with the request's [`Caller`].
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
     pub control: Arc<nexus_control::ControlPlane>,
     pub metrics: MetricsHandle,
+}
+
+/// One request's handle on the platform: the control plane and the authenticated caller it
+/// acts for. Extracting it from a request without a caller (no authentication layer ran) is
+/// `unauthenticated`.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub control: Arc<nexus_control::ControlPlane>,
+    pub caller: Caller,
+}
+
+impl axum::extract::FromRequestParts<AppState> for Scope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "this request carries no credentials",
+            )
+        })?;
+        Ok(Self {
+            control: state.control.clone(),
+            caller,
+        })
+    }
 }
 
 /// Request limits enforced by the gateway layers.
@@ -65,12 +95,34 @@ pub struct Limits {
     tags(
         (name = "tenants", description = "Organisations that own agents, keys and data"),
         (name = "agents", description = "Packages and deployments: agents, revisions, rollback"),
+        (name = "access", description = "API keys and the audit log"),
         (name = "tasks", description = "Sending messages to agents; durable tasks and their event logs"),
         (name = "operations", description = "Health, readiness and metrics"),
     ),
-    components(schemas(Problem, ErrorCode))
+    components(schemas(Problem, ErrorCode)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
 struct ApiDoc;
+
+/// Declares the API key bearer scheme that every route but the public ones requires.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key from `nexus keys create`"))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The routes with their OpenAPI description, before state and layers.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -83,6 +135,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes::tenants::create_tenant
         ))
         .routes(routes!(routes::tenants::get_tenant))
+        .routes(routes!(routes::keys::create_key, routes::keys::list_keys))
+        .routes(routes!(routes::keys::revoke_key))
+        .routes(routes!(routes::keys::list_audit))
         .routes({
             // Packages are uploaded whole; the package format's own limit bounds them.
             let (schemas, paths, route) = routes!(
@@ -141,8 +196,16 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             axum::routing::any(routes::a2a_rest::endpoint),
         )
         .route("/mcp/{tenant}", axum::routing::post(routes::mcp::endpoint))
+        .route(
+            &format!("{}/{{tenant}}", authn::MCP_RESOURCE_METADATA),
+            get(authn::mcp_resource_metadata),
+        )
         .fallback(middleware::route_not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authn::authenticate,
+        ))
         .with_state(state);
 
     routes

@@ -11,6 +11,9 @@ use tower::ServiceExt;
 
 use super::*;
 
+/// The platform admin key every test app is bootstrapped with, sent by [`TestApp::send`].
+const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+
 struct TestApp {
     router: Router,
     store: Arc<dyn nexus_store::Store>,
@@ -21,7 +24,7 @@ async fn app_with(limits: Limits) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/nexus.db", dir.path().display());
     let store: Arc<dyn nexus_store::Store> = Arc::new(SqliteStore::open(&url, 2).await.unwrap());
-    store
+    let default = store
         .ensure_tenant(nexus_core::NewTenant {
             name: nexus_core::Name::parse("default").unwrap(),
             display_name: "Default".into(),
@@ -44,8 +47,11 @@ async fn app_with(limits: Limits) -> TestApp {
                 .0,
         ),
     );
+    control
+        .bootstrap_key(default.id, Some(ADMIN_KEY))
+        .await
+        .unwrap();
     let state = AppState {
-        store: store.clone(),
         control: Arc::new(control),
         metrics: nexus_telemetry::init_metrics().unwrap(),
     };
@@ -69,7 +75,19 @@ struct Reply {
 }
 
 impl TestApp {
-    async fn send(&self, request: Request<Body>) -> Reply {
+    /// Sends `request` as the platform admin unless it carries credentials of its own.
+    async fn send(&self, mut request: Request<Body>) -> Reply {
+        if !request.headers().contains_key(header::AUTHORIZATION) {
+            request.headers_mut().insert(
+                header::AUTHORIZATION,
+                format!("Bearer {ADMIN_KEY}").parse().unwrap(),
+            );
+        }
+        self.send_as_is(request).await
+    }
+
+    /// Sends `request` with exactly the headers it has.
+    async fn send_as_is(&self, request: Request<Body>) -> Reply {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();

@@ -15,8 +15,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the server at `base` (e.g. `http://127.0.0.1:7700`).
-    pub fn new(base: &str) -> Result<Self, CliError> {
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:7700`) that authenticates
+    /// with `api_key` (sent as `Authorization: Bearer`).
+    pub fn new(base: &str, api_key: Option<&str>) -> Result<Self, CliError> {
         let base = Url::parse(base)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
@@ -25,7 +26,17 @@ impl Client {
                     "--server must be an http:// or https:// URL, not `{base}`"
                 ))
             })?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = api_key {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.trim())).map_err(
+                    |_| CliError::usage("the API key must be printable ASCII without spaces"),
+                )?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .user_agent(concat!("nexus-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CliError::internal(format!("cannot build HTTP client: {e}")))?;
@@ -72,6 +83,11 @@ impl Client {
         self.send::<serde::de::IgnoredAny>(self.http.delete(self.url(segments)))
             .await
             .map(|_| ())
+    }
+
+    /// DELETEs the resource at `segments` and reads the JSON answer.
+    pub async fn delete_json<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, CliError> {
+        self.send(self.http.delete(self.url(segments))).await
     }
 
     /// Sends a request answered with `text/event-stream` and yields its events as they come.
@@ -164,6 +180,11 @@ fn problem_error(status: StatusCode, body: &[u8]) -> CliError {
         detail: String,
     }
     let message = match serde_json::from_slice::<Problem>(body) {
+        Ok(problem) if problem.code == "unauthenticated" => format!(
+            "{} ({}); set NEXUS_API_KEY or pass --api-key (the server prints an admin key on its \
+             first start; `nexus keys create` makes more)",
+            problem.detail, problem.code
+        ),
         Ok(problem) => format!("{} ({})", problem.detail, problem.code),
         Err(_) => format!("the server answered {status}"),
     };

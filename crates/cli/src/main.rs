@@ -23,6 +23,9 @@ struct Cli {
     /// Server URL for client commands.
     #[arg(long, global = true, env = "NEXUS_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
+    /// API key for client commands (`Authorization: Bearer`).
+    #[arg(long, global = true, env = "NEXUS_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -55,6 +58,12 @@ enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenants(commands::tenants::TenantsCommand),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
+    /// List and export a tenant's audit log.
+    #[command(subcommand)]
+    Audit(commands::keys::AuditCommand),
     /// Measure performance (load generator).
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -86,28 +95,66 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Server(args) => commands::server::run(args).await,
             Command::Tenants(cmd) => {
-                let client = client::Client::new(&cli.server)?;
+                let client = client::Client::new(&cli.server, cli.api_key.as_deref())?;
                 commands::tenants::run(cmd, &client, output).await
+            }
+            Command::Keys(cmd) => {
+                let client = client::Client::new(&cli.server, cli.api_key.as_deref())?;
+                commands::keys::keys(cmd, &client, output).await
+            }
+            Command::Audit(cmd) => {
+                let client = client::Client::new(&cli.server, cli.api_key.as_deref())?;
+                commands::keys::audit(cmd, &client, output).await
             }
             Command::Run(args) => commands::run::run(args, output).await,
             Command::Build(args) => commands::agents::build(args, output).await,
             Command::Deploy(args) => {
-                commands::agents::deploy(args, &client::Client::new(&cli.server)?, output).await
+                commands::agents::deploy(
+                    args,
+                    &client::Client::new(&cli.server, cli.api_key.as_deref())?,
+                    output,
+                )
+                .await
             }
             Command::Agents(cmd) => {
-                commands::agents::agents(cmd, &client::Client::new(&cli.server)?, output).await
+                commands::agents::agents(
+                    cmd,
+                    &client::Client::new(&cli.server, cli.api_key.as_deref())?,
+                    output,
+                )
+                .await
             }
             Command::Rollback(args) => {
-                commands::agents::rollback(args, &client::Client::new(&cli.server)?, output).await
+                commands::agents::rollback(
+                    args,
+                    &client::Client::new(&cli.server, cli.api_key.as_deref())?,
+                    output,
+                )
+                .await
             }
             Command::Invoke(args) => {
-                commands::agents::invoke(args, &client::Client::new(&cli.server)?, output).await
+                commands::agents::invoke(
+                    args,
+                    &client::Client::new(&cli.server, cli.api_key.as_deref())?,
+                    output,
+                )
+                .await
             }
             Command::Tasks(cmd) => {
-                commands::agents::tasks(cmd, &client::Client::new(&cli.server)?, output).await
+                commands::agents::tasks(
+                    cmd,
+                    &client::Client::new(&cli.server, cli.api_key.as_deref())?,
+                    output,
+                )
+                .await
             }
             Command::Logs(args) => {
-                commands::agents::logs(args, &client::Client::new(&cli.server)?, output).await
+                commands::agents::logs(
+                    args,
+                    &client::Client::new(&cli.server, cli.api_key.as_deref())?,
+                    output,
+                )
+                .await
             }
             Command::Bench(cmd) => commands::bench::run(cmd, output).await,
             Command::Completions { shell } => {

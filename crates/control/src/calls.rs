@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use nexus_core::message::Part;
-use nexus_core::{AgentId, Name, TaskId, TaskState, TenantId};
+use nexus_core::{AgentId, Caller, Name, TaskId, TaskState, TenantId};
 use nexus_host::agents::{AgentCallError, AgentCaller};
 use nexus_store::StoreError;
 
@@ -61,6 +61,8 @@ pub fn trace_id_from_traceparent(value: &str) -> Option<String> {
 #[derive(Debug)]
 pub(crate) struct ChildCaller {
     pub(crate) control: Arc<ControlPlane>,
+    /// The calling agent, as a principal of its own: policies decide what it may call.
+    pub(crate) caller: Caller,
     pub(crate) tenant: TenantId,
     pub(crate) context_id: String,
     /// The chain as seen by the called agent: this task is its parent.
@@ -117,12 +119,13 @@ impl AgentCaller for ChildCaller {
         };
         let started = self
             .control
-            .start_agent(self.tenant, agent, request)
+            .start_agent(&self.caller, self.tenant, agent, request)
             .await
             .map_err(call_error)?;
         // If the caller's task ends first (canceled, timed out), its child is canceled too.
         let mut orphan = CancelOnDrop {
             control: self.control.clone(),
+            caller: self.caller.clone(),
             tenant: self.tenant,
             task: Some(started.task.id),
         };
@@ -150,6 +153,7 @@ impl AgentCaller for ChildCaller {
 /// Cancels a child task whose caller stopped waiting for it.
 struct CancelOnDrop {
     control: Arc<ControlPlane>,
+    caller: Caller,
     tenant: TenantId,
     task: Option<TaskId>,
 }
@@ -157,11 +161,12 @@ struct CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
-            let (control, tenant) = (self.control.clone(), self.tenant);
+            let (control, caller, tenant) =
+                (self.control.clone(), self.caller.clone(), self.tenant);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
                     // It may have just ended on its own; then there is nothing to cancel.
-                    let _ = control.cancel(tenant, task).await;
+                    let _ = control.cancel(&caller, tenant, task).await;
                 });
             }
         }
@@ -171,6 +176,7 @@ impl Drop for CancelOnDrop {
 fn call_error(error: ControlError) -> AgentCallError {
     match error {
         ControlError::Invalid(why) => AgentCallError::Failed(why),
+        ControlError::Denied(why) => AgentCallError::Denied(why),
         ControlError::Store(StoreError::NotFound { kind, key }) => {
             AgentCallError::NotFound(format!("{kind} `{key}`"))
         }

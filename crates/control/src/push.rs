@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use nexus_core::{Task, TaskEvent, TaskEventKind, TaskId, TaskState, TenantId};
+use nexus_core::{Caller, Task, TaskEvent, TaskEventKind, TaskId, TaskState, TenantId};
 use nexus_protocol::a2a::{TaskView, Version};
 use nexus_protocol::stream::{StreamRenderer, ends_stream};
 use nexus_push::{Notifier, Outbox, Url, Webhook};
@@ -39,7 +39,7 @@ use nexus_secrets::{DataKey, WebhookField, WebhookSlot};
 use nexus_store::{PushConfig, StoreError};
 use serde_json::Value;
 
-use crate::{ControlError, ControlPlane, secrets};
+use crate::{Action, ControlError, ControlPlane, secrets};
 
 /// Most webhook configs per task: a task has a few interested parties, not an audience; each
 /// config is one watcher following the task.
@@ -222,10 +222,13 @@ impl ControlPlane {
     /// updates from now on are delivered to the config.
     pub async fn put_push_config(
         self: &Arc<Self>,
+        caller: &Caller,
         tenant: TenantId,
         task: TaskId,
         config: CheckedPushConfig,
     ) -> Result<PushConfig, ControlError> {
+        self.authorize(caller, tenant, Action::PushConfigWrite)
+            .await?;
         let task = self.store.get_task(tenant, task).await?;
         // Read the log before storing, so no event after the config exists is missed.
         let running = matches!(task.state, TaskState::Submitted | TaskState::Working);
@@ -257,29 +260,38 @@ impl ControlPlane {
     /// A config of a task; `NotFound` if there is none.
     pub async fn get_push_config(
         &self,
+        caller: &Caller,
         tenant: TenantId,
         task: TaskId,
         id: &str,
     ) -> Result<PushConfig, ControlError> {
+        self.authorize(caller, tenant, Action::PushConfigRead)
+            .await?;
         Ok(self.store.get_push_config(tenant, task, id).await?)
     }
 
     /// A task's configs, oldest first.
     pub async fn list_push_configs(
         &self,
+        caller: &Caller,
         tenant: TenantId,
         task: TaskId,
     ) -> Result<Vec<PushConfig>, ControlError> {
+        self.authorize(caller, tenant, Action::PushConfigRead)
+            .await?;
         Ok(self.store.list_push_configs(tenant, task).await?)
     }
 
     /// Deletes a config and stops its deliveries; returns whether there was one.
     pub async fn delete_push_config(
         &self,
+        caller: &Caller,
         tenant: TenantId,
         task: TaskId,
         id: &str,
     ) -> Result<bool, ControlError> {
+        self.authorize(caller, tenant, Action::PushConfigWrite)
+            .await?;
         let deleted = self.store.delete_push_config(tenant, task, id).await?;
         self.push.stop(task, id);
         Ok(deleted)
@@ -292,6 +304,22 @@ impl ControlPlane {
     /// when a message continues a task, whichever API sent it). Returns the stored inline
     /// config.
     pub async fn watch_push(
+        self: &Arc<Self>,
+        caller: &Caller,
+        tenant: TenantId,
+        task: &Task,
+        log: &[TaskEvent],
+        inline: Option<CheckedPushConfig>,
+    ) -> Result<Option<PushConfig>, ControlError> {
+        if inline.is_some() {
+            self.authorize(caller, tenant, Action::PushConfigWrite)
+                .await?;
+        }
+        self.arm_push(tenant, task, log, inline).await
+    }
+
+    /// [`watch_push`](Self::watch_push) once the caller is authorized.
+    pub(crate) async fn arm_push(
         self: &Arc<Self>,
         tenant: TenantId,
         task: &Task,
@@ -473,7 +501,7 @@ impl ControlPlane {
         if let Some(first) = first {
             outbox.send(first).await;
         }
-        let mut events = self.follow(tenant, task, after);
+        let mut events = self.follow_as(None, tenant, task, after);
         while let Some(event) = events.recv().await {
             let event = match event {
                 Ok(event) => event,

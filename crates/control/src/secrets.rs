@@ -316,6 +316,7 @@ mod tests {
         ) -> Result<(Agent, AgentRevision), ControlError> {
             self.control
                 .deploy(
+                    &nexus_core::Caller::system(self.tenant),
                     self.tenant,
                     crate::DeployRequest {
                         package_digest: self.digest.clone(),

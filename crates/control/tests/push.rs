@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use nexus_control::{ControlPlane, DeployRequest, InvokeRequest, NewPushConfig};
 use nexus_core::message::Part;
-use nexus_core::{Name, NewTenant, TaskState, TenantId};
+use nexus_core::{Caller, Name, NewTenant, TaskState, TenantId};
 use nexus_protocol::a2a::Version;
 use nexus_store::Store;
 use nexus_store_sqlite::SqliteStore;
@@ -67,11 +67,12 @@ async fn platform(agents: &[&str]) -> Platform {
         );
         let package = nexus_package::pack(&manifest, &common::guest(name), None).unwrap();
         let uploaded = control
-            .upload_package(tenant, package.bytes.into())
+            .upload_package(&Caller::system(tenant), tenant, package.bytes.into())
             .await
             .unwrap();
         control
             .deploy(
+                &Caller::system(tenant),
                 tenant,
                 DeployRequest {
                     package_digest: uploaded.digest,
@@ -157,6 +158,7 @@ async fn a_1_0_config_gets_the_task_and_every_update() {
     let started = p
         .control
         .start(
+            &Caller::system(p.tenant),
             p.tenant,
             &Name::parse("streamer").unwrap(),
             message("a b c"),
@@ -165,7 +167,13 @@ async fn a_1_0_config_gets_the_task_and_every_update() {
         .unwrap();
     let stored = p
         .control
-        .watch_push(p.tenant, &started.task, &started.log, Some(config))
+        .watch_push(
+            &Caller::system(p.tenant),
+            p.tenant,
+            &started.task,
+            &started.log,
+            Some(config),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -215,7 +223,12 @@ async fn a_0_3_config_gets_the_task_when_it_ends() {
     let p = platform(&["hostile"]).await;
     let started = p
         .control
-        .start(p.tenant, &Name::parse("hostile").unwrap(), message("loop"))
+        .start(
+            &Caller::system(p.tenant),
+            p.tenant,
+            &Name::parse("hostile").unwrap(),
+            message("loop"),
+        )
         .await
         .unwrap();
     let task = started.task.id;
@@ -226,7 +239,7 @@ async fn a_0_3_config_gets_the_task_when_it_ends() {
         .unwrap();
     let stored = p
         .control
-        .put_push_config(p.tenant, task, config)
+        .put_push_config(&Caller::system(p.tenant), p.tenant, task, config)
         .await
         .unwrap();
     let sealed = stored.token.clone().unwrap();
@@ -238,7 +251,10 @@ async fn a_0_3_config_gets_the_task_when_it_ends() {
         [stored]
     );
 
-    p.control.cancel(p.tenant, task).await.unwrap();
+    p.control
+        .cancel(&Caller::system(p.tenant), p.tenant, task)
+        .await
+        .unwrap();
     started.finished().await.unwrap();
     let seen = p.received(1).await;
     let (headers, body) = &seen[0];
@@ -267,11 +283,17 @@ async fn continued_tasks_notify_again_and_ended_ones_never() {
         .unwrap();
     let started = p
         .control
-        .start(p.tenant, &greeter, message("hi"))
+        .start(&Caller::system(p.tenant), p.tenant, &greeter, message("hi"))
         .await
         .unwrap();
     p.control
-        .watch_push(p.tenant, &started.task, &started.log, Some(config))
+        .watch_push(
+            &Caller::system(p.tenant),
+            p.tenant,
+            &started.task,
+            &started.log,
+            Some(config),
+        )
         .await
         .unwrap();
     let waiting = started.finished().await.unwrap().task;
@@ -291,6 +313,7 @@ async fn continued_tasks_notify_again_and_ended_ones_never() {
     let continued = p
         .control
         .start(
+            &Caller::system(p.tenant),
             p.tenant,
             &greeter,
             InvokeRequest {
@@ -324,12 +347,12 @@ async fn continued_tasks_notify_again_and_ended_ones_never() {
         .await
         .unwrap();
     p.control
-        .put_push_config(p.tenant, done.id, late)
+        .put_push_config(&Caller::system(p.tenant), p.tenant, done.id, late)
         .await
         .unwrap();
     assert_eq!(
         p.control
-            .get_push_config(p.tenant, done.id, "late")
+            .get_push_config(&Caller::system(p.tenant), p.tenant, done.id, "late")
             .await
             .unwrap()
             .id,
@@ -339,7 +362,7 @@ async fn continued_tasks_notify_again_and_ended_ones_never() {
     assert_eq!(p.seen.lock().unwrap().len(), 4);
     assert!(
         p.control
-            .delete_push_config(p.tenant, done.id, "late")
+            .delete_push_config(&Caller::system(p.tenant), p.tenant, done.id, "late")
             .await
             .unwrap()
     );

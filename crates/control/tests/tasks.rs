@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use nexus_control::{ControlPlane, DeployRequest, InvokeRequest};
 use nexus_core::message::Part;
-use nexus_core::{Name, NewTenant, TaskEventKind, TaskState, TenantId};
+use nexus_core::{Caller, Name, NewTenant, TaskEventKind, TaskState, TenantId};
 use nexus_store::Store;
 use nexus_store_sqlite::SqliteStore;
 
@@ -78,7 +78,11 @@ impl Platform {
         let package = nexus_package::pack(&manifest, &common::guest(guest), None).unwrap();
         let uploaded = self
             .control
-            .upload_package(self.tenant, package.bytes.into())
+            .upload_package(
+                &Caller::system(self.tenant),
+                self.tenant,
+                package.bytes.into(),
+            )
             .await
             .unwrap();
         let mut grants = nexus_core::Grants::default();
@@ -87,6 +91,7 @@ impl Platform {
         }
         self.control
             .deploy(
+                &Caller::system(self.tenant),
                 self.tenant,
                 DeployRequest {
                     package_digest: uploaded.digest,
@@ -104,7 +109,12 @@ impl Platform {
 
     async fn invoke(&self, agent: &str, text: &str) -> nexus_control::Invocation {
         self.control
-            .invoke(self.tenant, &Name::parse(agent).unwrap(), message(text))
+            .invoke(
+                &Caller::system(self.tenant),
+                self.tenant,
+                &Name::parse(agent).unwrap(),
+                message(text),
+            )
             .await
             .unwrap()
     }
@@ -137,14 +147,23 @@ async fn followers_see_every_event_once_in_order() {
     let streamer = Name::parse("streamer").unwrap();
     let started = p
         .control
-        .start(p.tenant, &streamer, message("a b c"))
+        .start(
+            &Caller::system(p.tenant),
+            p.tenant,
+            &streamer,
+            message("a b c"),
+        )
         .await
         .unwrap();
     assert_eq!(started.task.state, TaskState::Working);
     let task_id = started.task.id;
     // One follower from the start, one from the middle of what `start` returned.
-    let mut from_start = p.control.follow(p.tenant, task_id, 0);
-    let mut from_middle = p.control.follow(p.tenant, task_id, 2);
+    let mut from_start = p
+        .control
+        .follow(&Caller::system(p.tenant), p.tenant, task_id, 0);
+    let mut from_middle = p
+        .control
+        .follow(&Caller::system(p.tenant), p.tenant, task_id, 2);
     let invocation = started.finished().await.unwrap();
     assert_eq!(invocation.task.state, TaskState::Completed);
 
@@ -189,7 +208,7 @@ async fn a_task_that_ends_at_once_is_written_with_its_outcome() {
     let echo = Name::parse("echo").unwrap();
     let started = p
         .control
-        .start(p.tenant, &echo, message("hi"))
+        .start(&Caller::system(p.tenant), p.tenant, &echo, message("hi"))
         .await
         .unwrap();
     assert_eq!(started.task.state, TaskState::Working);
@@ -240,11 +259,20 @@ async fn cancel_stops_a_running_agent() {
     let hostile = Name::parse("hostile").unwrap();
     let started = p
         .control
-        .start(p.tenant, &hostile, message("loop"))
+        .start(
+            &Caller::system(p.tenant),
+            p.tenant,
+            &hostile,
+            message("loop"),
+        )
         .await
         .unwrap();
     let task_id = started.task.id;
-    let canceled = p.control.cancel(p.tenant, task_id).await.unwrap();
+    let canceled = p
+        .control
+        .cancel(&Caller::system(p.tenant), p.tenant, task_id)
+        .await
+        .unwrap();
     assert_eq!(canceled.state, TaskState::Canceled);
 
     let invocation = started.finished().await.unwrap();
@@ -252,7 +280,9 @@ async fn cancel_stops_a_running_agent() {
     assert!(invocation.result.is_none(), "{:?}", invocation.result);
     assert_eq!(invocation.task.state, TaskState::Canceled);
     assert!(matches!(
-        p.control.cancel(p.tenant, task_id).await,
+        p.control
+            .cancel(&Caller::system(p.tenant), p.tenant, task_id)
+            .await,
         Err(nexus_control::ControlError::Store(
             nexus_store::StoreError::IllegalTransition(_)
         ))
@@ -260,7 +290,7 @@ async fn cancel_stops_a_running_agent() {
     // The node still runs other tasks of the agent.
     let ok = p
         .control
-        .invoke(p.tenant, &hostile, message("hi"))
+        .invoke(&Caller::system(p.tenant), p.tenant, &hostile, message("hi"))
         .await
         .unwrap();
     assert_eq!(ok.task.state, TaskState::Completed);
@@ -418,7 +448,7 @@ async fn a_task_whose_agent_vanished_is_refused_and_leaves_nothing() {
 
     let error = p
         .control
-        .start_agent(p.tenant, agent, message("late"))
+        .start_agent(&Caller::system(p.tenant), p.tenant, agent, message("late"))
         .await
         .expect_err("the agent is gone");
     assert!(

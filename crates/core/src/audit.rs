@@ -94,19 +94,47 @@ impl AuditEvent {
     }
 }
 
+/// Why an audit event does not follow the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BrokenLink {
+    /// A sequence number is missing or repeated (an event was deleted or inserted).
+    #[error("the sequence jumps: an event is missing or was inserted")]
+    Sequence,
+    /// `prev_hash` is not the previous event's hash (an event before it was changed or removed).
+    #[error("it does not point at the event before it")]
+    PrevHash,
+    /// The event's own content does not hash to its `hash` (it was edited).
+    #[error("its content was changed after it was written")]
+    Content,
+}
+
+/// Checks that `event` follows `previous` (`None`: it is the first of its chain).
+pub fn verify_link(previous: Option<&AuditEvent>, event: &AuditEvent) -> Result<(), BrokenLink> {
+    let (expected_seq, expected_prev) = match previous {
+        Some(previous) => (previous.seq + 1, previous.hash.as_str()),
+        None => (1, GENESIS_HASH),
+    };
+    if event.seq != expected_seq {
+        return Err(BrokenLink::Sequence);
+    }
+    if event.prev_hash != expected_prev {
+        return Err(BrokenLink::PrevHash);
+    }
+    if event.compute_hash() != event.hash {
+        return Err(BrokenLink::Content);
+    }
+    Ok(())
+}
+
 /// Checks that `events` (one tenant's, in `seq` order from 1) form an unbroken chain. Returns
 /// the `seq` of the first event that does not verify.
 pub fn verify_chain(events: &[AuditEvent]) -> Result<(), u64> {
-    let mut prev = GENESIS_HASH.to_owned();
+    let mut previous = None;
     for (index, event) in events.iter().enumerate() {
-        let expected_seq = index as u64 + 1;
-        if event.seq != expected_seq
-            || event.prev_hash != prev
-            || event.compute_hash() != event.hash
-        {
-            return Err(expected_seq);
+        if verify_link(previous, event).is_err() {
+            return Err(index as u64 + 1);
         }
-        prev.clone_from(&event.hash);
+        previous = Some(event);
     }
     Ok(())
 }
@@ -147,5 +175,27 @@ mod tests {
         let mut events = chain(3);
         events.remove(1);
         assert_eq!(verify_chain(&events), Err(2));
+    }
+
+    #[test]
+    fn each_kind_of_tampering_is_named() {
+        let events = chain(3);
+        assert_eq!(verify_link(None, &events[0]), Ok(()));
+        assert_eq!(
+            verify_link(Some(&events[0]), &events[2]),
+            Err(BrokenLink::Sequence)
+        );
+        let mut edited = events[1].clone();
+        edited.actor = "someone-else".into();
+        assert_eq!(
+            verify_link(Some(&events[0]), &edited),
+            Err(BrokenLink::Content)
+        );
+        let mut relinked = events[1].clone();
+        relinked.seq = 3;
+        assert_eq!(
+            verify_link(Some(&events[1]), &relinked),
+            Err(BrokenLink::PrevHash)
+        );
     }
 }

@@ -31,6 +31,13 @@ pub enum ErrorCode {
     NotAcceptable,
     /// The request comes from a web page (its `Origin`) the endpoint does not serve.
     OriginRefused,
+    /// The request carries no credentials, or credentials that are malformed, unknown,
+    /// expired or revoked.
+    Unauthenticated,
+    /// The caller is known but may not do this (its role or a policy forbids it).
+    Forbidden,
+    /// The caller sent too many requests; retry after the `Retry-After` header's seconds.
+    RateLimited,
     /// The addressed resource does not exist (or is not visible to the caller).
     NotFound,
     /// The resource already exists or changed concurrently.
@@ -65,6 +72,9 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotAcceptable => "not_acceptable",
             Self::OriginRefused => "origin_refused",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
             Self::IllegalTransition => "illegal_transition",

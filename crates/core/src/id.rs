@@ -107,6 +107,11 @@ typed_id!(
     AuditEventId,
     "audit event"
 );
+typed_id!(
+    /// Identifies an API key (not its secret).
+    ApiKeyId,
+    "api key"
+);
 
 #[cfg(test)]
 mod tests {

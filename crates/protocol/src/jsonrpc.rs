@@ -19,6 +19,9 @@ pub mod code {
     pub const EXTENDED_CARD_NOT_CONFIGURED: i64 = -32007;
     pub const EXTENSION_SUPPORT_REQUIRED: i64 = -32008;
     pub const VERSION_NOT_SUPPORTED: i64 = -32009;
+    /// NexusCore's own server error (JSON-RPC reserves -32000 to -32099 for them): the
+    /// caller is authenticated but its role or a tenant policy forbids the method.
+    pub const FORBIDDEN: i64 = -32031;
 }
 
 /// A request as received: everything optional, so malformed requests can be answered with the

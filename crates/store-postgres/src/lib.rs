@@ -144,6 +144,11 @@ fn migrator() -> sqlx::migrate::Migrator {
             "push configs",
             include_str!("../migrations/0004_push_configs.sql"),
         ),
+        (
+            5,
+            "api keys",
+            include_str!("../migrations/0005_api_keys.sql"),
+        ),
     ])
 }
 

@@ -10,9 +10,10 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
+use nexus_core::identity::Role;
 use nexus_core::{
-    Agent, AgentId, AgentRevision, AuditEvent, AuditEventId, Cursor, Grants, Name, Package,
-    PackageId, Task, TaskEvent, TaskId, TaskState, Tenant, TenantId,
+    Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, AuditEventId, Cursor, Grants,
+    Name, Package, PackageId, Task, TaskEvent, TaskId, TaskState, Tenant, TenantId,
 };
 use nexus_store::StoreError;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -356,6 +357,39 @@ impl TryFrom<AuditRow> for AuditEvent {
     }
 }
 
+/// An `api_keys` row, without its `secret_hash` (which nothing reads back).
+#[derive(Debug, FromRow)]
+pub struct ApiKeyRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub role: String,
+    pub platform_admin: bool,
+    pub prefix: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<ApiKeyRow> for ApiKey {
+    type Error = StoreError;
+    fn try_from(row: ApiKeyRow) -> Result<Self, StoreError> {
+        Ok(ApiKey {
+            id: ApiKeyId::from_uuid(row.id),
+            tenant_id: TenantId::from_uuid(row.tenant_id),
+            name: row.name,
+            role: parse::<Role>(&row.role, "api_keys.role")?,
+            platform_admin: row.platform_admin,
+            prefix: row.prefix,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        })
+    }
+}
+
 /// A `task_push_configs` row.
 #[derive(Debug, FromRow)]
 pub struct PushConfigRow {
@@ -396,4 +430,40 @@ where
 /// The payload of a `status` event.
 pub fn status_payload(state: TaskState, message: Option<&str>) -> serde_json::Value {
     serde_json::json!({ "state": state.as_str(), "message": message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_row(role: &str) -> ApiKeyRow {
+        ApiKeyRow {
+            id: *ApiKeyId::new().as_uuid(),
+            tenant_id: *TenantId::new().as_uuid(),
+            name: "ci".into(),
+            role: role.into(),
+            platform_admin: false,
+            prefix: "nxk_abcdefgh".into(),
+            created_by: "system".into(),
+            created_at: nexus_core::page::now(),
+            expires_at: None,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn a_key_row_decodes_its_role_and_refuses_an_unknown_one() {
+        for role in Role::ALL {
+            let key = ApiKey::try_from(key_row(role.as_str()));
+            assert!(
+                matches!(key, Ok(ApiKey { role: r, .. }) if r == role),
+                "{key:?}"
+            );
+        }
+        let unknown = ApiKey::try_from(key_row("root"));
+        assert!(
+            matches!(unknown, Err(StoreError::Corrupt(_))),
+            "{unknown:?}"
+        );
+    }
 }

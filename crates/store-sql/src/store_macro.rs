@@ -19,21 +19,22 @@ macro_rules! impl_store {
         const _: () = {
             use $crate::__private::async_trait;
             use $crate::__private::nexus_core::{
-                Agent, AgentId, AgentRevision, AuditEvent, Name, NewAgentRevision,
-                NewAuditEvent, NewPackage, NewTask, NewTenant, Package, PackageRef, Page,
-                PageRequest, Task, TaskEvent, TaskId, TaskState, Tenant, TenantId,
-                audit::GENESIS_HASH, page::now,
+                Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, Name,
+                NewAgentRevision, NewApiKey, NewAuditEvent, NewPackage, NewTask, NewTenant,
+                Package, PackageRef, Page, PageRequest, Task, TaskEvent, TaskId, TaskState,
+                Tenant, TenantId, audit::GENESIS_HASH, page::now,
             };
             use $crate::__private::nexus_store::{
-                AgentStore, AuditStore, NewTaskEvent, PackageStore, Result, SealedSecret, SecretStore,
-                StateScope, StateStore, Store, StoreError, TaskFilter, TaskStore, TenantStore,
+                AgentStore, ApiKeyStore, AuditStore, NewTaskEvent, PackageStore, Result,
+                SealedSecret, SecretStore, StateScope, StateStore, Store, StoreError, TaskFilter,
+                TaskStore, TenantStore,
             };
             use $crate::__private::sqlx::{self, types::Json};
             use $crate::__private::uuid::Uuid;
             use $crate::{
-                AgentRow, AuditRow, PackageRow, RevisionRow, TaskEventRow, TaskRow, TenantRow,
-                convert, is_foreign_key_violation, is_unique_violation, map_err, parse_cursor,
-                status_payload, to_i64, to_u64, EVENTS_PER_INSERT, RUNNING_STATES,
+                AgentRow, ApiKeyRow, AuditRow, PackageRow, RevisionRow, TaskEventRow, TaskRow,
+                TenantRow, convert, is_foreign_key_violation, is_unique_violation, map_err,
+                parse_cursor, status_payload, to_i64, to_u64, EVENTS_PER_INSERT, RUNNING_STATES,
             };
 
             type Tx = sqlx::Transaction<'static, $db>;
@@ -74,6 +75,58 @@ macro_rules! impl_store {
                     insert.build().execute(&mut **tx).await.map_err(map_err)?;
                 }
                 Ok(stored)
+            }
+
+            /// Appends `event` to `tenant`'s audit chain within `tx`: the one place that seals and
+            /// inserts audit events. Locks the tenant row first, so appends to one tenant's chain
+            /// take turns (and a caller that writes other rows of the tenant afterwards holds the
+            /// lock before any foreign-key check takes a weaker one on that row).
+            async fn append_audit_in_tx(
+                tx: &mut Tx,
+                tenant: TenantId,
+                event: NewAuditEvent,
+            ) -> Result<AuditEvent> {
+                let exists: Option<(Uuid,)> = sqlx::query_as(concat!(
+                    "SELECT id FROM tenants WHERE id = $1",
+                    $lock
+                ))
+                .bind(tenant.as_uuid())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                if exists.is_none() {
+                    return Err(StoreError::not_found("tenant", tenant));
+                }
+                let last: Option<(i64, String)> = sqlx::query_as(
+                    "SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(tenant.as_uuid())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                let (seq, prev_hash) = match last {
+                    Some((seq, hash)) => (to_u64(seq, "audit_events.seq")? + 1, hash),
+                    None => (1, GENESIS_HASH.to_owned()),
+                };
+                let sealed = event.seal(tenant, seq, prev_hash);
+                sqlx::query(
+                    "INSERT INTO audit_events (id, tenant_id, seq, actor, action, target, details, at, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(sealed.id.as_uuid())
+                .bind(tenant.as_uuid())
+                .bind(to_i64(sealed.seq))
+                .bind(&sealed.actor)
+                .bind(&sealed.action)
+                .bind(&sealed.target)
+                .bind(Json(&sealed.details))
+                .bind(sealed.at)
+                .bind(&sealed.prev_hash)
+                .bind(&sealed.hash)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                Ok(sealed)
             }
 
             /// Reads a task's state and last event number, locking the row where supported.
@@ -695,47 +748,7 @@ macro_rules! impl_store {
             impl AuditStore for $store {
                 async fn append_audit(&self, tenant: TenantId, event: NewAuditEvent) -> Result<AuditEvent> {
                     let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
-                    // Lock the tenant row: appends to one tenant's chain are serialised.
-                    let exists: Option<(Uuid,)> = sqlx::query_as(concat!(
-                        "SELECT id FROM tenants WHERE id = $1",
-                        $lock
-                    ))
-                    .bind(tenant.as_uuid())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                    if exists.is_none() {
-                        return Err(StoreError::not_found("tenant", tenant));
-                    }
-                    let last: Option<(i64, String)> = sqlx::query_as(
-                        "SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
-                    )
-                    .bind(tenant.as_uuid())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                    let (seq, prev_hash) = match last {
-                        Some((seq, hash)) => (to_u64(seq, "audit_events.seq")? + 1, hash),
-                        None => (1, GENESIS_HASH.to_owned()),
-                    };
-                    let sealed = event.seal(tenant, seq, prev_hash);
-                    sqlx::query(
-                        "INSERT INTO audit_events (id, tenant_id, seq, actor, action, target, details, at, prev_hash, hash) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    )
-                    .bind(sealed.id.as_uuid())
-                    .bind(tenant.as_uuid())
-                    .bind(to_i64(sealed.seq))
-                    .bind(&sealed.actor)
-                    .bind(&sealed.action)
-                    .bind(&sealed.target)
-                    .bind(Json(&sealed.details))
-                    .bind(sealed.at)
-                    .bind(&sealed.prev_hash)
-                    .bind(&sealed.hash)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
+                    let sealed = append_audit_in_tx(&mut tx, tenant, event).await?;
                     tx.commit().await.map_err(map_err)?;
                     Ok(sealed)
                 }
@@ -757,6 +770,131 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?;
                     convert(rows)
+                }
+            }
+
+            #[async_trait]
+            impl ApiKeyStore for $store {
+                async fn create_api_key(
+                    &self,
+                    tenant: TenantId,
+                    new: NewApiKey,
+                    audit: NewAuditEvent,
+                ) -> Result<ApiKey> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    // The audit append goes first: it locks the tenant row (and fails if there
+                    // is no such tenant) before the key's foreign-key check touches that row.
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    let key: ApiKey = sqlx::query_as::<_, ApiKeyRow>(
+                        "INSERT INTO api_keys (id, tenant_id, name, role, platform_admin, prefix, \
+                         secret_hash, created_by, created_at, expires_at, revoked_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL) \
+                         RETURNING id, tenant_id, name, role, platform_admin, prefix, created_by, \
+                         created_at, expires_at, revoked_at",
+                    )
+                    .bind(new.id.as_uuid())
+                    .bind(tenant.as_uuid())
+                    .bind(&new.name)
+                    .bind(new.role.as_str())
+                    .bind(new.platform_admin)
+                    .bind(&new.prefix)
+                    .bind(&new.secret_hash)
+                    .bind(&new.created_by)
+                    .bind(now())
+                    .bind(new.expires_at)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            // The id or the secret hash is taken; name the key by its prefix,
+                            // never by its hash.
+                            StoreError::already_exists("api key", &new.prefix)
+                        } else {
+                            map_err(e)
+                        }
+                    })?
+                    .try_into()?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(key)
+                }
+
+                async fn find_api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
+                    sqlx::query_as::<_, ApiKeyRow>(
+                        "SELECT id, tenant_id, name, role, platform_admin, prefix, created_by, \
+                         created_at, expires_at, revoked_at FROM api_keys WHERE secret_hash = $1",
+                    )
+                    .bind(secret_hash)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?
+                    .map(ApiKey::try_from)
+                    .transpose()
+                }
+
+                async fn get_api_key(&self, tenant: TenantId, id: ApiKeyId) -> Result<ApiKey> {
+                    sqlx::query_as::<_, ApiKeyRow>(
+                        "SELECT id, tenant_id, name, role, platform_admin, prefix, created_by, \
+                         created_at, expires_at, revoked_at FROM api_keys WHERE tenant_id = $1 AND id = $2",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(id.as_uuid())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("api key", id))?
+                    .try_into()
+                }
+
+                async fn list_api_keys(&self, tenant: TenantId, page: PageRequest) -> Result<Page<ApiKey>> {
+                    let after = parse_cursor(page.after.as_ref())?;
+                    let rows = sqlx::query_as::<_, ApiKeyRow>(
+                        "SELECT id, tenant_id, name, role, platform_admin, prefix, created_by, \
+                         created_at, expires_at, revoked_at FROM api_keys \
+                         WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(after)
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(Page::from_overfetch(convert(rows)?, page.limit, |k: &ApiKey| k.id.to_string()))
+                }
+
+                async fn revoke_api_key(
+                    &self,
+                    tenant: TenantId,
+                    id: ApiKeyId,
+                    audit: NewAuditEvent,
+                ) -> Result<ApiKey> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    // As in `create_api_key`: the tenant row is locked before the key row. If
+                    // the key is not found, dropping `tx` rolls the audit event back.
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    let key: ApiKey = sqlx::query_as::<_, ApiKeyRow>(
+                        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) \
+                         WHERE tenant_id = $2 AND id = $3 \
+                         RETURNING id, tenant_id, name, role, platform_admin, prefix, created_by, \
+                         created_at, expires_at, revoked_at",
+                    )
+                    .bind(now())
+                    .bind(tenant.as_uuid())
+                    .bind(id.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("api key", id))?
+                    .try_into()?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(key)
+                }
+
+                async fn any_api_key(&self) -> Result<bool> {
+                    let row = sqlx::query("SELECT 1 FROM api_keys LIMIT 1")
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(map_err)?;
+                    Ok(row.is_some())
                 }
             }
 

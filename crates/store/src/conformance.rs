@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use nexus_core::audit::verify_chain;
+use nexus_core::identity::Role;
 use nexus_core::{
-    AgentId, Cursor, Grants, Name, NewAgentRevision, NewAuditEvent, NewPackage, NewTask, NewTenant,
-    PackageRef, PageRequest, TaskEventKind, TaskId, TaskState, TenantId,
+    AgentId, ApiKey, ApiKeyId, Cursor, Grants, Name, NewAgentRevision, NewApiKey, NewAuditEvent,
+    NewPackage, NewTask, NewTenant, PackageRef, PageRequest, TaskEventKind, TaskId, TaskState,
+    TenantId,
 };
 use serde_json::json;
 
@@ -46,7 +48,16 @@ macro_rules! conformance_tests {
             secrets_are_scoped_to_tenant_and_agent,
             tenant_keys_are_stored_once,
             push_configs_put_get_list_delete,
-            push_configs_are_scoped_and_go_with_their_task
+            push_configs_are_scoped_and_go_with_their_task,
+            api_keys_create_get_and_list_by_page,
+            api_keys_are_found_by_hash_in_any_tenant,
+            api_keys_hash_and_id_are_unique_across_tenants,
+            api_keys_failed_create_leaves_no_audit_event,
+            api_keys_are_isolated_by_tenant,
+            api_keys_revoke_keeps_the_first_time,
+            api_keys_any_key_only_after_a_create,
+            api_keys_writes_are_audited_in_their_tenant,
+            api_keys_concurrent_writes_keep_the_chain
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -1873,4 +1884,449 @@ pub async fn push_configs_are_scoped_and_go_with_their_task(store: Arc<dyn Store
     let gone = store.get_push_config(t, task, "one").await;
     assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
     assert!(store.list_push_configs(t, task).await.unwrap().is_empty());
+}
+
+/// A key named `name` whose secret hashes to the hex of `hash_seed` (64 characters, as the
+/// sha256 the control plane stores).
+fn new_key(name: &str, hash_seed: u8) -> NewApiKey {
+    NewApiKey {
+        id: ApiKeyId::new(),
+        name: name.to_owned(),
+        role: Role::Developer,
+        platform_admin: false,
+        prefix: format!("nxk_{name}"),
+        secret_hash: format!("{hash_seed:02x}").repeat(32),
+        created_by: "system".to_owned(),
+        expires_at: None,
+    }
+}
+
+fn key_event(action: &str, target: &str) -> NewAuditEvent {
+    NewAuditEvent {
+        actor: "system".into(),
+        action: action.into(),
+        target: target.into(),
+        details: json!({ "target": target }),
+    }
+}
+
+async fn create_key(store: &dyn Store, t: TenantId, new: NewApiKey) -> ApiKey {
+    let target = format!("api-keys/{}", new.id);
+    store
+        .create_api_key(t, new, key_event("api_key.create", &target))
+        .await
+        .unwrap()
+}
+
+pub async fn api_keys_create_get_and_list_by_page(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let expires = nexus_core::page::now() + chrono::Duration::days(30);
+    let mut created = Vec::new();
+    for (i, role) in Role::ALL.into_iter().enumerate() {
+        let mut new = new_key(&format!("key{i}"), i as u8);
+        new.role = role;
+        new.platform_admin = role == Role::Owner;
+        new.expires_at = (i % 2 == 0).then_some(expires);
+        new.created_by = format!("key:{i}");
+        let before = nexus_core::page::now();
+        let key = create_key(&*store, t, new.clone()).await;
+        assert_eq!(
+            key,
+            ApiKey {
+                created_at: key.created_at,
+                ..new.into_key(t)
+            }
+        );
+        assert!(key.created_at >= before);
+        assert_eq!(store.get_api_key(t, key.id).await.unwrap(), key);
+        created.push(key);
+    }
+    create_key(&*store, other, new_key("elsewhere", 99)).await;
+
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let result = store.list_api_keys(t, page.clone()).await.unwrap();
+        assert!(result.items.len() <= 2);
+        seen.extend(result.items);
+        match result.next_cursor {
+            Some(cursor) => page = PageRequest::after(Some(cursor), 2),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen, created,
+        "every key of the tenant once, in creation order"
+    );
+
+    assert!(matches!(
+        store.get_api_key(t, ApiKeyId::new()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let bad = PageRequest::after(Some(Cursor("not-a-cursor".into())), 10);
+    assert!(matches!(
+        store.list_api_keys(t, bad).await,
+        Err(StoreError::InvalidCursor(_))
+    ));
+}
+
+pub async fn api_keys_are_found_by_hash_in_any_tenant(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let mine = create_key(&*store, t, new_key("mine", 1)).await;
+    let theirs = create_key(&*store, other, new_key("theirs", 2)).await;
+
+    let hash = |seed: u8| format!("{seed:02x}").repeat(32);
+    assert_eq!(
+        store.find_api_key_by_hash(&hash(1)).await.unwrap(),
+        Some(mine.clone())
+    );
+    assert_eq!(
+        store.find_api_key_by_hash(&hash(2)).await.unwrap(),
+        Some(theirs)
+    );
+    assert_eq!(store.find_api_key_by_hash(&hash(3)).await.unwrap(), None);
+    assert_eq!(store.find_api_key_by_hash("").await.unwrap(), None);
+
+    // A revoked key is still found: refusing it is the caller's decision.
+    let revoked = store
+        .revoke_api_key(t, mine.id, key_event("api_key.revoke", "api-keys/mine"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_api_key_by_hash(&hash(1)).await.unwrap(),
+        Some(revoked)
+    );
+}
+
+pub async fn api_keys_hash_and_id_are_unique_across_tenants(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let first = create_key(&*store, t, new_key("first", 1)).await;
+
+    for target in [t, other] {
+        let same_hash = store
+            .create_api_key(
+                target,
+                new_key("again", 1),
+                key_event("api_key.create", "x"),
+            )
+            .await;
+        assert!(
+            matches!(same_hash, Err(StoreError::AlreadyExists { .. })),
+            "{same_hash:?}"
+        );
+        let mut same_id = new_key("again", 2);
+        same_id.id = first.id;
+        let same_id = store
+            .create_api_key(target, same_id, key_event("api_key.create", "x"))
+            .await;
+        assert!(
+            matches!(same_id, Err(StoreError::AlreadyExists { .. })),
+            "{same_id:?}"
+        );
+    }
+    assert_eq!(
+        store
+            .list_api_keys(t, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items,
+        [first]
+    );
+    assert!(
+        store
+            .list_api_keys(other, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+/// The key and its audit event are one write: when the key is refused, so is the event.
+pub async fn api_keys_failed_create_leaves_no_audit_event(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    create_key(&*store, t, new_key("first", 1)).await;
+    for target in [t, other] {
+        let duplicate = store
+            .create_api_key(
+                target,
+                new_key("duplicate", 1),
+                key_event("api_key.create", "api-keys/duplicate"),
+            )
+            .await;
+        assert!(
+            matches!(duplicate, Err(StoreError::AlreadyExists { .. })),
+            "{duplicate:?}"
+        );
+    }
+    let events = store.list_audit(t, 0, 100).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0].target,
+        format!(
+            "api-keys/{}",
+            store
+                .list_api_keys(t, PageRequest::first(10))
+                .await
+                .unwrap()
+                .items[0]
+                .id
+        )
+    );
+    assert!(store.list_audit(other, 0, 100).await.unwrap().is_empty());
+
+    // The chain goes on from the one event, without a gap where the refused one was.
+    store
+        .append_audit(t, key_event("tenant.update", "tenants/acme"))
+        .await
+        .unwrap();
+    let events = store.list_audit(t, 0, 100).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(verify_chain(&events), Ok(()));
+
+    // Nor does a key in a tenant that does not exist leave anything behind.
+    let missing = store
+        .create_api_key(
+            TenantId::new(),
+            new_key("ghost", 9),
+            key_event("api_key.create", "x"),
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    assert_eq!(
+        store
+            .find_api_key_by_hash(&format!("{:02x}", 9).repeat(32))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn api_keys_are_isolated_by_tenant(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let theirs = create_key(&*store, other, new_key("theirs", 1)).await;
+
+    assert!(matches!(
+        store.get_api_key(t, theirs.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let revoke = store
+        .revoke_api_key(t, theirs.id, key_event("api_key.revoke", "api-keys/theirs"))
+        .await;
+    assert!(
+        matches!(revoke, Err(StoreError::NotFound { .. })),
+        "{revoke:?}"
+    );
+    let unknown = store
+        .revoke_api_key(
+            other,
+            ApiKeyId::new(),
+            key_event("api_key.revoke", "api-keys/none"),
+        )
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound { .. })),
+        "{unknown:?}"
+    );
+
+    // The refused revocations changed nothing and recorded nothing.
+    assert_eq!(store.get_api_key(other, theirs.id).await.unwrap(), theirs);
+    assert!(store.list_audit(t, 0, 100).await.unwrap().is_empty());
+    assert_eq!(store.list_audit(other, 0, 100).await.unwrap().len(), 1);
+    assert!(
+        store
+            .list_api_keys(t, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+pub async fn api_keys_revoke_keeps_the_first_time(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let key = create_key(&*store, t, new_key("ci", 1)).await;
+    let untouched = create_key(&*store, t, new_key("laptop", 2)).await;
+
+    let before = nexus_core::page::now();
+    let revoked = store
+        .revoke_api_key(t, key.id, key_event("api_key.revoke", "api-keys/ci"))
+        .await
+        .unwrap();
+    let first = revoked.revoked_at.expect("revocation sets revoked_at");
+    assert!(first >= before);
+    assert_eq!(
+        revoked,
+        ApiKey {
+            revoked_at: Some(first),
+            ..key.clone()
+        }
+    );
+    assert!(!revoked.is_active(nexus_core::page::now()));
+    assert_eq!(store.get_api_key(t, key.id).await.unwrap(), revoked);
+
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let again = store
+        .revoke_api_key(t, key.id, key_event("api_key.revoke", "api-keys/ci"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.revoked_at,
+        Some(first),
+        "the first revocation time stays"
+    );
+    assert_eq!(store.get_api_key(t, key.id).await.unwrap(), revoked);
+    assert_eq!(store.get_api_key(t, untouched.id).await.unwrap(), untouched);
+
+    // Each revocation is recorded, the repeated one too.
+    let events = store.list_audit(t, 0, 100).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        [
+            "api_key.create",
+            "api_key.create",
+            "api_key.revoke",
+            "api_key.revoke"
+        ]
+    );
+    assert_eq!(verify_chain(&events), Ok(()));
+}
+
+pub async fn api_keys_any_key_only_after_a_create(store: Arc<dyn Store>) {
+    assert!(!store.any_api_key().await.unwrap());
+    let t = tenant(&*store, "acme").await;
+    assert!(!store.any_api_key().await.unwrap(), "a tenant is not a key");
+    let key = create_key(&*store, t, new_key("bootstrap", 1)).await;
+    assert!(store.any_api_key().await.unwrap());
+    store
+        .revoke_api_key(t, key.id, key_event("api_key.revoke", "api-keys/bootstrap"))
+        .await
+        .unwrap();
+    assert!(
+        store.any_api_key().await.unwrap(),
+        "a revoked key still exists"
+    );
+}
+
+/// Key writes and plain appends share one chain per tenant: each key write adds exactly its
+/// own event, in its own tenant, and the chain verifies.
+pub async fn api_keys_writes_are_audited_in_their_tenant(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    store
+        .append_audit(t, key_event("tenant.create", "tenants/acme"))
+        .await
+        .unwrap();
+
+    let new = new_key("ci", 1);
+    let id = new.id;
+    let created = store
+        .create_api_key(
+            t,
+            new,
+            NewAuditEvent {
+                actor: "key:admin".into(),
+                action: "api_key.create".into(),
+                target: format!("api-keys/{id}"),
+                details: json!({ "name": "ci", "role": "developer" }),
+            },
+        )
+        .await
+        .unwrap();
+    let theirs = create_key(&*store, other, new_key("theirs", 2)).await;
+    store
+        .revoke_api_key(
+            t,
+            created.id,
+            NewAuditEvent {
+                actor: "key:admin".into(),
+                action: "api_key.revoke".into(),
+                target: format!("api-keys/{id}"),
+                details: json!({}),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .append_audit(t, key_event("agent.deploy", "agents/echo"))
+        .await
+        .unwrap();
+
+    let events = store.list_audit(t, 0, 100).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.seq, e.action.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (1, "tenant.create"),
+            (2, "api_key.create"),
+            (3, "api_key.revoke"),
+            (4, "agent.deploy")
+        ]
+    );
+    assert!(events.iter().all(|e| e.tenant_id == t));
+    assert_eq!(events[1].actor, "key:admin");
+    assert_eq!(events[1].target, format!("api-keys/{id}"));
+    assert_eq!(
+        events[1].details,
+        json!({ "name": "ci", "role": "developer" })
+    );
+    assert_eq!(events[2].target, format!("api-keys/{id}"));
+    assert_eq!(verify_chain(&events), Ok(()));
+
+    let others = store.list_audit(other, 0, 100).await.unwrap();
+    assert_eq!(others.len(), 1);
+    assert_eq!(others[0].action, "api_key.create");
+    assert_eq!(others[0].target, format!("api-keys/{}", theirs.id));
+    assert_eq!(others[0].tenant_id, other);
+    assert_eq!(verify_chain(&others), Ok(()));
+}
+
+/// Key creations, revocations and plain appends racing in one tenant: none fails or deadlocks,
+/// and the chain has one event per write, without gaps.
+pub async fn api_keys_concurrent_writes_keep_the_chain(store: Arc<dyn Store>) {
+    const WRITERS: u8 = 6;
+    let t = tenant(&*store, "acme").await;
+    let handles: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let key = store
+                    .create_api_key(
+                        t,
+                        new_key(&format!("k{i}"), i),
+                        key_event("api_key.create", "k"),
+                    )
+                    .await?;
+                store
+                    .append_audit(t, key_event("agent.deploy", "agents/echo"))
+                    .await?;
+                store
+                    .revoke_api_key(t, key.id, key_event("api_key.revoke", "k"))
+                    .await?;
+                Ok::<_, StoreError>(())
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.unwrap().unwrap();
+    }
+    let events = store.list_audit(t, 0, 1000).await.unwrap();
+    assert_eq!(events.len(), 3 * usize::from(WRITERS));
+    assert_eq!(verify_chain(&events), Ok(()));
+    let keys = store
+        .list_api_keys(t, PageRequest::first(100))
+        .await
+        .unwrap();
+    assert_eq!(keys.items.len(), usize::from(WRITERS));
+    assert!(keys.items.iter().all(|k| k.revoked_at.is_some()));
 }

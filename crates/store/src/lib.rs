@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use nexus_core::task::IllegalTransition;
 use nexus_core::{
-    Agent, AgentId, AgentRevision, AuditEvent, Name, NewAgentRevision, NewAuditEvent, NewPackage,
-    NewTask, NewTenant, Package, PackageRef, Page, PageRequest, Task, TaskEvent, TaskEventKind,
-    TaskId, TaskState, Tenant, TenantId,
+    Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, Name, NewAgentRevision, NewApiKey,
+    NewAuditEvent, NewPackage, NewTask, NewTenant, Package, PackageRef, Page, PageRequest, Task,
+    TaskEvent, TaskEventKind, TaskId, TaskState, Tenant, TenantId,
 };
 
 pub mod conformance;
@@ -272,6 +272,35 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Vec<AuditEvent>>;
 }
 
+/// API keys: stored by the hash of their secret, never the secret; each change recorded in the
+/// tenant's audit chain in the same transaction.
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Stores `new` in `tenant` and appends `audit` to the tenant's chain, atomically.
+    /// `AlreadyExists` if the id or the secret hash is taken (in any tenant).
+    async fn create_api_key(
+        &self,
+        tenant: TenantId,
+        new: NewApiKey,
+        audit: NewAuditEvent,
+    ) -> Result<ApiKey>;
+    /// The key whose secret hashes to `secret_hash`, in whichever tenant, revoked or not.
+    async fn find_api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKey>>;
+    async fn get_api_key(&self, tenant: TenantId, id: ApiKeyId) -> Result<ApiKey>;
+    /// A tenant's keys in creation order, revoked ones included.
+    async fn list_api_keys(&self, tenant: TenantId, page: PageRequest) -> Result<Page<ApiKey>>;
+    /// Marks the key revoked now (keeping the first revocation time if it already was) and
+    /// appends `audit`, atomically. `NotFound` if the key is not in `tenant`.
+    async fn revoke_api_key(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        audit: NewAuditEvent,
+    ) -> Result<ApiKey>;
+    /// Whether any key exists in any tenant: a fresh data directory has none.
+    async fn any_api_key(&self) -> Result<bool>;
+}
+
 /// Whose agent state a call touches: one agent's state for one session (A2A `contextId`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StateScope {
@@ -432,6 +461,7 @@ pub trait Store:
     + PackageStore
     + TaskStore
     + AuditStore
+    + ApiKeyStore
     + StateStore
     + SecretStore
     + PushConfigStore

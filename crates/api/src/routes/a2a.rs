@@ -19,7 +19,7 @@ use nexus_store::{StoreError, TaskFilter};
 use serde_json::{Value, json};
 
 use super::a2a_push;
-use crate::AppState;
+use crate::Scope;
 use crate::error::ApiError;
 use crate::extract::{Path, RawBody};
 
@@ -29,7 +29,7 @@ pub const VERSION_HEADER: &str = "a2a-version";
 const MAX_LIST_PAGE: u32 = 100;
 
 pub(crate) async fn resolve(
-    state: &AppState,
+    state: &Scope,
     tenant: &str,
     agent: &str,
 ) -> Result<(Tenant, Agent), ApiError> {
@@ -40,27 +40,33 @@ pub(crate) async fn resolve(
             format!("`agent`: {e}"),
         )
     })?;
-    let agent = state.store.get_agent(tenant.id, &name).await?;
+    let agent = state.control.agent(&state.caller, tenant.id, &name).await?;
     Ok((tenant, agent))
 }
 
 /// The Agent Card: skills from the manifest, 1.0 `supportedInterfaces` and 0.3 fields.
 pub async fn card(
-    State(state): State<AppState>,
+    State(state): State<crate::AppState>,
     Path((tenant, agent)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (tenant, agent) = resolve(&state, &tenant, &agent).await?;
-    let revision = state
-        .store
-        .get_revision(tenant.id, agent.id, agent.current_revision)
-        .await?;
-    let package = state
-        .store
-        .get_package_by_digest(tenant.id, &revision.package_digest)
-        .await?;
-    let manifest: nexus_package::Manifest = serde_json::from_value(package.manifest)
-        .map_err(|e| ApiError::from(StoreError::Corrupt(format!("stored manifest: {e}"))))?;
+    let reference = nexus_control::TenantRef::parse(&tenant).map_err(|e| {
+        ApiError::new(
+            nexus_core::ErrorCode::InvalidParameter,
+            format!("`tenant` must be a tenant name or id: {e}"),
+        )
+    })?;
+    let name = Name::parse(&agent).map_err(|e| {
+        ApiError::new(
+            nexus_core::ErrorCode::InvalidParameter,
+            format!("`agent`: {e}"),
+        )
+    })?;
+    let nexus_control::AgentCard {
+        tenant,
+        agent,
+        manifest,
+    } = state.control.agent_card(&reference, &name).await?;
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -119,7 +125,7 @@ fn rpc_response(response: jsonrpc::Response) -> Response {
 
 /// JSON-RPC 2.0 endpoint of one agent.
 pub async fn rpc(
-    State(state): State<AppState>,
+    state: Scope,
     Path((tenant, agent)): Path<(String, String)>,
     headers: HeaderMap,
     RawBody(body): RawBody,
@@ -187,7 +193,7 @@ pub async fn rpc(
 /// Runs one (non-streaming) method. Tasks it starts join the W3C trace `trace_id`, the
 /// request's `traceparent` if it had one.
 pub(crate) async fn dispatch(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     version: Version,
@@ -257,17 +263,17 @@ fn history_length(params: &Value, at: &[&str]) -> Option<usize> {
 
 /// The task `id` of this agent, as an A2A task.
 async fn render(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     task: nexus_core::Task,
     version: Version,
     history: Option<usize>,
 ) -> Result<Value, RpcError> {
     let events = state
-        .store
-        .task_log(tenant.id, task.id)
+        .control
+        .task_log(&state.caller, tenant.id, task.id)
         .await
-        .map_err(internal)?;
+        .map_err(control_error)?;
     Ok(TaskView::new(task, &events).to_json(version, history))
 }
 
@@ -285,23 +291,23 @@ fn task_id(params: &Value) -> Result<TaskId, RpcError> {
 }
 
 pub(crate) async fn own_task(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     id: TaskId,
 ) -> Result<nexus_core::Task, RpcError> {
-    match state.store.get_task(tenant.id, id).await {
+    match state.control.task(&state.caller, tenant.id, id).await {
         Ok(task) if task.agent_id == agent.id => Ok(task),
-        Ok(_) | Err(StoreError::NotFound { .. }) => Err(RpcError::new(
+        Ok(_) | Err(ControlError::Store(StoreError::NotFound { .. })) => Err(RpcError::new(
             code::TASK_NOT_FOUND,
             format!("no task `{id}`"),
         )),
-        Err(e) => Err(internal(e)),
+        Err(e) => Err(control_error(e)),
     }
 }
 
 async fn send(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     version: Version,
@@ -339,7 +345,7 @@ async fn send(
 /// asks for: parses the message, checks a continued task is this agent's and waits for
 /// input, takes an inline push config, and starts the run.
 async fn start_message(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     version: Version,
@@ -373,6 +379,7 @@ async fn start_message(
     let started = state
         .control
         .start_agent(
+            &state.caller,
             tenant.id,
             agent.clone(),
             InvokeRequest {
@@ -391,18 +398,32 @@ async fn start_message(
     Ok(started)
 }
 
-fn control_error(error: ControlError) -> RpcError {
-    match error {
-        ControlError::Invalid(why) => invalid_params(why),
-        ControlError::Store(StoreError::IllegalTransition(t)) => {
-            RpcError::new(code::UNSUPPORTED_OPERATION, t.to_string())
+/// The JSON-RPC error of a control-plane error: one exhaustive `match` on its code, so a new
+/// code must choose its A2A form here.
+pub(crate) fn control_error(error: ControlError) -> RpcError {
+    use nexus_core::ErrorCode as C;
+    let rpc_code = match error.code() {
+        C::InvalidJson => code::PARSE_ERROR,
+        C::InvalidBody
+        | C::ValidationFailed
+        | C::InvalidParameter
+        | C::InvalidPackage
+        | C::GrantRefused
+        | C::PayloadTooLarge => code::INVALID_PARAMS,
+        C::UnsupportedMediaType => code::CONTENT_TYPE_NOT_SUPPORTED,
+        C::NotFound => code::TASK_NOT_FOUND,
+        C::Conflict | C::IllegalTransition => code::UNSUPPORTED_OPERATION,
+        C::Forbidden | C::Unauthenticated | C::OriginRefused => code::FORBIDDEN,
+        C::RouteNotFound | C::MethodNotAllowed | C::NotAcceptable => code::INVALID_REQUEST,
+        C::RateLimited | C::Timeout | C::Overloaded | C::Unavailable | C::Internal => {
+            return internal(error);
         }
-        other => internal(other),
-    }
+    };
+    RpcError::new(rpc_code, error.to_string())
 }
 
 async fn get(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     version: Version,
@@ -420,7 +441,7 @@ async fn get(
 }
 
 async fn list(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     params: Value,
@@ -451,12 +472,19 @@ async fn list(
         .filter(|t| !t.is_empty())
         .map(|t| Cursor(t.to_owned()));
     let page = state
-        .store
-        .list_tasks(tenant.id, &filter, PageRequest::after(after, page_size))
+        .control
+        .list_tasks(
+            &state.caller,
+            tenant.id,
+            &filter,
+            PageRequest::after(after, page_size),
+        )
         .await
         .map_err(|e| match e {
-            StoreError::InvalidCursor(c) => invalid_params(format!("invalid pageToken `{c}`")),
-            other => internal(other),
+            ControlError::Store(StoreError::InvalidCursor(c)) => {
+                invalid_params(format!("invalid pageToken `{c}`"))
+            }
+            other => control_error(other),
         })?;
     let history = history_length(&params, &["historyLength"]);
     let mut tasks = Vec::with_capacity(page.items.len());
@@ -471,14 +499,18 @@ async fn list(
 }
 
 async fn cancel(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     version: Version,
     params: Value,
 ) -> Result<Value, RpcError> {
     let task = own_task(state, tenant, agent, task_id(&params)?).await?;
-    match state.control.cancel(tenant.id, task.id).await {
+    match state
+        .control
+        .cancel(&state.caller, tenant.id, task.id)
+        .await
+    {
         Ok(task) => render(state, tenant, task, version, None).await,
         Err(ControlError::Store(StoreError::IllegalTransition(_))) => Err(RpcError::new(
             code::TASK_NOT_CANCELABLE,
@@ -503,7 +535,7 @@ fn is_streaming(version: Version, method: &str) -> bool {
 /// stream whose events each carry one JSON-RPC response.
 #[allow(clippy::too_many_arguments)]
 async fn stream(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     version: Version,
@@ -531,7 +563,7 @@ type Opened = (Value, StreamRenderer, Option<FollowReceiver>);
 type FollowReceiver = tokio::sync::mpsc::Receiver<Result<nexus_core::TaskEvent, ControlError>>;
 
 pub(crate) async fn open_send_stream(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     version: Version,
@@ -543,12 +575,14 @@ pub(crate) async fn open_send_stream(
     let mut renderer = StreamRenderer::new(version, &started.task);
     let history = history_length(params, &["configuration", "historyLength"]);
     let first = renderer.snapshot(&TaskView::new(started.task.clone(), &started.log), history);
-    let events = state.control.follow(tenant.id, started.task.id, after);
+    let events = state
+        .control
+        .follow(&state.caller, tenant.id, started.task.id, after);
     Ok((first, renderer, Some(events)))
 }
 
 pub(crate) async fn open_subscription(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     version: Version,
@@ -565,16 +599,18 @@ pub(crate) async fn open_subscription(
         ));
     }
     let log = state
-        .store
-        .task_log(tenant.id, task.id)
+        .control
+        .task_log(&state.caller, tenant.id, task.id)
         .await
-        .map_err(internal)?;
+        .map_err(control_error)?;
     let after = log.last().map_or(0, |e| e.seq);
     let mut renderer = StreamRenderer::new(version, &task);
     let task_id = task.id;
     let view = TaskView::new(task, &log);
     let first = renderer.snapshot(&view, history_length(params, &["historyLength"]));
-    let events = state.control.follow(tenant.id, task_id, after);
+    let events = state
+        .control
+        .follow(&state.caller, tenant.id, task_id, after);
     Ok((first, renderer, Some(events)))
 }
 

@@ -17,12 +17,12 @@ use nexus_store::{PushConfig, StoreError};
 use serde_json::{Value, json};
 
 use super::a2a::{internal, invalid_params, own_task};
-use crate::AppState;
+use crate::Scope;
 
 /// `CreateTaskPushNotificationConfig` (1.0: the config itself, with `taskId`) and
 /// `tasks/pushNotificationConfig/set` (0.3: `taskId` and `pushNotificationConfig`).
 pub(crate) async fn create(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     version: Version,
@@ -44,7 +44,7 @@ pub(crate) async fn create(
         .map_err(control_error)?;
     let stored = state
         .control
-        .put_push_config(tenant.id, task.id, checked)
+        .put_push_config(&state.caller, tenant.id, task.id, checked)
         .await
         .map_err(control_error)?;
     Ok(config_json(version, &stored))
@@ -54,7 +54,7 @@ pub(crate) async fn create(
 /// `tasks/pushNotificationConfig/get` (`id` is the task, `pushNotificationConfigId` optional:
 /// without it, the task's first config).
 pub(crate) async fn get(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     version: Version,
@@ -64,7 +64,7 @@ pub(crate) async fn get(
     let config = match (version, id) {
         (Version::V0_3, None) => state
             .control
-            .list_push_configs(tenant.id, task.id)
+            .list_push_configs(&state.caller, tenant.id, task.id)
             .await
             .map_err(control_error)?
             .into_iter()
@@ -79,7 +79,7 @@ pub(crate) async fn get(
             let id = id.unwrap_or_else(|| task.id.to_string());
             state
                 .control
-                .get_push_config(tenant.id, task.id, &id)
+                .get_push_config(&state.caller, tenant.id, task.id, &id)
                 .await
                 .map_err(|e| match e {
                     ControlError::Store(StoreError::NotFound { .. }) => RpcError::new(
@@ -100,7 +100,7 @@ pub(crate) async fn get(
 /// `ListTaskPushNotificationConfigs` (`taskId`; one page holds them all) and
 /// `tasks/pushNotificationConfig/list` (`id`: the task).
 pub(crate) async fn list(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     version: Version,
@@ -113,7 +113,7 @@ pub(crate) async fn list(
     let task = own_task(state, tenant, agent, task).await?;
     let configs: Vec<Value> = state
         .control
-        .list_push_configs(tenant.id, task.id)
+        .list_push_configs(&state.caller, tenant.id, task.id)
         .await
         .map_err(control_error)?
         .iter()
@@ -129,7 +129,7 @@ pub(crate) async fn list(
 /// (`id`: the task, `pushNotificationConfigId`). Deleting stops deliveries; deleting a config
 /// that does not exist succeeds, as in the A2A SDKs.
 pub(crate) async fn delete(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     version: Version,
@@ -145,7 +145,7 @@ pub(crate) async fn delete(
     };
     state
         .control
-        .delete_push_config(tenant.id, task.id, &id)
+        .delete_push_config(&state.caller, tenant.id, task.id, &id)
         .await
         .map_err(control_error)?;
     Ok(Value::Null)
@@ -154,7 +154,7 @@ pub(crate) async fn delete(
 /// The task (this agent's) and the optional config id that get and delete name: 1.0 `taskId`
 /// and `id`, 0.3 `id` (the task) and `pushNotificationConfigId`.
 async fn task_and_config_id(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     version: Version,
@@ -173,7 +173,7 @@ async fn task_and_config_id(
 /// The push config a message carries, checked. Call it before the task starts, so a bad config
 /// refuses the message instead of leaving a task behind.
 pub(crate) async fn from_message(
-    state: &AppState,
+    state: &Scope,
     version: Version,
     params: &Value,
 ) -> Result<Option<CheckedPushConfig>, RpcError> {
@@ -205,7 +205,7 @@ pub(crate) async fn from_message(
 /// one, and delivers the task's updates to it (the control plane itself delivers them to the
 /// configs a continued task had already).
 pub(crate) async fn after_start(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     config: Option<CheckedPushConfig>,
     started: &Started,
@@ -215,7 +215,13 @@ pub(crate) async fn after_start(
     }
     state
         .control
-        .watch_push(tenant.id, &started.task, &started.log, config)
+        .watch_push(
+            &state.caller,
+            tenant.id,
+            &started.task,
+            &started.log,
+            config,
+        )
         .await
         .map_err(control_error)?;
     Ok(())

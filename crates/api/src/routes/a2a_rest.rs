@@ -21,7 +21,6 @@
 //! table ([`error_mapping`]). An unknown tenant or agent stays a platform `problem+json` 404:
 //! there is no agent to speak for.
 
-use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nexus_core::{Agent, Tenant};
@@ -31,7 +30,7 @@ use nexus_protocol::stream::StreamRenderer;
 use serde_json::{Map, Value, json};
 
 use super::a2a::{self as rpc, VERSION_HEADER};
-use crate::AppState;
+use crate::Scope;
 use crate::error::ApiError;
 use crate::extract::{Path, Query, RawBody};
 
@@ -224,7 +223,7 @@ fn error_response(error: &RpcError) -> Response {
 
 /// Every request under an agent's A2A base URL other than the card and JSON-RPC.
 pub async fn endpoint(
-    State(state): State<AppState>,
+    state: Scope,
     Path((tenant, agent, path)): Path<(String, String, String)>,
     Query(query): Query<Vec<(String, String)>>,
     method: Method,
@@ -365,7 +364,7 @@ fn query_value(key: &str, value: &str) -> Result<Value, RpcError> {
 }
 
 async fn call(
-    state: &AppState,
+    state: &Scope,
     tenant: &Tenant,
     agent: &Agent,
     operation: Operation,

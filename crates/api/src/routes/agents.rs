@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use nexus_control::{DeployRequest, Invocation, InvokeRequest};
+use nexus_control::{AgentDetail, DeployRequest, Invocation, InvokeRequest};
 use nexus_core::message::Part;
 use nexus_core::{
     Agent, AgentRevision, Cursor, ErrorCode, Grants, Name, Package, Page, PageRequest, Task,
@@ -15,7 +14,7 @@ use nexus_core::{
 use nexus_store::TaskFilter;
 use serde::{Deserialize, Serialize};
 
-use crate::AppState;
+use crate::Scope;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query, RawBody};
 use crate::routes::tenants::{ListParams, resolve_tenant};
@@ -39,12 +38,15 @@ fn parse_name(what: &'static str, value: &str) -> Result<Name, ApiError> {
         (status = 422, description = "Invalid package", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn upload_package(
-    State(state): State<AppState>,
+    state: Scope,
     Path(tenant): Path<String>,
     RawBody(body): RawBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
-    let package = state.control.upload_package(tenant.id, body).await?;
+    let package = state
+        .control
+        .upload_package(&state.caller, tenant.id, body)
+        .await?;
     Ok((StatusCode::CREATED, Json(package)))
 }
 
@@ -53,13 +55,16 @@ pub async fn upload_package(
     params(("tenant" = String, Path, description = "Tenant name or id"), ListParams),
     responses((status = 200, description = "A page of packages", body = Page<Package>)))]
 pub async fn list_packages(
-    State(state): State<AppState>,
+    state: Scope,
     Path(tenant): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<Package>>, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
     Ok(Json(
-        state.store.list_packages(tenant.id, params.page()).await?,
+        state
+            .control
+            .list_packages(&state.caller, tenant.id, params.page())
+            .await?,
     ))
 }
 
@@ -149,7 +154,7 @@ pub struct Deployment {
         (status = 422, description = "A grant the manifest does not declare (`grant_refused`), or an invalid name, config or secret (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn deploy(
-    State(state): State<AppState>,
+    state: Scope,
     Path(tenant): Path<String>,
     Json(body): Json<DeployBody>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -165,6 +170,7 @@ pub async fn deploy(
     let (agent, revision) = state
         .control
         .deploy(
+            &state.caller,
             tenant.id,
             DeployRequest {
                 name,
@@ -191,21 +197,17 @@ pub async fn deploy(
     params(("tenant" = String, Path, description = "Tenant name or id"), ListParams),
     responses((status = 200, description = "A page of agents", body = Page<Agent>)))]
 pub async fn list_agents(
-    State(state): State<AppState>,
+    state: Scope,
     Path(tenant): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<Agent>>, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
     Ok(Json(
-        state.store.list_agents(tenant.id, params.page()).await?,
+        state
+            .control
+            .list_agents(&state.caller, tenant.id, params.page())
+            .await?,
     ))
-}
-
-/// An agent with all its revisions, newest first.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AgentDetail {
-    pub agent: Agent,
-    pub revisions: Vec<AgentRevision>,
 }
 
 /// Get an agent and its revisions.
@@ -216,16 +218,16 @@ pub struct AgentDetail {
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_agent(
-    State(state): State<AppState>,
+    state: Scope,
     Path((tenant, agent)): Path<(String, String)>,
 ) -> Result<Json<AgentDetail>, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
-    let agent = state
-        .store
-        .get_agent(tenant.id, &parse_name("agent", &agent)?)
-        .await?;
-    let revisions = state.store.list_revisions(tenant.id, agent.id).await?;
-    Ok(Json(AgentDetail { agent, revisions }))
+    Ok(Json(
+        state
+            .control
+            .agent_detail(&state.caller, tenant.id, &parse_name("agent", &agent)?)
+            .await?,
+    ))
 }
 
 /// Delete an agent with its revisions, tasks and state.
@@ -236,15 +238,14 @@ pub async fn get_agent(
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_agent(
-    State(state): State<AppState>,
+    state: Scope,
     Path((tenant, agent)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
-    let agent = state
-        .store
-        .get_agent(tenant.id, &parse_name("agent", &agent)?)
+    state
+        .control
+        .delete_agent(&state.caller, tenant.id, &parse_name("agent", &agent)?)
         .await?;
-    state.store.delete_agent(tenant.id, agent.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -264,35 +265,20 @@ pub struct RollbackBody {
         (status = 404, description = "No such agent or revision", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn rollback(
-    State(state): State<AppState>,
+    state: Scope,
     Path((tenant, agent)): Path<(String, String)>,
     Json(body): Json<RollbackBody>,
 ) -> Result<Json<Agent>, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
-    let agent = state
-        .store
-        .get_agent(tenant.id, &parse_name("agent", &agent)?)
-        .await?;
-    let target = match body.revision {
-        Some(revision) => revision,
-        None => state
-            .store
-            .list_revisions(tenant.id, agent.id)
-            .await?
-            .into_iter()
-            .map(|r| r.revision)
-            .find(|r| *r < agent.current_revision)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Conflict,
-                    "there is no earlier revision to roll back to",
-                )
-            })?,
-    };
     Ok(Json(
         state
-            .store
-            .set_current_revision(tenant.id, agent.id, target)
+            .control
+            .rollback(
+                &state.caller,
+                tenant.id,
+                &parse_name("agent", &agent)?,
+                body.revision,
+            )
             .await?,
     ))
 }
@@ -328,7 +314,7 @@ const MAX_CONTEXT_ID_LEN: usize = 256;
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn invoke(
-    State(state): State<AppState>,
+    state: Scope,
     Path((tenant, agent)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
     Json(body): Json<InvokeBody>,
@@ -351,6 +337,7 @@ pub async fn invoke(
     let started = state
         .control
         .start(
+            &state.caller,
             tenant.id,
             &agent,
             InvokeRequest {
@@ -366,7 +353,9 @@ pub async fn invoke(
         .await?;
     if body.stream {
         let after = started.log.last().map_or(0, |e| e.seq);
-        let events = state.control.follow(tenant.id, started.task.id, after);
+        let events = state
+            .control
+            .follow(&state.caller, tenant.id, started.task.id, after);
         return Ok(event_stream(Some(started.task), events));
     }
     let invocation: Invocation = started.finished().await?;
@@ -427,7 +416,7 @@ pub struct TaskListParams {
     params(("tenant" = String, Path, description = "Tenant name or id"), TaskListParams),
     responses((status = 200, description = "A page of tasks", body = Page<Task>)))]
 pub async fn list_tasks(
-    State(state): State<AppState>,
+    state: Scope,
     Path(tenant): Path<String>,
     Query(params): Query<TaskListParams>,
 ) -> Result<Json<Page<Task>>, ApiError> {
@@ -435,8 +424,8 @@ pub async fn list_tasks(
     let agent_id = match &params.agent {
         Some(name) => Some(
             state
-                .store
-                .get_agent(tenant.id, &parse_name("agent", name)?)
+                .control
+                .agent(&state.caller, tenant.id, &parse_name("agent", name)?)
                 .await?
                 .id,
         ),
@@ -460,7 +449,10 @@ pub async fn list_tasks(
         params.limit.unwrap_or(nexus_core::page::DEFAULT_PAGE_SIZE),
     );
     Ok(Json(
-        state.store.list_tasks(tenant.id, &filter, page).await?,
+        state
+            .control
+            .list_tasks(&state.caller, tenant.id, &filter, page)
+            .await?,
     ))
 }
 
@@ -478,14 +470,14 @@ fn parse_task_id(value: &str) -> Result<TaskId, ApiError> {
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_task(
-    State(state): State<AppState>,
+    state: Scope,
     Path((tenant, task)): Path<(String, String)>,
 ) -> Result<Json<Task>, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
     Ok(Json(
         state
-            .store
-            .get_task(tenant.id, parse_task_id(&task)?)
+            .control
+            .task(&state.caller, tenant.id, parse_task_id(&task)?)
             .await?,
     ))
 }
@@ -508,7 +500,7 @@ pub struct EventParams {
     params(("tenant" = String, Path, description = "Tenant name or id"), ("task" = String, Path, description = "Task id"), EventParams),
     responses((status = 200, description = "Events in order; with `follow`, a text/event-stream", body = Vec<TaskEvent>)))]
 pub async fn task_events(
-    State(state): State<AppState>,
+    state: Scope,
     Path((tenant, task)): Path<(String, String)>,
     Query(params): Query<EventParams>,
     headers: axum::http::HeaderMap,
@@ -516,8 +508,8 @@ pub async fn task_events(
     let tenant = resolve_tenant(&state, &tenant).await?;
     if params.follow {
         let task = state
-            .store
-            .get_task(tenant.id, parse_task_id(&task)?)
+            .control
+            .task(&state.caller, tenant.id, parse_task_id(&task)?)
             .await?;
         let resume = headers
             .get("last-event-id")
@@ -534,7 +526,9 @@ pub async fn task_events(
             })
             .transpose()?;
         let after = resume.unwrap_or(0).max(params.after.unwrap_or(0));
-        let events = state.control.follow(tenant.id, task.id, after);
+        let events = state
+            .control
+            .follow(&state.caller, tenant.id, task.id, after);
         return Ok(event_stream(None, events));
     }
     let limit = params
@@ -543,8 +537,9 @@ pub async fn task_events(
         .clamp(1, MAX_EVENTS_PER_PAGE);
     Ok(Json(
         state
-            .store
-            .list_task_events(
+            .control
+            .task_events(
+                &state.caller,
                 tenant.id,
                 parse_task_id(&task)?,
                 params.after.unwrap_or(0),
@@ -563,14 +558,14 @@ pub async fn task_events(
         (status = 409, description = "The task has already ended", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn cancel_task(
-    State(state): State<AppState>,
+    state: Scope,
     Path((tenant, task)): Path<(String, String)>,
 ) -> Result<Json<Task>, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
     Ok(Json(
         state
             .control
-            .cancel(tenant.id, parse_task_id(&task)?)
+            .cancel(&state.caller, tenant.id, parse_task_id(&task)?)
             .await?,
     ))
 }

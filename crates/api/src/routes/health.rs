@@ -33,7 +33,7 @@ pub async fn healthz() -> Json<Health> {
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state
-        .store
+        .control
         .ping()
         .await
         .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("database not ready: {e}")))?;

@@ -35,7 +35,6 @@ use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{HeaderMap, Method, Request, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -59,7 +58,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use crate::AppState;
+use crate::Scope;
 use crate::error::ApiError;
 use crate::extract::{Path, RawBody};
 
@@ -80,7 +79,7 @@ const ARGUMENTS: [&str; 3] = ["message", "session", "task"];
 /// An unknown tenant is a 404 problem before any MCP handling. The body has already been read
 /// under the router's body limit (413 problem past it).
 pub async fn endpoint(
-    State(state): State<AppState>,
+    state: Scope,
     Path(tenant): Path<String>,
     uri: Uri,
     headers: HeaderMap,
@@ -121,6 +120,35 @@ pub async fn endpoint(
         return Err(transport_refusal(response).await);
     }
     Ok(response.into_response())
+}
+
+/// The MCP error of a control-plane error: one exhaustive `match` on its code. MCP tools
+/// report bad arguments (an unknown agent or task, a message the agent refuses) as invalid
+/// params; what the server could not do as internal errors.
+fn control_error(error: ControlError) -> ErrorData {
+    use nexus_core::ErrorCode as C;
+    match error.code() {
+        C::InvalidJson
+        | C::InvalidBody
+        | C::ValidationFailed
+        | C::InvalidParameter
+        | C::InvalidPackage
+        | C::GrantRefused
+        | C::PayloadTooLarge
+        | C::UnsupportedMediaType
+        | C::NotFound
+        | C::RouteNotFound
+        | C::MethodNotAllowed
+        | C::NotAcceptable
+        | C::Conflict
+        | C::IllegalTransition
+        | C::Forbidden
+        | C::Unauthenticated
+        | C::OriginRefused => ErrorData::invalid_params(error.to_string(), None),
+        C::RateLimited | C::Timeout | C::Overloaded | C::Unavailable | C::Internal => {
+            internal(error)
+        }
+    }
 }
 
 /// Whether `Content-Type` says `application/json` (parameters such as `charset` aside).
@@ -176,7 +204,7 @@ fn server_config() -> StreamableHttpServerConfig {
 /// The MCP server of one tenant.
 #[derive(Debug, Clone)]
 struct TenantTools {
-    state: AppState,
+    state: Scope,
     tenant: Arc<Tenant>,
     /// The W3C trace of the request's `traceparent`, which the tasks it starts join.
     trace_id: Option<String>,
@@ -214,14 +242,18 @@ impl ServerHandler for TenantTools {
             .map(Cursor);
         let page = self
             .state
-            .store
-            .list_agents(self.tenant.id, PageRequest::after(after, AGENTS_PER_PAGE))
+            .control
+            .list_agents(
+                &self.state.caller,
+                self.tenant.id,
+                PageRequest::after(after, AGENTS_PER_PAGE),
+            )
             .await
             .map_err(|e| match e {
-                StoreError::InvalidCursor(c) => {
+                ControlError::Store(StoreError::InvalidCursor(c)) => {
                     ErrorData::invalid_params(format!("invalid cursor `{}`", echo(&c)), None)
                 }
-                other => internal(other),
+                other => control_error(other),
             })?;
         let mut tools = Vec::new();
         for agent in &page.items {
@@ -256,6 +288,7 @@ impl ServerHandler for TenantTools {
             .state
             .control
             .invoke(
+                &self.state.caller,
                 self.tenant.id,
                 &agent.name,
                 InvokeRequest {
@@ -274,29 +307,18 @@ impl ServerHandler for TenantTools {
                 },
             )
             .await
-            .map_err(|e| match e {
-                ControlError::Invalid(why) => ErrorData::invalid_params(why, None),
-                ControlError::Store(
-                    e @ (StoreError::NotFound { .. } | StoreError::IllegalTransition(_)),
-                ) => ErrorData::invalid_params(e.to_string(), None),
-                other => internal(other),
-            })?;
+            .map_err(control_error)?;
         Ok(self.result(&request.name, invocation.task).await?.into())
     }
 }
 
 impl TenantTools {
     /// The manifest of the agent's current revision, read as the Agent Card reads it.
-    async fn manifest(&self, agent: &Agent) -> Result<Manifest, StoreError> {
-        let store = &self.state.store;
-        let revision = store
-            .get_revision(self.tenant.id, agent.id, agent.current_revision)
-            .await?;
-        let package = store
-            .get_package_by_digest(self.tenant.id, &revision.package_digest)
-            .await?;
-        serde_json::from_value(package.manifest)
-            .map_err(|e| StoreError::Corrupt(format!("stored manifest: {e}")))
+    async fn manifest(&self, agent: &Agent) -> Result<Manifest, ControlError> {
+        self.state
+            .control
+            .agent_manifest(&self.state.caller, self.tenant.id, agent)
+            .await
     }
 
     /// The agent a tool name designates (see the module docs for the scheme).
@@ -311,13 +333,18 @@ impl TenantTools {
             )
         };
         let (agent, skill) = parse_tool_name(tool).ok_or_else(unknown)?;
-        let agent = match self.state.store.get_agent(self.tenant.id, &agent).await {
+        let agent = match self
+            .state
+            .control
+            .agent(&self.state.caller, self.tenant.id, &agent)
+            .await
+        {
             Ok(agent) => agent,
-            Err(StoreError::NotFound { .. }) => return Err(unknown()),
-            Err(e) => return Err(internal(e)),
+            Err(ControlError::Store(StoreError::NotFound { .. })) => return Err(unknown()),
+            Err(e) => return Err(control_error(e)),
         };
         if let Some(skill) = skill {
-            let manifest = self.manifest(&agent).await.map_err(internal)?;
+            let manifest = self.manifest(&agent).await.map_err(control_error)?;
             if !manifest.skills.iter().any(|s| s.id == skill) {
                 return Err(unknown());
             }
@@ -339,10 +366,15 @@ impl TenantTools {
             )
         };
         let id: TaskId = id.parse().map_err(|_| no_task())?;
-        let task = match self.state.store.get_task(self.tenant.id, id).await {
+        let task = match self
+            .state
+            .control
+            .task(&self.state.caller, self.tenant.id, id)
+            .await
+        {
             Ok(task) if task.agent_id == agent.id => task,
-            Ok(_) | Err(StoreError::NotFound { .. }) => return Err(no_task()),
-            Err(e) => return Err(internal(e)),
+            Ok(_) | Err(ControlError::Store(StoreError::NotFound { .. })) => return Err(no_task()),
+            Err(e) => return Err(control_error(e)),
         };
         if task.state != TaskState::InputRequired {
             return Err(ErrorData::invalid_params(
@@ -370,10 +402,10 @@ impl TenantTools {
     async fn result(&self, tool: &str, task: Task) -> Result<CallToolResult, ErrorData> {
         let events = self
             .state
-            .store
-            .task_log(self.tenant.id, task.id)
+            .control
+            .task_log(&self.state.caller, self.tenant.id, task.id)
             .await
-            .map_err(internal)?;
+            .map_err(control_error)?;
         // This turn: from the caller's latest message on.
         let turn = events
             .iter()

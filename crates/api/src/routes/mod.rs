@@ -5,6 +5,7 @@ pub mod a2a_push;
 pub mod a2a_rest;
 pub mod agents;
 pub mod health;
+pub mod keys;
 pub mod mcp;
 pub mod tenants;
 

@@ -1,15 +1,12 @@
 //! `/v1/tenants`: the organisations that own everything else.
 
-use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use nexus_core::tenant::MAX_DISPLAY_NAME_LEN;
-use nexus_core::{
-    Cursor, ErrorCode, Name, NewAuditEvent, NewTenant, Page, PageRequest, Tenant, TenantId,
-};
+use nexus_control::TenantRef;
+use nexus_core::{Cursor, ErrorCode, Name, Page, PageRequest, Tenant};
 use serde::Deserialize;
 
-use crate::AppState;
+use crate::Scope;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 
@@ -53,10 +50,15 @@ impl ListParams {
             content_type = "application/problem+json"),
     ))]
 pub async fn list_tenants(
-    State(state): State<AppState>,
+    state: Scope,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<Tenant>>, ApiError> {
-    Ok(Json(state.store.list_tenants(params.page()).await?))
+    Ok(Json(
+        state
+            .control
+            .list_tenants(&state.caller, params.page())
+            .await?,
+    ))
 }
 
 /// Create a tenant.
@@ -69,28 +71,14 @@ pub async fn list_tenants(
             content_type = "application/problem+json"),
     ))]
 pub async fn create_tenant(
-    State(state): State<AppState>,
+    state: Scope,
     Json(body): Json<CreateTenant>,
 ) -> Result<impl IntoResponse, ApiError> {
     let name = Name::parse(&body.name)
         .map_err(|e| ApiError::new(ErrorCode::ValidationFailed, format!("name: {e}")))?;
-    let display_name = body.display_name.unwrap_or_else(|| name.to_string());
-    validate_display_name(&display_name)?;
     let tenant = state
-        .store
-        .create_tenant(NewTenant { name, display_name })
-        .await?;
-    state
-        .store
-        .append_audit(
-            tenant.id,
-            NewAuditEvent {
-                actor: "anonymous".into(),
-                action: "tenant.create".into(),
-                target: format!("tenants/{}", tenant.name),
-                details: serde_json::json!({ "display_name": tenant.display_name }),
-            },
-        )
+        .control
+        .create_tenant(&state.caller, name, body.display_name)
         .await?;
     let location = format!("/v1/tenants/{}", tenant.name);
     Ok((
@@ -111,39 +99,19 @@ pub async fn create_tenant(
             content_type = "application/problem+json"),
     ))]
 pub async fn get_tenant(
-    State(state): State<AppState>,
+    state: Scope,
     Path(tenant): Path<String>,
 ) -> Result<Json<Tenant>, ApiError> {
     Ok(Json(resolve_tenant(&state, &tenant).await?))
 }
 
-/// Finds a tenant by id (a UUID) or by name.
-pub async fn resolve_tenant(state: &AppState, name_or_id: &str) -> Result<Tenant, ApiError> {
-    if let Ok(id) = name_or_id.parse::<TenantId>() {
-        return Ok(state.store.get_tenant(id).await?);
-    }
-    let name = Name::parse(name_or_id).map_err(|e| {
+/// Finds a tenant by id (a UUID) or by name, if the caller may see it.
+pub async fn resolve_tenant(state: &Scope, name_or_id: &str) -> Result<Tenant, ApiError> {
+    let reference = TenantRef::parse(name_or_id).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidParameter,
             format!("`tenant` must be a tenant name or id: {e}"),
         )
     })?;
-    Ok(state.store.get_tenant_by_name(&name).await?)
-}
-
-fn validate_display_name(display_name: &str) -> Result<(), ApiError> {
-    let len = display_name.chars().count();
-    if display_name.trim().is_empty() || len > MAX_DISPLAY_NAME_LEN {
-        return Err(ApiError::new(
-            ErrorCode::ValidationFailed,
-            format!("display_name: must be 1 to {MAX_DISPLAY_NAME_LEN} characters, not blank"),
-        ));
-    }
-    if display_name.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            ErrorCode::ValidationFailed,
-            "display_name: must not contain control characters",
-        ));
-    }
-    Ok(())
+    Ok(state.control.tenant(&state.caller, &reference).await?)
 }

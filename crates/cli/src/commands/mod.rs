@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod bench;
+pub mod keys;
 pub mod run;
 pub mod server;
 pub mod tenants;

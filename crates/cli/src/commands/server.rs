@@ -35,6 +35,10 @@ pub struct ServerArgs {
     /// Config file (default: nexus.toml in the data directory, if present).
     #[arg(long, env = "NEXUS_CONFIG")]
     config: Option<PathBuf>,
+    /// On a fresh data directory, the admin API key to create instead of a random one (for
+    /// automation; at least 22 characters).
+    #[arg(long, env = "NEXUS_BOOTSTRAP_API_KEY", hide_env_values = true)]
+    bootstrap_api_key: Option<String>,
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     print_config: bool,
@@ -67,7 +71,7 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         ))
     })?;
     let store = open_store(&config).await?;
-    bootstrap(store.as_ref()).await?;
+    let default_tenant = bootstrap(store.as_ref()).await?;
 
     let metrics = nexus_telemetry::init_metrics().map_err(|e| CliError::internal(e.to_string()))?;
     let limits = Limits {
@@ -76,14 +80,8 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         max_in_flight: config.server.max_in_flight,
     };
     let control = control_plane(&config, store.clone())?;
-    let app = nexus_api::router(
-        AppState {
-            store: store.clone(),
-            control,
-            metrics,
-        },
-        limits,
-    );
+    bootstrap_key(&control, default_tenant, args.bootstrap_api_key.as_deref()).await?;
+    let app = nexus_api::router(AppState { control, metrics }, limits);
 
     let addr = config
         .listen_addr()
@@ -216,10 +214,10 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
 }
 
 /// Makes a fresh data directory usable and cleans up after a crash: the `default` tenant
-/// exists, and no task is left running.
-async fn bootstrap(store: &dyn Store) -> Result<(), CliError> {
+/// exists, and no task is left running. Returns the `default` tenant's id.
+async fn bootstrap(store: &dyn Store) -> Result<nexus_core::TenantId, CliError> {
     let name = Name::parse(DEFAULT_TENANT).map_err(|e| CliError::internal(e.to_string()))?;
-    store
+    let tenant = store
         .ensure_tenant(NewTenant {
             name,
             display_name: "Default".into(),
@@ -234,6 +232,29 @@ async fn bootstrap(store: &dyn Store) -> Result<(), CliError> {
         tracing::warn!(
             tasks = failed,
             "marked tasks interrupted by the last stop as failed"
+        );
+    }
+    Ok(tenant.id)
+}
+
+/// Gives a platform without keys its first one: `chosen` (`NEXUS_BOOTSTRAP_API_KEY`), or a
+/// random key printed once on stderr, the only place it ever appears.
+async fn bootstrap_key(
+    control: &nexus_control::ControlPlane,
+    tenant: nexus_core::TenantId,
+    chosen: Option<&str>,
+) -> Result<(), CliError> {
+    let created = control
+        .bootstrap_key(tenant, chosen)
+        .await
+        .map_err(|e| match e {
+            nexus_control::ControlError::Invalid(why) => CliError::usage(why),
+            other => CliError::internal(format!("creating the bootstrap API key: {other}")),
+        })?;
+    if let Some(secret) = created {
+        eprintln!(
+            "\nCreated the platform's first API key (owner of `default`, platform admin). It is \
+             shown only now; keep it safe:\n\n    export NEXUS_API_KEY={secret}\n"
         );
     }
     Ok(())

@@ -1,0 +1,156 @@
+//! Authentication at the gateway: every request to `/v1`, `/a2a` and `/mcp` carries an
+//! `Authorization: Bearer <API key>` header, which the control plane turns into the request's
+//! [`Caller`](nexus_core::Caller). Public by choice: health, readiness, metrics, the OpenAPI
+//! document, agent cards (which declare how to authenticate) and MCP's protected-resource
+//! metadata.
+//!
+//! A refusal is `401` problem+json with `WWW-Authenticate: Bearer`; for MCP it also names the
+//! protected-resource metadata, as MCP's authorization spec asks.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use nexus_core::ErrorCode;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Where MCP clients find how to authenticate to `/mcp/{tenant}` (RFC 9728).
+pub const MCP_RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource/mcp";
+
+/// Whether `path` is served without credentials.
+pub fn is_public(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz" | "/readyz" | "/metrics" | "/v1/openapi.json"
+    ) || (path.starts_with("/a2a/") && path.ends_with("/.well-known/agent-card.json"))
+        || path.starts_with(MCP_RESOURCE_METADATA)
+}
+
+/// Authenticates the request, or answers 401.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let credential = nexus_auth::bearer(
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    );
+    let refusal = match credential {
+        Ok(credential) => match state.control.authenticate(credential).await {
+            Ok(caller) => {
+                let trace_id = crate::routes::inbound_trace_id(request.headers());
+                request
+                    .extensions_mut()
+                    .insert(caller.with_trace_id(trace_id));
+                return next.run(request).await;
+            }
+            Err(e) if e.code() == ErrorCode::Unauthenticated => {
+                ApiError::new(ErrorCode::Unauthenticated, e.to_string())
+            }
+            Err(e) => ApiError::from(e),
+        },
+        Err(nexus_auth::BearerError::Missing) => ApiError::new(
+            ErrorCode::Unauthenticated,
+            "this endpoint needs an API key: send `Authorization: Bearer <key>`",
+        ),
+        Err(nexus_auth::BearerError::Malformed) => ApiError::new(
+            ErrorCode::Unauthenticated,
+            "the `Authorization` header must be `Bearer <key>`",
+        ),
+    };
+    let mut response = refusal.into_response();
+    if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+        let challenge = challenge(request.uri().path(), request.headers());
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+    }
+    response
+}
+
+/// The `WWW-Authenticate` challenge for `path`: MCP's names its resource metadata.
+fn challenge(path: &str, headers: &axum::http::HeaderMap) -> String {
+    match path.strip_prefix("/mcp/") {
+        Some(tenant) if !tenant.is_empty() && !tenant.contains('/') => {
+            let tenant: String = tenant
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .take(64)
+                .collect();
+            format!(
+                "Bearer realm=\"nexus\", resource_metadata=\"{}{MCP_RESOURCE_METADATA}/{tenant}\"",
+                base_url(headers)
+            )
+        }
+        _ => "Bearer realm=\"nexus\"".to_owned(),
+    }
+}
+
+/// The base URL a client reached the server by (its `Host`).
+pub(crate) fn base_url(headers: &axum::http::HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("127.0.0.1:7700");
+    format!("http://{host}")
+}
+
+/// MCP's protected-resource metadata for `/mcp/{tenant}` (RFC 9728): bearer tokens in the
+/// `Authorization` header; the API keys come from `nexus keys create`, not from an
+/// authorization server.
+pub async fn mcp_resource_metadata(
+    axum::extract::Path(tenant): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let base = base_url(&headers);
+    let tenant: String = tenant.chars().take(64).collect();
+    axum::Json(serde_json::json!({
+        "resource": format!("{base}/mcp/{tenant}"),
+        "authorization_servers": [],
+        "bearer_methods_supported": ["header"],
+        "resource_name": format!("NexusCore tenant {tenant}"),
+        "resource_documentation": "Send an API key made with `nexus keys create` as `Authorization: Bearer <key>`.",
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_chosen_paths_are_public() {
+        for public in [
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/v1/openapi.json",
+            "/a2a/default/echo/.well-known/agent-card.json",
+            "/.well-known/oauth-protected-resource/mcp/default",
+        ] {
+            assert!(is_public(public), "{public}");
+        }
+        for private in [
+            "/v1/tenants",
+            "/v1/openapi.json/x",
+            "/a2a/default/echo",
+            "/a2a/default/echo/message:send",
+            "/mcp/default",
+            "/healthz/",
+            "/",
+        ] {
+            assert!(!is_public(private), "{private}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Packages: uploaded, validated, compiled once and loaded by digest.
+
+use bytes::Bytes;
+use nexus_blob::Digest;
+use nexus_core::{Caller, NewPackage, Package, Page, PageRequest, TenantId};
+use nexus_runtime::AgentComponent;
+use nexus_store::StoreError;
+
+use crate::{Action, ControlError, ControlPlane, audit};
+
+impl ControlPlane {
+    /// Validates, compiles and stores a package. Uploading the same bytes again is a no-op.
+    pub async fn upload_package(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        bytes: Bytes,
+    ) -> Result<Package, ControlError> {
+        self.authorize(caller, tenant, Action::PackageUpload)
+            .await?;
+        let package = nexus_package::unpack(&bytes)?;
+        // Compile before storing anything: a package whose component does not load is refused
+        // whole.
+        let component = self.load(package.wasm.clone()).await?;
+        let digest = self.blobs.put(bytes).await?;
+        let stored = self
+            .store
+            .put_package(
+                tenant,
+                NewPackage {
+                    reference: package.manifest.package_ref(),
+                    digest: digest.to_string(),
+                    size_bytes: package.bytes.len() as u64,
+                    manifest: package.manifest.to_json(),
+                },
+            )
+            .await?;
+        let limits = limit_overrides(&package.manifest);
+        self.loaded
+            .lock()
+            .await
+            .insert(stored.digest.clone(), Loaded { component, limits });
+        self.store
+            .append_audit(
+                tenant,
+                audit::event(
+                    caller,
+                    "package.upload",
+                    format!("packages/{}", stored.reference),
+                    serde_json::json!({ "digest": stored.digest }),
+                ),
+            )
+            .await?;
+        Ok(stored)
+    }
+
+    /// Uploaded packages, in creation order.
+    pub async fn list_packages(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        page: PageRequest,
+    ) -> Result<Page<Package>, ControlError> {
+        self.authorize(caller, tenant, Action::PackageList).await?;
+        Ok(self.store.list_packages(tenant, page).await?)
+    }
+
+    /// Compiles (or loads cached machine code for) a component on a blocking thread: Cranelift
+    /// takes tens of milliseconds of CPU that must not stall the async workers.
+    pub(crate) async fn load(&self, wasm: Vec<u8>) -> Result<AgentComponent, ControlError> {
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || runtime.load(&wasm))
+            .await
+            .map_err(|e| ControlError::Component(format!("compilation was interrupted: {e}")))?
+            .map_err(|e| ControlError::Component(e.to_string()))
+    }
+
+    /// The loaded component of a package and its manifest's limits, loading it from the blob
+    /// store on first use.
+    pub(crate) async fn component(&self, digest: &str) -> Result<Loaded, ControlError> {
+        if let Some(loaded) = self.loaded.lock().await.get(digest) {
+            return Ok(loaded.clone());
+        }
+        let digest_value: Digest = digest
+            .parse()
+            .map_err(|e: nexus_blob::InvalidDigest| StoreError::Corrupt(e.to_string()))?;
+        let bytes = self.blobs.get(&digest_value).await?;
+        let package = nexus_package::unpack(&bytes)?;
+        let limits = limit_overrides(&package.manifest);
+        let component = self.load(package.wasm).await?;
+        let loaded = Loaded { component, limits };
+        self.loaded
+            .lock()
+            .await
+            .insert(digest.to_owned(), loaded.clone());
+        Ok(loaded)
+    }
+}
+
+/// A package ready to run: its compiled component and the limits its manifest asks for.
+#[derive(Clone)]
+pub(crate) struct Loaded {
+    pub(crate) component: AgentComponent,
+    pub(crate) limits: nexus_runtime::LimitOverrides,
+}
+
+/// The runtime limits a manifest's `[limits]` ask for.
+fn limit_overrides(manifest: &nexus_package::Manifest) -> nexus_runtime::LimitOverrides {
+    let limits = &manifest.limits;
+    nexus_runtime::LimitOverrides {
+        memory_bytes: limits.memory_mib.map(|mib| {
+            usize::try_from(mib)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(1024 * 1024)
+        }),
+        deadline: limits
+            .timeout_secs
+            .map(|secs| std::time::Duration::from_secs(u64::from(secs))),
+        fuel: limits.fuel,
+    }
+}
