@@ -21,6 +21,8 @@ from a2a.types import (
 from a2a.utils.constants import TransportProtocol
 from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
 
+from conftest import AUTH
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -45,7 +47,11 @@ async def agent(platform, name, **config):
     config.setdefault("streaming", False)
     client = await create_client(
         f"{platform}/a2a/default/{name}",
-        ClientConfig(supported_protocol_bindings=[TransportProtocol.HTTP_JSON], **config),
+        ClientConfig(
+            supported_protocol_bindings=[TransportProtocol.HTTP_JSON],
+            httpx_client=httpx.AsyncClient(headers=AUTH),
+            **config,
+        ),
     )
     assert isinstance(client._transport, RestTransport)
     return client
@@ -145,7 +151,7 @@ async def test_subscribe_follows_a_running_task_until_it_is_canceled(platform):
 async def test_errors_are_google_rpc_status(platform):
     base = f"{platform}/a2a/default/echo"
     headers = {"A2A-Version": "1.0"}
-    async with httpx.AsyncClient(headers=headers) as http:
+    async with httpx.AsyncClient(headers={**AUTH, **headers}) as http:
         missing = await http.get(f"{base}/tasks/{uuid.uuid4()}")
         nowhere = await http.get(f"{base}/no/such/route")
         malformed = await http.post(

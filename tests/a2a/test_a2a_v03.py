@@ -29,6 +29,8 @@ from a2a.types import (
     TextPart,
 )
 
+from conftest import AUTH
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -43,7 +45,7 @@ def user_message(text, task_id=None, context_id=None):
 
 
 async def test_send_get_cancel_and_multi_turn_with_0_3_names(platform):
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=AUTH) as http:
         url = f"{platform}/a2a/default/greeter"
         card = await A2ACardResolver(http, url).get_agent_card()
         assert card.name == "greeter"
@@ -75,7 +77,7 @@ async def test_send_get_cancel_and_multi_turn_with_0_3_names(platform):
 
 
 async def test_message_stream_with_0_3_names(platform):
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=AUTH) as http:
         url = f"{platform}/a2a/default/streamer"
         card = await A2ACardResolver(http, url).get_agent_card()
         assert card.capabilities.streaming
@@ -94,7 +96,7 @@ async def test_message_stream_with_0_3_names(platform):
 
 
 async def test_push_notifications_send_the_0_3_task_when_it_ends(platform, webhook):
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=AUTH) as http:
         url = f"{platform}/a2a/default/hostile"
         client = A2AClient(http, agent_card=await A2ACardResolver(http, url).get_agent_card())
         configuration = MessageSendConfiguration(

@@ -26,6 +26,8 @@ from a2a.types import (
 )
 from google.protobuf import json_format
 
+from conftest import AUTH
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -47,11 +49,12 @@ async def send(client, message):
 
 async def agent(platform, name, **config):
     config.setdefault("streaming", False)
+    config.setdefault("httpx_client", httpx.AsyncClient(headers=AUTH))
     return await create_client(f"{platform}/a2a/default/{name}", ClientConfig(**config))
 
 
 async def test_card_describes_the_agent(platform):
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=AUTH) as http:
         card = await A2ACardResolver(http, f"{platform}/a2a/default/echo").get_agent_card()
     assert card.name == "echo"
     assert [s.id for s in card.skills] == ["echo"]
@@ -246,3 +249,22 @@ async def test_push_configs_for_unknown_tasks_and_bad_urls_are_refused(platform)
             TaskPushNotificationConfig(task_id=task.id, url="ftp://example.com/hook")
         )
     assert "url" in str(bad.value).lower()
+
+
+async def test_without_credentials_the_client_fails_cleanly(platform):
+    """The card is public (it says how to authenticate); every call needs the bearer key."""
+    async with httpx.AsyncClient() as http:
+        card = await A2ACardResolver(http, f"{platform}/a2a/default/echo").get_agent_card()
+        assert "bearer" in card.security_schemes
+        client = await create_client(
+            f"{platform}/a2a/default/echo", ClientConfig(streaming=False, httpx_client=http)
+        )
+        with pytest.raises(Exception) as refused:
+            await send(client, user_message("hi"))
+        assert "401" in str(refused.value)
+    wrong = {"Authorization": "Bearer nxk_not-a-key-of-this-platform-at-all"}
+    async with httpx.AsyncClient(headers=wrong) as http:
+        reply = await http.post(f"{platform}/a2a/default/echo", json={})
+    assert reply.status_code == 401
+    assert reply.headers["www-authenticate"].startswith("Bearer")
+    assert reply.json()["code"] == "unauthenticated"

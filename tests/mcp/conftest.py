@@ -10,10 +10,13 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 NEXUS = os.environ.get("NEXUS_BIN", str(REPO / "target" / "debug" / "nexus"))
+# The platform admin key the test server is bootstrapped with; clients send it as a bearer token.
+API_KEY = "test-admin-key-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def nexus(server, *args, check=True):
-    env = dict(os.environ, CARGO_TARGET_DIR=str(REPO / "target" / "wasm"))
+    env = dict(os.environ, CARGO_TARGET_DIR=str(REPO / "target" / "wasm"), NEXUS_API_KEY=API_KEY)
     result = subprocess.run(
         [NEXUS, "--server", server, *args], capture_output=True, text=True, env=env
     )
@@ -26,7 +29,7 @@ def nexus(server, *args, check=True):
 def platform(tmp_path_factory):
     """Starts the server on a free port and deploys `echo` and `greeter`; yields its URL."""
     data = tmp_path_factory.mktemp("nexus-data")
-    env = dict(os.environ, NEXUS__LOG__FORMAT="json")
+    env = dict(os.environ, NEXUS_BOOTSTRAP_API_KEY=API_KEY, NEXUS__LOG__FORMAT="json")
     env.pop("NEXUS_LISTEN", None)
     process = subprocess.Popen(
         [NEXUS, "server", "--listen", "127.0.0.1:0", "--data-dir", str(data)],

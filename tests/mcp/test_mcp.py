@@ -8,21 +8,28 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import INVALID_PARAMS, LATEST_PROTOCOL_VERSION
+
+from conftest import AUTH
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 @contextlib.asynccontextmanager
 async def session(platform, tenant="default"):
-    async with streamable_http_client(f"{platform}/mcp/{tenant}") as (read, write, _):
+    async with streamable_http_client(
+        f"{platform}/mcp/{tenant}", http_client=create_mcp_http_client(headers=AUTH)
+    ) as (read, write, _):
         async with ClientSession(read, write) as client:
             yield client, await client.initialize()
 
 
 async def test_initialize_speaks_2025_11_25_statelessly(platform):
     assert LATEST_PROTOCOL_VERSION == "2025-11-25"
-    async with streamable_http_client(f"{platform}/mcp/default") as (read, write, session_id):
+    async with streamable_http_client(
+        f"{platform}/mcp/default", http_client=create_mcp_http_client(headers=AUTH)
+    ) as (read, write, session_id):
         async with ClientSession(read, write) as client:
             init = await client.initialize()
             assert init.protocolVersion == "2025-11-25"
@@ -60,7 +67,7 @@ async def test_call_returns_the_reply_and_the_task(platform):
         again = await client.call_tool("echo__echo", {"message": "again"})
         assert [c.text for c in again.content] == ["echo: again"]
     # The call was a durable task, visible over REST.
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=AUTH) as http:
         task = (await http.get(f"{platform}/v1/tenants/default/tasks/{task_id}")).json()
     assert task["state"] == "completed"
     assert task["context_id"] == "s-1"
@@ -122,7 +129,7 @@ async def test_unknown_tenant_is_404(platform):
             "clientInfo": {"name": "t", "version": "1"},
         },
     }
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=AUTH) as http:
         reply = await http.post(
             f"{platform}/mcp/nobody",
             json=initialize,
@@ -134,3 +141,25 @@ async def test_unknown_tenant_is_404(platform):
     with pytest.raises(Exception):
         async with session(platform, tenant="nobody"):
             pass
+
+
+async def test_without_credentials_the_client_fails_cleanly(platform):
+    """401 with a challenge naming the protected-resource metadata, which is public."""
+    with pytest.raises(Exception) as refused:
+        async with streamable_http_client(f"{platform}/mcp/default") as (read, write, _):
+            async with ClientSession(read, write) as client:
+                await client.initialize()
+    assert "401" in repr(refused.value) or "Unauthorized" in repr(refused.value)
+    async with httpx.AsyncClient() as http:
+        reply = await http.post(
+            f"{platform}/mcp/default",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream"},
+        )
+        assert reply.status_code == 401
+        challenge = reply.headers["www-authenticate"]
+        assert "resource_metadata=" in challenge
+        metadata_url = challenge.split('resource_metadata="')[1].rstrip('"')
+        metadata = (await http.get(metadata_url)).json()
+    assert metadata["resource"] == f"{platform}/mcp/default"
+    assert metadata["bearer_methods_supported"] == ["header"]

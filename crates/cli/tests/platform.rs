@@ -202,6 +202,7 @@ fn a_task_running_at_a_crash_ends_failed_after_restart() {
     // A task that spins until its 60 s deadline, invoked in the background.
     let mut spinning = Command::new(NEXUS)
         .args(["--server", &server.url, "invoke", "hostile", "loop"])
+        .env("NEXUS_API_KEY", API_KEY)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -273,7 +274,7 @@ async fn a2a_errors_have_their_spec_codes() {
     let server = Server::start(data.path(), &[]);
     text(&server.cli_building(&["deploy", repo().join("examples/echo").to_str().unwrap()]));
     let url = format!("{}/a2a/default/echo", server.url);
-    let http = reqwest::Client::new();
+    let http = server.http();
     let call = |version: Option<&'static str>, body: String| {
         let mut request = http
             .post(&url)
@@ -558,7 +559,7 @@ async fn tasks_join_the_trace_of_the_request_that_starts_them() {
     text(&server.cli(&["deploy", package.to_str().unwrap()]));
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
-    let http = reqwest::Client::new();
+    let http = server.http();
     let a2a = format!("{}/a2a/default/hostile", server.url);
     let send_1_0 = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
         "params": {"message": {"messageId": "m", "role": "ROLE_USER",

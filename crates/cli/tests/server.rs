@@ -230,3 +230,126 @@ fn bench_http_measures_a_server_and_refuses_bad_arguments() {
     }
     server.stop();
 }
+
+/// A fresh data directory prints its first key once; keys made with `nexus keys` carry their
+/// role; a revoked key is refused from the next request on; no key at all is a clear error.
+#[test]
+fn keys_are_shown_once_carry_their_role_and_die_when_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without NEXUS_BOOTSTRAP_API_KEY, the first start prints a random admin key.
+    let mut child = Command::new(NEXUS)
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("NEXUS_BOOTSTRAP_API_KEY")
+        .env("NEXUS__LOG__FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut key = None;
+    let mut url = None;
+    for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+        if let Some(rest) = line.trim().strip_prefix("export NEXUS_API_KEY=") {
+            key = Some(rest.to_owned());
+        }
+        if line.contains("\"listening\"") {
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+            url = Some(entry["url"].as_str().unwrap().to_owned());
+            break;
+        }
+    }
+    let (key, url) = (key.expect("the first key is printed"), url.unwrap());
+    assert!(key.starts_with("nxk_"), "{key}");
+    let as_key = |key: Option<&str>, args: &[&str]| {
+        let mut command = Command::new(NEXUS);
+        command.arg("--server").arg(&url).args(args);
+        command.env_remove("NEXUS_API_KEY");
+        if let Some(key) = key {
+            command.env("NEXUS_API_KEY", key);
+        }
+        command.output().unwrap()
+    };
+    let anonymous = as_key(None, &["tenants", "list"]);
+    assert_eq!(anonymous.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(
+        stderr.contains("(unauthenticated)") && stderr.contains("NEXUS_API_KEY"),
+        "{stderr}"
+    );
+    assert!(as_key(Some(&key), &["tenants", "list"]).status.success());
+
+    // A viewer key reads but may not change anything, nor mint itself a stronger key.
+    let created = as_key(Some(&key), &["keys", "create", "ci", "--role", "viewer"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let viewer = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    assert!(viewer.starts_with("nxk_") && viewer != key);
+    assert!(as_key(Some(&viewer), &["agents", "list"]).status.success());
+    for args in [
+        &["tenants", "create", "acme"][..],
+        &["keys", "create", "mine", "--role", "admin"],
+        &["keys", "list"],
+    ] {
+        let output = as_key(Some(&viewer), args);
+        assert_eq!(output.status.code(), Some(4), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("(forbidden)"),
+            "{args:?}"
+        );
+    }
+    // Listing never shows a secret.
+    let listed = as_key(Some(&key), &["--json", "keys", "list"]);
+    let listed_text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(!listed_text.contains(&viewer) && !listed_text.contains(&key));
+    let page: serde_json::Value = serde_json::from_str(&listed_text).unwrap();
+    let viewer_id = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "ci")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        as_key(Some(&key), &["keys", "revoke", &viewer_id])
+            .status
+            .success()
+    );
+    let revoked = as_key(Some(&viewer), &["agents", "list"]);
+    assert_eq!(revoked.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&revoked.stderr).contains("(unauthenticated)"));
+
+    // Every change above is in the audit chain with the real principal, and it verifies.
+    let audit = as_key(Some(&key), &["--json", "audit", "list"]);
+    let events: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let actions: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in ["key.create", "authz.deny", "key.revoke", "auth.fail"] {
+        assert!(actions.contains(&expected), "{expected} in {actions:?}");
+    }
+    assert!(as_key(Some(&key), &["audit", "verify"]).status.success());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A second start prints no key: one exists.
+    let server = Server::start(dir.path(), &[]);
+    let again = Command::new(NEXUS)
+        .args(["--server", &server.url, "tenants", "list"])
+        .env("NEXUS_API_KEY", &key)
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    server.stop();
+}

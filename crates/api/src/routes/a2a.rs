@@ -101,6 +101,12 @@ pub async fn card(
         "defaultOutputModes": manifest.agent.output_modes,
         "skills": skills,
         "provider": {"organization": tenant.display_name, "url": format!("http://{host}")},
+        // Every call needs an API key as a bearer token (the card itself is public).
+        "securitySchemes": {
+            "bearer": {"httpAuthSecurityScheme": {"scheme": "Bearer",
+                "description": "A NexusCore API key (`nexus keys create`)"}}
+        },
+        "securityRequirements": [{"schemes": {"bearer": {"list": []}}}],
         // A2A 0.3 fields, for 0.3 clients.
         "url": url,
         "preferredTransport": "JSONRPC",

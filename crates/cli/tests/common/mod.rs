@@ -9,6 +9,8 @@ use std::sync::mpsc;
 use serde_json::Value;
 
 pub const NEXUS: &str = env!("CARGO_BIN_EXE_nexus");
+/// The platform admin key every test server is bootstrapped with (`NEXUS_BOOTSTRAP_API_KEY`).
+pub const API_KEY: &str = "test-admin-key-0123456789abcdef";
 
 /// A running `nexus server` on a free loopback port.
 pub struct Server {
@@ -25,6 +27,7 @@ impl Server {
             .args(extra)
             .env_remove("NEXUS_LISTEN")
             .env("NEXUS__LOG__FORMAT", "json")
+            .env("NEXUS_BOOTSTRAP_API_KEY", API_KEY)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -48,6 +51,19 @@ impl Server {
         let entry: Value = serde_json::from_str(&line).unwrap();
         server.url = entry["url"].as_str().unwrap().to_owned();
         server
+    }
+
+    /// An HTTP client that sends the admin key.
+    pub fn http(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {API_KEY}").parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
     }
 
     /// Blocks until a log line containing `needle` arrives (or the server exits).
@@ -81,6 +97,7 @@ impl Server {
             .arg(&self.url)
             .args(args)
             .env_remove("NEXUS_SERVER")
+            .env("NEXUS_API_KEY", API_KEY)
             .output()
             .unwrap()
     }
@@ -121,6 +138,7 @@ impl Server {
             .arg(&self.url)
             .args(args)
             .env_remove("NEXUS_SERVER")
+            .env("NEXUS_API_KEY", API_KEY)
             .env("CARGO_TARGET_DIR", repo().join("target/wasm"))
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
