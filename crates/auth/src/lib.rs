@@ -150,7 +150,8 @@ mod tests {
 
     #[test]
     fn bearer_headers_parse_strictly() {
-        let cases: [(Option<&[u8]>, Result<&str, BearerError>); 9] = [
+        type Case<'a> = (Option<&'a [u8]>, Result<&'a str, BearerError>);
+        let cases: [Case; 9] = [
             (None, Err(BearerError::Missing)),
             (Some(b"Bearer nxk_abc"), Ok("nxk_abc")),
             (Some(b"bearer   nxk_abc  "), Ok("nxk_abc")),
