@@ -181,6 +181,7 @@ pub fn error_mapping(rpc_code: i64) -> (StatusCode, &'static str, &'static str) 
             "FAILED_PRECONDITION",
             "VERSION_NOT_SUPPORTED",
         ),
+        code::FORBIDDEN => (StatusCode::FORBIDDEN, "PERMISSION_DENIED", "FORBIDDEN"),
         // INTERNAL_ERROR, and any code without a row of its own.
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
