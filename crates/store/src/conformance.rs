@@ -2173,7 +2173,11 @@ pub async fn api_keys_revoke_keeps_the_first_time(store: Arc<dyn Store>) {
     assert!(!revoked.is_active(nexus_core::page::now()));
     assert_eq!(store.get_api_key(t, key.id).await.unwrap(), revoked);
 
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Wait for the clock to move past the first revocation (an event, not a guessed delay), so
+    // a second revocation that overwrote the time would show.
+    while nexus_core::page::now() <= first {
+        tokio::task::yield_now().await;
+    }
     let again = store
         .revoke_api_key(t, key.id, key_event("api_key.revoke", "api-keys/ci"))
         .await
