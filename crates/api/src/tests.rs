@@ -12,6 +12,7 @@ use tower::ServiceExt;
 use super::*;
 
 mod access;
+mod limits;
 
 /// The platform admin key every test app is bootstrapped with, sent by [`TestApp::send`].
 const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
@@ -620,6 +621,12 @@ async fn stored_package(app: &TestApp, agent: &str) -> String {
                 digest: digest.clone(),
                 size_bytes: 1,
                 manifest: manifest.to_json(),
+            },
+            nexus_core::NewAuditEvent {
+                actor: "system".into(),
+                action: "package.upload".into(),
+                target: "packages/test".into(),
+                details: serde_json::json!({}),
             },
         )
         .await

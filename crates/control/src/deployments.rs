@@ -57,8 +57,8 @@ impl std::fmt::Debug for DeployRequest {
 
 impl ControlPlane {
     /// Creates the agent, or a new revision of it, from an uploaded package. `secrets` are
-    /// sealed and stored with the revision, in one transaction; the agent keeps earlier secrets
-    /// not named again, and the revision lists all of them.
+    /// sealed and stored with the revision and its audit event, in one transaction; the agent
+    /// keeps earlier secrets not named again, and the revision lists all of them.
     pub async fn deploy(
         &self,
         caller: &Caller,
@@ -91,6 +91,19 @@ impl ControlPlane {
             )
             .await?
         };
+        // The store adds the revision number it assigns to the details. `secrets` names the
+        // secrets this deployment sets (the revision lists all the agent has afterwards).
+        let event = audit::event(
+            caller,
+            "agent.deploy",
+            format!("agents/{name}"),
+            serde_json::json!({
+                "package": package.reference.to_string(),
+                "digest": package.digest,
+                "grants": request.grants,
+                "secrets": request.secrets.keys().collect::<Vec<_>>(),
+            }),
+        );
         let deployed = self
             .store
             .deploy_revision_with_secrets(
@@ -105,28 +118,11 @@ impl ControlPlane {
                     grants: request.grants,
                 },
                 sealed,
+                event,
             )
             .await?;
         // Revisions never change, so the agent's first task need not read this one back.
         self.remember_revision(tenant, &deployed.1);
-        let (agent, revision) = &deployed;
-        self.store
-            .append_audit(
-                tenant,
-                audit::event(
-                    caller,
-                    "agent.deploy",
-                    format!("agents/{}", agent.name),
-                    serde_json::json!({
-                        "revision": revision.revision,
-                        "package": revision.package.to_string(),
-                        "digest": revision.package_digest,
-                        "grants": revision.grants,
-                        "secrets": revision.secret_names,
-                    }),
-                ),
-            )
-            .await?;
         Ok(deployed)
     }
 
@@ -222,18 +218,13 @@ impl ControlPlane {
     ) -> Result<(), ControlError> {
         self.authorize(caller, tenant, Action::AgentDelete).await?;
         let agent = self.store.get_agent(tenant, name).await?;
-        self.store.delete_agent(tenant, agent.id).await?;
-        self.store
-            .append_audit(
-                tenant,
-                audit::event(
-                    caller,
-                    "agent.delete",
-                    format!("agents/{}", agent.name),
-                    serde_json::json!({ "agent_id": agent.id }),
-                ),
-            )
-            .await?;
+        let event = audit::event(
+            caller,
+            "agent.delete",
+            format!("agents/{}", agent.name),
+            serde_json::json!({ "agent_id": agent.id }),
+        );
+        self.store.delete_agent(tenant, agent.id, event).await?;
         Ok(())
     }
 
@@ -261,22 +252,16 @@ impl ControlPlane {
                     ControlError::Conflict("there is no earlier revision to roll back to".into())
                 })?,
         };
-        let rolled = self
+        let event = audit::event(
+            caller,
+            "agent.rollback",
+            format!("agents/{}", agent.name),
+            serde_json::json!({ "from": agent.current_revision, "to": target }),
+        );
+        Ok(self
             .store
-            .set_current_revision(tenant, agent.id, target)
-            .await?;
-        self.store
-            .append_audit(
-                tenant,
-                audit::event(
-                    caller,
-                    "agent.rollback",
-                    format!("agents/{}", agent.name),
-                    serde_json::json!({ "from": agent.current_revision, "to": target }),
-                ),
-            )
-            .await?;
-        Ok(rolled)
+            .set_current_revision(tenant, agent.id, target, event)
+            .await?)
     }
 
     /// An agent's revision, from memory when it was read before.

@@ -9,7 +9,8 @@ use nexus_store::StoreError;
 use crate::{Action, ControlError, ControlPlane, audit};
 
 impl ControlPlane {
-    /// Validates, compiles and stores a package. Uploading the same bytes again is a no-op.
+    /// Validates, compiles and stores a package. Uploading the same bytes again stores nothing
+    /// new, but is audited like the first upload.
     pub async fn upload_package(
         &self,
         caller: &Caller,
@@ -23,16 +24,26 @@ impl ControlPlane {
         // whole.
         let component = self.load(package.wasm.clone()).await?;
         let digest = self.blobs.put(bytes).await?;
+        let reference = package.manifest.package_ref();
+        let digest = digest.to_string();
+        // Recorded with the package, a repeated upload too.
+        let event = audit::event(
+            caller,
+            "package.upload",
+            format!("packages/{reference}"),
+            serde_json::json!({ "digest": digest }),
+        );
         let stored = self
             .store
             .put_package(
                 tenant,
                 NewPackage {
-                    reference: package.manifest.package_ref(),
-                    digest: digest.to_string(),
+                    reference,
+                    digest,
                     size_bytes: package.bytes.len() as u64,
                     manifest: package.manifest.to_json(),
                 },
+                event,
             )
             .await?;
         let limits = limit_overrides(&package.manifest);
@@ -40,17 +51,6 @@ impl ControlPlane {
             .lock()
             .await
             .insert(stored.digest.clone(), Loaded { component, limits });
-        self.store
-            .append_audit(
-                tenant,
-                audit::event(
-                    caller,
-                    "package.upload",
-                    format!("packages/{}", stored.reference),
-                    serde_json::json!({ "digest": stored.digest }),
-                ),
-            )
-            .await?;
         Ok(stored)
     }
 

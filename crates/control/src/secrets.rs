@@ -253,6 +253,15 @@ mod tests {
         dir: tempfile::TempDir,
     }
 
+    fn test_event(action: &str) -> nexus_core::NewAuditEvent {
+        nexus_core::NewAuditEvent {
+            actor: "system".into(),
+            action: action.into(),
+            target: "test".into(),
+            details: serde_json::json!({}),
+        }
+    }
+
     async fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/nexus.db", dir.path().display());
@@ -262,10 +271,13 @@ mod tests {
                 .unwrap(),
         );
         let tenant = store
-            .create_tenant(nexus_core::NewTenant {
-                name: Name::parse("acme").unwrap(),
-                display_name: "Acme".into(),
-            })
+            .create_tenant(
+                nexus_core::NewTenant {
+                    name: Name::parse("acme").unwrap(),
+                    display_name: "Acme".into(),
+                },
+                test_event("tenant.create"),
+            )
             .await
             .unwrap()
             .id;
@@ -285,6 +297,7 @@ mod tests {
                     size_bytes: 1,
                     manifest: manifest.to_json(),
                 },
+                test_event("package.upload"),
             )
             .await
             .unwrap();
@@ -478,6 +491,7 @@ mod tests {
                     grants: nexus_core::Grants::default(),
                 },
                 Vec::new(),
+                test_event("agent.deploy"),
             )
             .await
             .unwrap();

@@ -70,22 +70,17 @@ impl ControlPlane {
             .await?;
         let display_name = display_name.unwrap_or_else(|| name.to_string());
         validate_display_name(&display_name)?;
-        let tenant = self
+        let event = audit::event(
+            caller,
+            "tenant.create",
+            format!("tenants/{name}"),
+            serde_json::json!({ "display_name": display_name }),
+        );
+        // The event is the first of the new tenant's chain, written with the tenant.
+        Ok(self
             .store
-            .create_tenant(NewTenant { name, display_name })
-            .await?;
-        self.store
-            .append_audit(
-                tenant.id,
-                audit::event(
-                    caller,
-                    "tenant.create",
-                    format!("tenants/{}", tenant.name),
-                    serde_json::json!({ "display_name": tenant.display_name }),
-                ),
-            )
-            .await?;
-        Ok(tenant)
+            .create_tenant(NewTenant { name, display_name }, event)
+            .await?)
     }
 }
 

@@ -1,5 +1,5 @@
 //! Durable tasks through the control plane with real guest components: following a task's
-//! events live, and cancelling a running agent.
+//! events live, and cancelling a running agent; and the audit of the changes that set them up.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail by panicking
 
@@ -444,7 +444,19 @@ async fn a_task_whose_agent_vanished_is_refused_and_leaves_nothing() {
         .get_agent(p.tenant, &Name::parse("echo").unwrap())
         .await
         .unwrap();
-    store.delete_agent(p.tenant, agent.id).await.unwrap();
+    store
+        .delete_agent(
+            p.tenant,
+            agent.id,
+            nexus_core::NewAuditEvent {
+                actor: "system".into(),
+                action: "agent.delete".into(),
+                target: "agents/echo".into(),
+                details: serde_json::json!({ "agent_id": agent.id }),
+            },
+        )
+        .await
+        .unwrap();
 
     let error = p
         .control
@@ -470,4 +482,81 @@ async fn a_task_whose_agent_vanished_is_refused_and_leaves_nothing() {
         .await
         .unwrap();
     assert!(tasks.items.is_empty(), "{:?}", tasks.items);
+}
+
+/// Each control-plane change is audited once, with the store's write: uploads (a repeated one
+/// too), deployments (with the revision the store assigned), rollbacks, deletions and tenant
+/// creations; a refused change records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_changes_are_audited_once_each() {
+    let p = platform(&["echo"]).await;
+    p.deploy("echo", "echo", &[]).await;
+    let caller = Caller::system(p.tenant);
+    let echo = Name::parse("echo").unwrap();
+    let refused = p.control.rollback(&caller, p.tenant, &echo, Some(9)).await;
+    assert!(refused.is_err(), "{refused:?}");
+    p.control
+        .rollback(&caller, p.tenant, &echo, None)
+        .await
+        .unwrap();
+    p.control
+        .delete_agent(&caller, p.tenant, &echo)
+        .await
+        .unwrap();
+    let created = p
+        .control
+        .create_tenant(&caller, Name::parse("acme").unwrap(), None)
+        .await
+        .unwrap();
+    let taken = p
+        .control
+        .create_tenant(&caller, Name::parse("acme").unwrap(), None)
+        .await;
+    assert!(taken.is_err(), "{taken:?}");
+
+    let events = p
+        .control
+        .list_audit(&caller, p.tenant, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(nexus_core::audit::verify_chain(&events), Ok(()));
+    assert_eq!(
+        events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        [
+            "package.upload",
+            "agent.deploy",
+            "package.upload",
+            "agent.deploy",
+            "agent.rollback",
+            "agent.delete"
+        ]
+    );
+    assert!(events.iter().all(|e| e.actor == "system"), "{events:?}");
+    let deploy = &events[3].details;
+    assert_eq!(events[1].details["revision"], 1);
+    assert_eq!(deploy["revision"], 2);
+    assert_eq!(deploy["package"], "tests/echo@0.1.0");
+    assert!(deploy["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(deploy["secrets"], serde_json::json!([]));
+    assert_eq!(events[4].details, serde_json::json!({ "from": 2, "to": 1 }));
+    assert_eq!(events[5].target, "agents/echo");
+
+    let theirs = p
+        .control
+        .list_audit(&caller, created.id, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(theirs.len(), 1, "{theirs:?}");
+    assert_eq!(
+        (
+            theirs[0].seq,
+            theirs[0].action.as_str(),
+            theirs[0].target.as_str()
+        ),
+        (1, "tenant.create", "tenants/acme")
+    );
+    assert_eq!(
+        theirs[0].details,
+        serde_json::json!({ "display_name": "acme" })
+    );
 }

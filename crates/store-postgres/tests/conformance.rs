@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use nexus_core::{Name, NewTenant};
-use nexus_store::{Store, TenantStore};
+use nexus_core::{Name, NewAuditEvent, NewTenant};
+use nexus_store::{AuditStore, Store, TenantStore};
 use nexus_store_postgres::PgStore;
 
 fn url() -> String {
@@ -39,16 +39,29 @@ async fn committed_rows_survive_reconnecting() {
     let schema = schema_name();
     let store = PgStore::open(&url(), 2, Some(&schema)).await.unwrap();
     let tenant = store
-        .create_tenant(NewTenant {
-            name: Name::parse("durable").unwrap(),
-            display_name: "Durable".into(),
-        })
+        .create_tenant(
+            NewTenant {
+                name: Name::parse("durable").unwrap(),
+                display_name: "Durable".into(),
+            },
+            NewAuditEvent {
+                actor: "system".into(),
+                action: "tenant.create".into(),
+                target: "tenants/durable".into(),
+                details: serde_json::json!({}),
+            },
+        )
         .await
         .unwrap();
     store.close().await;
 
     let reopened = PgStore::open(&url(), 2, Some(&schema)).await.unwrap();
     assert_eq!(reopened.get_tenant(tenant.id).await.unwrap(), tenant);
+    assert_eq!(
+        reopened.list_audit(tenant.id, 0, 10).await.unwrap().len(),
+        1,
+        "the creation's audit event was committed with it"
+    );
     reopened.close().await;
     PgStore::drop_schema(&url(), &schema).await.unwrap();
 }

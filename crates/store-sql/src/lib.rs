@@ -432,9 +432,37 @@ pub fn status_payload(state: TaskState, message: Option<&str>) -> serde_json::Va
     serde_json::json!({ "state": state.as_str(), "message": message })
 }
 
+/// `details` of a deployment's audit event with the revision number the store assigned:
+/// `"revision"` added to an object (replacing one already there), any other value wrapped as
+/// `{"details": value, "revision": revision}`.
+pub fn with_revision(details: serde_json::Value, revision: u32) -> serde_json::Value {
+    let mut object = match details {
+        serde_json::Value::Object(object) => object,
+        other => serde_json::Map::from_iter([("details".to_owned(), other)]),
+    };
+    object.insert("revision".to_owned(), revision.into());
+    serde_json::Value::Object(object)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_revision_goes_into_the_details_object_or_wraps_other_values() {
+        use serde_json::json;
+        assert_eq!(
+            with_revision(json!({ "package": "a/b@1.0.0", "revision": 9 }), 3),
+            json!({ "package": "a/b@1.0.0", "revision": 3 })
+        );
+        assert_eq!(with_revision(json!({}), 1), json!({ "revision": 1 }));
+        for other in [json!(null), json!("x"), json!([1, 2]), json!(7)] {
+            assert_eq!(
+                with_revision(other.clone(), 2),
+                json!({ "details": other, "revision": 2 })
+            );
+        }
+    }
 
     fn key_row(role: &str) -> ApiKeyRow {
         ApiKeyRow {

@@ -34,7 +34,8 @@ macro_rules! impl_store {
             use $crate::{
                 AgentRow, ApiKeyRow, AuditRow, PackageRow, RevisionRow, TaskEventRow, TaskRow,
                 TenantRow, convert, is_foreign_key_violation, is_unique_violation, map_err,
-                parse_cursor, status_payload, to_i64, to_u64, EVENTS_PER_INSERT, RUNNING_STATES,
+                parse_cursor, status_payload, to_i64, to_u64, with_revision, EVENTS_PER_INSERT,
+                RUNNING_STATES,
             };
 
             type Tx = sqlx::Transaction<'static, $db>;
@@ -77,15 +78,13 @@ macro_rules! impl_store {
                 Ok(stored)
             }
 
-            /// Appends `event` to `tenant`'s audit chain within `tx`: the one place that seals and
-            /// inserts audit events. Locks the tenant row first, so appends to one tenant's chain
-            /// take turns (and a caller that writes other rows of the tenant afterwards holds the
-            /// lock before any foreign-key check takes a weaker one on that row).
-            async fn append_audit_in_tx(
-                tx: &mut Tx,
-                tenant: TenantId,
-                event: NewAuditEvent,
-            ) -> Result<AuditEvent> {
+            /// Locks `tenant`'s row within `tx` (where the database has row locks): the lock that
+            /// makes appends to one tenant's audit chain take turns. `NotFound` if there is no
+            /// such tenant. An audited write takes it before it writes anything else, so it holds
+            /// the lock before any foreign-key check takes a weaker one on that row: two writers
+            /// that each held the weaker lock and then waited for the strong one deadlocked on
+            /// PostgreSQL.
+            async fn lock_audit_chain(tx: &mut Tx, tenant: TenantId) -> Result<()> {
                 let exists: Option<(Uuid,)> = sqlx::query_as(concat!(
                     "SELECT id FROM tenants WHERE id = $1",
                     $lock
@@ -97,6 +96,20 @@ macro_rules! impl_store {
                 if exists.is_none() {
                     return Err(StoreError::not_found("tenant", tenant));
                 }
+                Ok(())
+            }
+
+            /// Appends `event` to `tenant`'s audit chain within `tx`: the one place that seals and
+            /// inserts audit events. Takes the chain's lock first (`lock_audit_chain`; taking
+            /// it again in a transaction that holds it is a no-op). Audited writes call this
+            /// before their own writes, or call `lock_audit_chain` first when the event depends
+            /// on what they write; if the write then fails, dropping `tx` rolls the event back.
+            async fn append_audit_in_tx(
+                tx: &mut Tx,
+                tenant: TenantId,
+                event: NewAuditEvent,
+            ) -> Result<AuditEvent> {
+                lock_audit_chain(tx, tenant).await?;
                 let last: Option<(i64, String)> = sqlx::query_as(
                     "SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
                 )
@@ -261,8 +274,11 @@ macro_rules! impl_store {
 
             #[async_trait]
             impl TenantStore for $store {
-                async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
+                async fn create_tenant(&self, new: NewTenant, audit: NewAuditEvent) -> Result<Tenant> {
                     let tenant = new.into_tenant();
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    // The tenant row comes first here: the event goes into its chain. No other
+                    // transaction sees the row before the commit, so none can hold a lock on it.
                     sqlx::query(
                         "INSERT INTO tenants (id, name, display_name, created_at) VALUES ($1, $2, $3, $4)",
                     )
@@ -270,7 +286,7 @@ macro_rules! impl_store {
                     .bind(tenant.name.as_str())
                     .bind(&tenant.display_name)
                     .bind(tenant.created_at)
-                    .execute(self.writer())
+                    .execute(&mut *tx)
                     .await
                     .map_err(|e| {
                         if is_unique_violation(&e) {
@@ -279,6 +295,8 @@ macro_rules! impl_store {
                             map_err(e)
                         }
                     })?;
+                    append_audit_in_tx(&mut tx, tenant.id, audit).await?;
+                    tx.commit().await.map_err(map_err)?;
                     self.names().put_tenant(&tenant);
                     Ok(tenant)
                 }
@@ -459,49 +477,79 @@ macro_rules! impl_store {
                     tenant: TenantId,
                     agent: AgentId,
                     revision: u32,
+                    audit: NewAuditEvent,
                 ) -> Result<Agent> {
                     let start = self.names().agent_generation();
-                    let row = sqlx::query_as::<_, AgentRow>(
-                        "UPDATE agents SET current_revision = $1, updated_at = $2 \
-                         WHERE tenant_id = $3 AND id = $4 AND EXISTS \
-                         (SELECT 1 FROM agent_revisions r WHERE r.agent_id = $4 AND r.revision = $1) \
-                         RETURNING id, tenant_id, name, current_revision, created_at, updated_at",
-                    )
-                    .bind(i64::from(revision))
-                    .bind(now())
-                    .bind(tenant.as_uuid())
-                    .bind(agent.as_uuid())
-                    .fetch_optional(self.writer())
+                    let written = async {
+                        let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                        // As in `create_api_key`: the event first, locking the tenant row; if
+                        // the revision is not found, dropping `tx` rolls the event back.
+                        append_audit_in_tx(&mut tx, tenant, audit).await?;
+                        let updated: Agent = sqlx::query_as::<_, AgentRow>(
+                            "UPDATE agents SET current_revision = $1, updated_at = $2 \
+                             WHERE tenant_id = $3 AND id = $4 AND EXISTS \
+                             (SELECT 1 FROM agent_revisions r WHERE r.agent_id = $4 AND r.revision = $1) \
+                             RETURNING id, tenant_id, name, current_revision, created_at, updated_at",
+                        )
+                        .bind(i64::from(revision))
+                        .bind(now())
+                        .bind(tenant.as_uuid())
+                        .bind(agent.as_uuid())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_err)?
+                        .ok_or_else(|| StoreError::not_found("agent revision", format!("{agent}@{revision}")))?
+                        .try_into()?;
+                        tx.commit().await.map_err(map_err)?;
+                        Ok(updated)
+                    }
                     .await;
-                    let written: Result<Agent> = row
-                        .map_err(map_err)
-                        .and_then(|row| {
-                            row.ok_or_else(|| StoreError::not_found("agent revision", format!("{agent}@{revision}")))
-                        })
-                        .and_then(Agent::try_from);
                     self.names().agents_written(start, written.as_ref().ok());
                     written
                 }
 
-                async fn delete_agent(&self, tenant: TenantId, agent: AgentId) -> Result<()> {
+                async fn delete_agent(
+                    &self,
+                    tenant: TenantId,
+                    agent: AgentId,
+                    audit: NewAuditEvent,
+                ) -> Result<()> {
                     let start = self.names().agent_generation();
-                    let deleted = sqlx::query("DELETE FROM agents WHERE tenant_id = $1 AND id = $2")
-                        .bind(tenant.as_uuid())
-                        .bind(agent.as_uuid())
-                        .execute(self.writer())
-                        .await;
-                    self.names().agents_written(start, None);
-                    let deleted = deleted.map_err(map_err)?.rows_affected();
-                    if deleted == 0 {
-                        return Err(StoreError::not_found("agent", agent));
+                    let deleted = async {
+                        let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                        // The event first, as in `set_current_revision`.
+                        append_audit_in_tx(&mut tx, tenant, audit).await?;
+                        let deleted = sqlx::query("DELETE FROM agents WHERE tenant_id = $1 AND id = $2")
+                            .bind(tenant.as_uuid())
+                            .bind(agent.as_uuid())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map_err)?
+                            .rows_affected();
+                        if deleted == 0 {
+                            return Err(StoreError::not_found("agent", agent));
+                        }
+                        tx.commit().await.map_err(map_err)
                     }
-                    Ok(())
+                    .await;
+                    self.names().agents_written(start, None);
+                    deleted
                 }
             }
 
             #[async_trait]
             impl PackageStore for $store {
-                async fn put_package(&self, tenant: TenantId, new: NewPackage) -> Result<Package> {
+                async fn put_package(
+                    &self,
+                    tenant: TenantId,
+                    new: NewPackage,
+                    audit: NewAuditEvent,
+                ) -> Result<Package> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    // The event first, locking the tenant row (and failing if there is no such
+                    // tenant) before the package's foreign-key check touches it. A repeated
+                    // upload is audited too; a refused one rolls its event back with `tx`.
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
                     sqlx::query(
                         "INSERT INTO packages (id, tenant_id, namespace, name, version, digest, size_bytes, manifest, created_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -516,7 +564,7 @@ macro_rules! impl_store {
                     .bind(to_i64(new.size_bytes))
                     .bind(Json(&new.manifest))
                     .bind(now())
-                    .execute(self.writer())
+                    .execute(&mut *tx)
                     .await
                     .map_err(|e| {
                         if is_foreign_key_violation(&e) {
@@ -525,10 +573,24 @@ macro_rules! impl_store {
                             map_err(e)
                         }
                     })?;
-                    let stored = self.get_package(tenant, &new.reference).await?;
+                    let reference = &new.reference;
+                    let stored: Package = sqlx::query_as::<_, PackageRow>(
+                        "SELECT id, tenant_id, namespace, name, version, digest, size_bytes, manifest, created_at \
+                         FROM packages WHERE tenant_id = $1 AND namespace = $2 AND name = $3 AND version = $4",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(reference.namespace.as_str())
+                    .bind(reference.name.as_str())
+                    .bind(reference.version.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("package", reference))?
+                    .try_into()?;
                     if stored.digest != new.digest {
-                        return Err(StoreError::already_exists("package", &new.reference));
+                        return Err(StoreError::already_exists("package", reference));
                     }
+                    tx.commit().await.map_err(map_err)?;
                     Ok(stored)
                 }
 
@@ -1081,11 +1143,18 @@ macro_rules! impl_store {
                     tenant: TenantId,
                     new: NewAgentRevision,
                     secrets: Vec<SealedSecret>,
+                    mut audit: NewAuditEvent,
                 ) -> Result<(Agent, AgentRevision)> {
                     let start = self.names().agent_generation();
                     let written = async {
                         let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                        // The event names the revision, which is numbered only as it is written,
+                        // so the event is appended after the deployment; but the chain's lock,
+                        // on the tenant row, is taken first, as every audited write does.
+                        lock_audit_chain(&mut tx, tenant).await?;
                         let deployed = deploy_in_tx(&mut tx, tenant, new, Some(secrets)).await?;
+                        audit.details = with_revision(audit.details, deployed.1.revision);
+                        append_audit_in_tx(&mut tx, tenant, audit).await?;
                         tx.commit().await.map_err(map_err)?;
                         Ok(deployed)
                     }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use nexus_core::{Name, NewTenant};
-use nexus_store::{Store, TenantStore};
+use nexus_core::{Name, NewAuditEvent, NewTenant};
+use nexus_store::{AuditStore, Store, TenantStore};
 use nexus_store_sqlite::SqliteStore;
 
 /// A fresh database file per test; the directory lives as long as the process (leaked on
@@ -23,16 +23,29 @@ async fn committed_rows_survive_reopening() {
     let url = format!("sqlite://{}/nexus.db", dir.path().display());
     let store = SqliteStore::open(&url, 2).await.unwrap();
     let tenant = store
-        .create_tenant(NewTenant {
-            name: Name::parse("durable").unwrap(),
-            display_name: "Durable".into(),
-        })
+        .create_tenant(
+            NewTenant {
+                name: Name::parse("durable").unwrap(),
+                display_name: "Durable".into(),
+            },
+            NewAuditEvent {
+                actor: "system".into(),
+                action: "tenant.create".into(),
+                target: "tenants/durable".into(),
+                details: serde_json::json!({}),
+            },
+        )
         .await
         .unwrap();
     drop(store);
 
     let reopened = SqliteStore::open(&url, 2).await.unwrap();
     assert_eq!(reopened.get_tenant(tenant.id).await.unwrap(), tenant);
+    assert_eq!(
+        reopened.list_audit(tenant.id, 0, 10).await.unwrap().len(),
+        1,
+        "the creation's audit event was committed with it"
+    );
 }
 
 #[tokio::test]

@@ -57,7 +57,13 @@ macro_rules! conformance_tests {
             api_keys_revoke_keeps_the_first_time,
             api_keys_any_key_only_after_a_create,
             api_keys_writes_are_audited_in_their_tenant,
-            api_keys_concurrent_writes_keep_the_chain
+            api_keys_concurrent_writes_keep_the_chain,
+            tenants_create_is_audited_in_the_new_tenant,
+            agents_deploy_is_audited_with_its_revision,
+            agents_rollback_is_audited_and_a_refused_one_is_not,
+            agents_delete_is_audited_and_a_refused_one_is_not,
+            packages_put_is_audited_and_a_conflicting_one_is_not,
+            audited_writes_race_and_keep_the_chain
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -75,15 +81,58 @@ fn name(s: &str) -> Name {
     Name::parse(s).unwrap()
 }
 
+/// A tenant named `n`; its chain starts with the `tenant.create` event of its creation.
 async fn tenant(store: &dyn Store, n: &str) -> TenantId {
     store
-        .create_tenant(NewTenant {
-            name: name(n),
-            display_name: format!("Tenant {n}"),
-        })
+        .create_tenant(
+            NewTenant {
+                name: name(n),
+                display_name: format!("Tenant {n}"),
+            },
+            audit_event("tenant.create", &format!("tenants/{n}")),
+        )
         .await
         .unwrap()
         .id
+}
+
+/// The audit event of an audited store write, as the control plane would build it.
+fn audit_event(action: &str, target: &str) -> NewAuditEvent {
+    NewAuditEvent {
+        actor: "key:admin".into(),
+        action: action.into(),
+        target: target.into(),
+        details: json!({ "target": target }),
+    }
+}
+
+/// `tenant`'s audit chain, checked: every event is the tenant's and the chain verifies.
+async fn chain(store: &dyn Store, tenant: TenantId) -> Vec<nexus_core::AuditEvent> {
+    let events = store.list_audit(tenant, 0, 1000).await.unwrap();
+    assert!(events.iter().all(|e| e.tenant_id == tenant), "{events:?}");
+    assert_eq!(verify_chain(&events), Ok(()));
+    events
+}
+
+/// The actions in `tenant`'s audit chain, oldest first, after checking the chain.
+async fn audit_actions(store: &dyn Store, tenant: TenantId) -> Vec<String> {
+    chain(store, tenant)
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
+async fn deploy(
+    store: &dyn Store,
+    t: TenantId,
+    new: NewAgentRevision,
+    secrets: Vec<SealedSecret>,
+) -> Result<(nexus_core::Agent, nexus_core::AgentRevision), StoreError> {
+    let target = format!("agents/{}", new.name);
+    store
+        .deploy_revision_with_secrets(t, new, secrets, audit_event("agent.deploy", &target))
+        .await
 }
 
 fn revision(agent: &str, version: &str) -> NewAgentRevision {
@@ -129,10 +178,13 @@ fn event(kind: TaskEventKind, text: &str) -> NewTaskEvent {
 
 pub async fn tenants_create_get_and_unique_names(store: Arc<dyn Store>) {
     let created = store
-        .create_tenant(NewTenant {
-            name: name("acme"),
-            display_name: "Acme Corp".into(),
-        })
+        .create_tenant(
+            NewTenant {
+                name: name("acme"),
+                display_name: "Acme Corp".into(),
+            },
+            audit_event("tenant.create", "tenants/acme"),
+        )
         .await
         .unwrap();
     assert_eq!(store.get_tenant(created.id).await.unwrap(), created);
@@ -142,10 +194,13 @@ pub async fn tenants_create_get_and_unique_names(store: Arc<dyn Store>) {
     );
 
     let duplicate = store
-        .create_tenant(NewTenant {
-            name: name("acme"),
-            display_name: "Other".into(),
-        })
+        .create_tenant(
+            NewTenant {
+                name: name("acme"),
+                display_name: "Other".into(),
+            },
+            audit_event("tenant.create", "tenants/acme"),
+        )
         .await;
     assert!(
         matches!(duplicate, Err(StoreError::AlreadyExists { .. })),
@@ -232,7 +287,10 @@ pub async fn agents_deploy_revisions_and_rollback(store: Arc<dyn Store>) {
         vec![2, 1]
     );
 
-    let rolled_back = store.set_current_revision(t, agent.id, 1).await.unwrap();
+    let rolled_back = store
+        .set_current_revision(t, agent.id, 1, audit_event("agent.rollback", "agents/echo"))
+        .await
+        .unwrap();
     assert_eq!(rolled_back.current_revision, 1);
     assert_eq!(
         store
@@ -244,7 +302,9 @@ pub async fn agents_deploy_revisions_and_rollback(store: Arc<dyn Store>) {
     );
 
     assert!(matches!(
-        store.set_current_revision(t, agent.id, 9).await,
+        store
+            .set_current_revision(t, agent.id, 9, audit_event("agent.rollback", "agents/echo"))
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     assert_eq!(
@@ -280,16 +340,21 @@ pub async fn agents_reads_see_every_change(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(deployed.current_revision, 2);
     assert_eq!(by_name().await.unwrap(), deployed);
-    let rolled_back = store.set_current_revision(t, first, 1).await.unwrap();
+    let rolled_back = store
+        .set_current_revision(t, first, 1, audit_event("agent.rollback", "agents/echo"))
+        .await
+        .unwrap();
     assert_eq!(rolled_back.current_revision, 1);
     assert_eq!(by_name().await.unwrap(), rolled_back);
-    let (deployed, _) = store
-        .deploy_revision_with_secrets(t, revision("echo", "1.2.0"), Vec::new())
+    let (deployed, _) = deploy(&*store, t, revision("echo", "1.2.0"), Vec::new())
         .await
         .unwrap();
     assert_eq!(deployed.current_revision, 3);
     assert_eq!(by_name().await.unwrap(), deployed);
-    store.delete_agent(t, first).await.unwrap();
+    store
+        .delete_agent(t, first, audit_event("agent.delete", "agents/x"))
+        .await
+        .unwrap();
     assert!(matches!(by_name().await, Err(StoreError::NotFound { .. })));
     let second = agent(&*store, t, "echo").await;
     assert_ne!(second, first);
@@ -480,7 +545,9 @@ pub async fn agents_are_isolated_by_tenant(store: Arc<dyn Store>) {
         Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(
-        store.set_current_revision(b, agent_a, 1).await,
+        store
+            .set_current_revision(b, agent_a, 1, audit_event("agent.rollback", "agents/echo"))
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(
@@ -531,7 +598,10 @@ pub async fn agents_delete_removes_revisions(store: Arc<dyn Store>) {
         .create_task(t, new_task(id, "ctx"), vec![])
         .await
         .unwrap();
-    store.delete_agent(t, id).await.unwrap();
+    store
+        .delete_agent(t, id, audit_event("agent.delete", "agents/x"))
+        .await
+        .unwrap();
     assert!(matches!(
         store.get_agent_by_id(t, id).await,
         Err(StoreError::NotFound { .. })
@@ -545,7 +615,9 @@ pub async fn agents_delete_removes_revisions(store: Arc<dyn Store>) {
         Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(
-        store.delete_agent(t, id).await,
+        store
+            .delete_agent(t, id, audit_event("agent.delete", "agents/x"))
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     // The name can be deployed again from revision 1.
@@ -566,7 +638,14 @@ pub async fn packages_are_immutable(store: Arc<dyn Store>) {
         size_bytes: 1234,
         manifest: json!({"name": "echo", "skills": [{"id": "echo"}]}),
     };
-    let stored = store.put_package(t, new.clone()).await.unwrap();
+    let stored = store
+        .put_package(
+            t,
+            new.clone(),
+            audit_event("package.upload", "packages/acme/echo@1.0.0"),
+        )
+        .await
+        .unwrap();
     assert_eq!(stored.size_bytes, 1234);
     assert_eq!(store.get_package(t, &reference).await.unwrap(), stored);
     assert_eq!(
@@ -575,14 +654,30 @@ pub async fn packages_are_immutable(store: Arc<dyn Store>) {
     );
 
     // Same bytes again: idempotent.
-    assert_eq!(store.put_package(t, new.clone()).await.unwrap(), stored);
+    assert_eq!(
+        store
+            .put_package(
+                t,
+                new.clone(),
+                audit_event("package.upload", "packages/acme/echo@1.0.0")
+            )
+            .await
+            .unwrap(),
+        stored
+    );
     // Different bytes under the same version: refused, and the original stays.
     let changed = NewPackage {
         digest: "sha256:bbbb".into(),
         ..new.clone()
     };
     assert!(matches!(
-        store.put_package(t, changed).await,
+        store
+            .put_package(
+                t,
+                changed,
+                audit_event("package.upload", "packages/acme/echo@1.0.0")
+            )
+            .await,
         Err(StoreError::AlreadyExists { .. })
     ));
     assert_eq!(
@@ -1120,7 +1215,10 @@ pub async fn tasks_a_failing_write_fails_alone(store: Arc<dyn Store>) {
         .create_task(t, new_task(a, "s"), vec![])
         .await
         .unwrap();
-    store.delete_agent(t, doomed).await.unwrap();
+    store
+        .delete_agent(t, doomed, audit_event("agent.delete", "agents/x"))
+        .await
+        .unwrap();
 
     enum Write {
         Create(NewTask, TenantId),
@@ -1280,15 +1378,16 @@ pub async fn audit_chain_holds_under_concurrency(store: Arc<dyn Store>) {
     for handle in handles {
         handle.await.unwrap().unwrap();
     }
+    // Each chain starts with its tenant's creation.
     let events = store.list_audit(t, 0, 100).await.unwrap();
-    assert_eq!(events.len(), 9);
+    assert_eq!(events.len(), 1 + 9);
     assert_eq!(verify_chain(&events), Ok(()));
     let others = store.list_audit(other, 0, 100).await.unwrap();
-    assert_eq!(others.len(), 3);
+    assert_eq!(others.len(), 1 + 3);
     assert_eq!(verify_chain(&others), Ok(()));
 
-    let tail = store.list_audit(t, 7, 100).await.unwrap();
-    assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![8, 9]);
+    let tail = store.list_audit(t, 8, 100).await.unwrap();
+    assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![9, 10]);
 }
 
 /// Task writes (group-committed, on SQLite over a connection of their own) racing the other
@@ -1332,10 +1431,14 @@ pub async fn writes_of_every_kind_interleave(store: Arc<dyn Store>) {
     let deploys = {
         let store = store.clone();
         tokio::spawn(async move {
+            // Plain deployments and audited ones, which lock the tenant's chain first.
             for i in 0..ROUNDS {
-                store
-                    .deploy_revision(t, revision("echo", &format!("1.0.{i}")))
-                    .await?;
+                let new = revision("echo", &format!("1.0.{i}"));
+                if i % 2 == 0 {
+                    store.deploy_revision(t, new).await?;
+                } else {
+                    deploy(&*store, t, new, Vec::new()).await?;
+                }
             }
             Ok::<_, StoreError>(())
         })
@@ -1377,7 +1480,7 @@ pub async fn writes_of_every_kind_interleave(store: Arc<dyn Store>) {
             .all(|task| task.state == TaskState::Completed)
     );
     let events = store.list_audit(t, 0, 1000).await.unwrap();
-    assert_eq!(events.len(), ROUNDS);
+    assert_eq!(events.len(), 1 + ROUNDS + ROUNDS / 2);
     assert_eq!(verify_chain(&events), Ok(()));
 }
 
@@ -1530,7 +1633,10 @@ pub async fn state_is_scoped_and_compare_and_swap_is_atomic(store: Arc<dyn Store
     );
 
     // Deleting the agent deletes its state.
-    store.delete_agent(t, a).await.unwrap();
+    store
+        .delete_agent(t, a, audit_event("agent.delete", "agents/x"))
+        .await
+        .unwrap();
     assert_eq!(store.state_get(&scope, "k").await.unwrap(), None);
 }
 
@@ -1548,14 +1654,14 @@ pub async fn secrets_deploy_with_the_revision_and_keep_earlier_ones(store: Arc<d
 
     // The first deployment creates the agent with its secrets; the revision names what the
     // agent has (not what `new` claimed).
-    let (agent, first) = store
-        .deploy_revision_with_secrets(
-            t,
-            revision("mailer", "1.0.0"),
-            vec![sealed("token", b"t1"), sealed("api-key", &binary)],
-        )
-        .await
-        .unwrap();
+    let (agent, first) = deploy(
+        &*store,
+        t,
+        revision("mailer", "1.0.0"),
+        vec![sealed("token", b"t1"), sealed("api-key", &binary)],
+    )
+    .await
+    .unwrap();
     assert_eq!((agent.current_revision, first.revision), (1, 1));
     assert_eq!(first.secret_names, vec!["api-key", "token"]);
     assert_eq!(
@@ -1564,19 +1670,18 @@ pub async fn secrets_deploy_with_the_revision_and_keep_earlier_ones(store: Arc<d
     );
 
     // A redeploy replaces one, adds one and keeps the other.
-    let (_, second) = store
-        .deploy_revision_with_secrets(
-            t,
-            revision("mailer", "1.1.0"),
-            vec![sealed("token", b"t2"), sealed("zeta", b"z")],
-        )
-        .await
-        .unwrap();
+    let (_, second) = deploy(
+        &*store,
+        t,
+        revision("mailer", "1.1.0"),
+        vec![sealed("token", b"t2"), sealed("zeta", b"z")],
+    )
+    .await
+    .unwrap();
     assert_eq!(second.revision, 2);
     assert_eq!(second.secret_names, vec!["api-key", "token", "zeta"]);
     // Without secrets, every earlier one stays.
-    let (agent, third) = store
-        .deploy_revision_with_secrets(t, revision("mailer", "1.2.0"), Vec::new())
+    let (agent, third) = deploy(&*store, t, revision("mailer", "1.2.0"), Vec::new())
         .await
         .unwrap();
     assert_eq!(agent.current_revision, 3);
@@ -1620,20 +1725,23 @@ pub async fn secrets_deploy_with_the_revision_and_keep_earlier_ones(store: Arc<d
     assert_eq!(store.get_secret(t, agent.id, "absent").await.unwrap(), None);
 
     // Deploying into a tenant that does not exist changes nothing.
-    let missing = store
-        .deploy_revision_with_secrets(
-            TenantId::new(),
-            revision("ghost", "1.0.0"),
-            vec![sealed("k", b"v")],
-        )
-        .await;
+    let missing = deploy(
+        &*store,
+        TenantId::new(),
+        revision("ghost", "1.0.0"),
+        vec![sealed("k", b"v")],
+    )
+    .await;
     assert!(
         matches!(missing, Err(StoreError::NotFound { .. })),
         "{missing:?}"
     );
 
     // Deleting the agent deletes its secrets.
-    store.delete_agent(t, agent.id).await.unwrap();
+    store
+        .delete_agent(t, agent.id, audit_event("agent.delete", "agents/x"))
+        .await
+        .unwrap();
     assert_eq!(store.get_secret(t, agent.id, "token").await.unwrap(), None);
     assert!(store.list_secrets(t, agent.id).await.unwrap().is_empty());
     let gone = store.put_secret(t, agent.id, sealed("k", b"v")).await;
@@ -1643,14 +1751,22 @@ pub async fn secrets_deploy_with_the_revision_and_keep_earlier_ones(store: Arc<d
 pub async fn secrets_are_scoped_to_tenant_and_agent(store: Arc<dyn Store>) {
     let t = tenant(&*store, "acme").await;
     let other = tenant(&*store, "other").await;
-    let (a, _) = store
-        .deploy_revision_with_secrets(t, revision("a", "1.0.0"), vec![sealed("token", b"a")])
-        .await
-        .unwrap();
-    let (b, b_revision) = store
-        .deploy_revision_with_secrets(t, revision("b", "1.0.0"), vec![sealed("other", b"b")])
-        .await
-        .unwrap();
+    let (a, _) = deploy(
+        &*store,
+        t,
+        revision("a", "1.0.0"),
+        vec![sealed("token", b"a")],
+    )
+    .await
+    .unwrap();
+    let (b, b_revision) = deploy(
+        &*store,
+        t,
+        revision("b", "1.0.0"),
+        vec![sealed("other", b"b")],
+    )
+    .await
+    .unwrap();
     assert_eq!(b_revision.secret_names, vec!["other"]);
     assert_eq!(store.get_secret(t, b.id, "token").await.unwrap(), None);
 
@@ -1677,8 +1793,7 @@ pub async fn secrets_are_scoped_to_tenant_and_agent(store: Arc<dyn Store>) {
         "{unknown:?}"
     );
     // The same agent name in another tenant is another agent with its own secrets.
-    let (twin, twin_revision) = store
-        .deploy_revision_with_secrets(other, revision("a", "1.0.0"), Vec::new())
+    let (twin, twin_revision) = deploy(&*store, other, revision("a", "1.0.0"), Vec::new())
         .await
         .unwrap();
     assert_ne!(twin.id, a.id);
@@ -1880,7 +1995,10 @@ pub async fn push_configs_are_scoped_and_go_with_their_task(store: Arc<dyn Store
     assert_eq!(store.list_push_configs(t, task).await.unwrap().len(), 1);
 
     // Deleting the agent deletes its tasks and their configs.
-    store.delete_agent(t, a).await.unwrap();
+    store
+        .delete_agent(t, a, audit_event("agent.delete", "agents/x"))
+        .await
+        .unwrap();
     let gone = store.get_push_config(t, task, "one").await;
     assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
     assert!(store.list_push_configs(t, task).await.unwrap().is_empty());
@@ -2064,9 +2182,13 @@ pub async fn api_keys_failed_create_leaves_no_audit_event(store: Arc<dyn Store>)
         );
     }
     let events = store.list_audit(t, 0, 100).await.unwrap();
-    assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
-        events[0].target,
+        events.len(),
+        2,
+        "the tenant's creation and the key's: {events:?}"
+    );
+    assert_eq!(
+        events[1].target,
         format!(
             "api-keys/{}",
             store
@@ -2077,15 +2199,15 @@ pub async fn api_keys_failed_create_leaves_no_audit_event(store: Arc<dyn Store>)
                 .id
         )
     );
-    assert!(store.list_audit(other, 0, 100).await.unwrap().is_empty());
+    assert_eq!(audit_actions(&*store, other).await, ["tenant.create"]);
 
-    // The chain goes on from the one event, without a gap where the refused one was.
+    // The chain goes on from the last event, without a gap where the refused one was.
     store
         .append_audit(t, key_event("tenant.update", "tenants/acme"))
         .await
         .unwrap();
     let events = store.list_audit(t, 0, 100).await.unwrap();
-    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(verify_chain(&events), Ok(()));
 
     // Nor does a key in a tenant that does not exist leave anything behind.
@@ -2139,8 +2261,11 @@ pub async fn api_keys_are_isolated_by_tenant(store: Arc<dyn Store>) {
 
     // The refused revocations changed nothing and recorded nothing.
     assert_eq!(store.get_api_key(other, theirs.id).await.unwrap(), theirs);
-    assert!(store.list_audit(t, 0, 100).await.unwrap().is_empty());
-    assert_eq!(store.list_audit(other, 0, 100).await.unwrap().len(), 1);
+    assert_eq!(audit_actions(&*store, t).await, ["tenant.create"]);
+    assert_eq!(
+        audit_actions(&*store, other).await,
+        ["tenant.create", "api_key.create"]
+    );
     assert!(
         store
             .list_api_keys(t, PageRequest::first(10))
@@ -2195,6 +2320,7 @@ pub async fn api_keys_revoke_keeps_the_first_time(store: Arc<dyn Store>) {
     assert_eq!(
         events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
         [
+            "tenant.create",
             "api_key.create",
             "api_key.create",
             "api_key.revoke",
@@ -2225,11 +2351,8 @@ pub async fn api_keys_any_key_only_after_a_create(store: Arc<dyn Store>) {
 pub async fn api_keys_writes_are_audited_in_their_tenant(store: Arc<dyn Store>) {
     let t = tenant(&*store, "acme").await;
     let other = tenant(&*store, "other").await;
-    store
-        .append_audit(t, key_event("tenant.create", "tenants/acme"))
-        .await
-        .unwrap();
 
+    // The chain starts with the tenant's creation.
     let new = new_key("ci", 1);
     let id = new.id;
     let created = store
@@ -2288,10 +2411,11 @@ pub async fn api_keys_writes_are_audited_in_their_tenant(store: Arc<dyn Store>) 
     assert_eq!(verify_chain(&events), Ok(()));
 
     let others = store.list_audit(other, 0, 100).await.unwrap();
-    assert_eq!(others.len(), 1);
-    assert_eq!(others[0].action, "api_key.create");
-    assert_eq!(others[0].target, format!("api-keys/{}", theirs.id));
-    assert_eq!(others[0].tenant_id, other);
+    assert_eq!(others.len(), 2);
+    assert_eq!(others[0].action, "tenant.create");
+    assert_eq!(others[1].action, "api_key.create");
+    assert_eq!(others[1].target, format!("api-keys/{}", theirs.id));
+    assert_eq!(others[1].tenant_id, other);
     assert_eq!(verify_chain(&others), Ok(()));
 }
 
@@ -2325,7 +2449,7 @@ pub async fn api_keys_concurrent_writes_keep_the_chain(store: Arc<dyn Store>) {
         handle.await.unwrap().unwrap();
     }
     let events = store.list_audit(t, 0, 1000).await.unwrap();
-    assert_eq!(events.len(), 3 * usize::from(WRITERS));
+    assert_eq!(events.len(), 1 + 3 * usize::from(WRITERS));
     assert_eq!(verify_chain(&events), Ok(()));
     let keys = store
         .list_api_keys(t, PageRequest::first(100))
@@ -2333,4 +2457,438 @@ pub async fn api_keys_concurrent_writes_keep_the_chain(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(keys.items.len(), usize::from(WRITERS));
     assert!(keys.items.iter().all(|k| k.revoked_at.is_some()));
+}
+
+/// A tenant's creation is the first event of its own chain; a refused creation records
+/// nothing and creates nothing.
+pub async fn tenants_create_is_audited_in_the_new_tenant(store: Arc<dyn Store>) {
+    let created = store
+        .create_tenant(
+            NewTenant {
+                name: name("acme"),
+                display_name: "Acme Corp".into(),
+            },
+            NewAuditEvent {
+                actor: "key:admin".into(),
+                action: "tenant.create".into(),
+                target: "tenants/acme".into(),
+                details: json!({ "display_name": "Acme Corp" }),
+            },
+        )
+        .await
+        .unwrap();
+    let events = chain(&*store, created.id).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let first = &events[0];
+    assert_eq!(first.seq, 1);
+    assert_eq!(first.prev_hash, nexus_core::audit::GENESIS_HASH);
+    assert_eq!(
+        (
+            first.actor.as_str(),
+            first.action.as_str(),
+            first.target.as_str()
+        ),
+        ("key:admin", "tenant.create", "tenants/acme")
+    );
+    assert_eq!(first.details, json!({ "display_name": "Acme Corp" }));
+
+    // Another tenant's creation starts another chain.
+    let other = tenant(&*store, "other").await;
+    assert_eq!(audit_actions(&*store, other).await, ["tenant.create"]);
+
+    // A taken name: refused, nothing created, nothing recorded in any chain.
+    let taken = store
+        .create_tenant(
+            NewTenant {
+                name: name("acme"),
+                display_name: "Impostor".into(),
+            },
+            audit_event("tenant.create", "tenants/acme"),
+        )
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::AlreadyExists { .. })),
+        "{taken:?}"
+    );
+    assert_eq!(chain(&*store, created.id).await, events);
+    assert_eq!(audit_actions(&*store, other).await, ["tenant.create"]);
+    let tenants = store.list_tenants(PageRequest::first(10)).await.unwrap();
+    assert_eq!(
+        tenants.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [created.id, other]
+    );
+    assert_eq!(
+        store.get_tenant_by_name(&name("acme")).await.unwrap(),
+        created
+    );
+}
+
+/// Each deployment appends one event, whose details the store completes with the revision
+/// number it assigned; a refused deployment records nothing.
+pub async fn agents_deploy_is_audited_with_its_revision(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let details = json!({ "package": "acme/echo@1.0.0", "grants": { "capabilities": ["state"] } });
+    let (agent, first) = store
+        .deploy_revision_with_secrets(
+            t,
+            revision("echo", "1.0.0"),
+            vec![sealed("token", b"t")],
+            NewAuditEvent {
+                actor: "key:admin".into(),
+                action: "agent.deploy".into(),
+                target: "agents/echo".into(),
+                details: details.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.revision, 1);
+    let events = chain(&*store, t).await;
+    assert_eq!(
+        events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["tenant.create", "agent.deploy"]
+    );
+    assert_eq!(events[1].target, "agents/echo");
+    assert_eq!(
+        events[1].details,
+        json!({
+            "package": "acme/echo@1.0.0",
+            "grants": { "capabilities": ["state"] },
+            "revision": 1
+        })
+    );
+
+    // The next revision's event names the next number, also after a rollback; a `revision`
+    // the caller put in the details is replaced by the one assigned.
+    store
+        .set_current_revision(t, agent.id, 1, audit_event("agent.rollback", "agents/echo"))
+        .await
+        .unwrap();
+    let mut stale = audit_event("agent.deploy", "agents/echo");
+    stale.details = json!({ "revision": 1, "note": "kept" });
+    let (_, second) = store
+        .deploy_revision_with_secrets(t, revision("echo", "1.1.0"), Vec::new(), stale)
+        .await
+        .unwrap();
+    assert_eq!(second.revision, 2);
+    // Details that are not an object are wrapped.
+    let mut bare = audit_event("agent.deploy", "agents/echo");
+    bare.details = json!("v1.2");
+    let (_, third) = store
+        .deploy_revision_with_secrets(t, revision("echo", "1.2.0"), Vec::new(), bare)
+        .await
+        .unwrap();
+    assert_eq!(third.revision, 3);
+    let events = chain(&*store, t).await;
+    assert_eq!(
+        events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        [
+            "tenant.create",
+            "agent.deploy",
+            "agent.rollback",
+            "agent.deploy",
+            "agent.deploy"
+        ]
+    );
+    assert_eq!(events[3].details, json!({ "revision": 2, "note": "kept" }));
+    assert_eq!(
+        events[4].details,
+        json!({ "details": "v1.2", "revision": 3 })
+    );
+    assert_eq!(audit_actions(&*store, other).await, ["tenant.create"]);
+
+    // A deployment into a tenant that does not exist stores nothing and records nothing.
+    let ghost = TenantId::new();
+    let missing = deploy(&*store, ghost, revision("echo", "1.0.0"), Vec::new()).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    assert!(store.list_audit(ghost, 0, 100).await.unwrap().is_empty());
+    assert_eq!(chain(&*store, t).await.len(), 5);
+}
+
+/// A rollback appends one event; one the store refuses (no such revision, another tenant's
+/// agent) records nothing and changes nothing.
+pub async fn agents_rollback_is_audited_and_a_refused_one_is_not(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let (agent, _) = deploy(&*store, t, revision("echo", "1.0.0"), Vec::new())
+        .await
+        .unwrap();
+    deploy(&*store, t, revision("echo", "1.1.0"), Vec::new())
+        .await
+        .unwrap();
+    let before = chain(&*store, t).await;
+    assert_eq!(before.len(), 3);
+
+    let rolled = store
+        .set_current_revision(
+            t,
+            agent.id,
+            1,
+            NewAuditEvent {
+                actor: "key:admin".into(),
+                action: "agent.rollback".into(),
+                target: "agents/echo".into(),
+                details: json!({ "from": 2, "to": 1 }),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rolled.current_revision, 1);
+    let events = chain(&*store, t).await;
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[..3], before[..]);
+    assert_eq!(events[3].action, "agent.rollback");
+    assert_eq!(events[3].details, json!({ "from": 2, "to": 1 }));
+
+    // No such revision.
+    let unknown = store
+        .set_current_revision(t, agent.id, 9, audit_event("agent.rollback", "agents/echo"))
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound { .. })),
+        "{unknown:?}"
+    );
+    // Another tenant's agent, by id.
+    let foreign = store
+        .set_current_revision(
+            other,
+            agent.id,
+            2,
+            audit_event("agent.rollback", "agents/echo"),
+        )
+        .await;
+    assert!(
+        matches!(foreign, Err(StoreError::NotFound { .. })),
+        "{foreign:?}"
+    );
+    assert_eq!(chain(&*store, t).await, events);
+    assert_eq!(audit_actions(&*store, other).await, ["tenant.create"]);
+    assert_eq!(
+        store.get_agent(t, &name("echo")).await.unwrap(),
+        rolled,
+        "the refused rollbacks changed nothing"
+    );
+}
+
+/// Deleting an agent appends one event; a refused deletion (another tenant's agent, an agent
+/// already gone) records nothing and deletes nothing.
+pub async fn agents_delete_is_audited_and_a_refused_one_is_not(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let (agent, _) = deploy(&*store, t, revision("echo", "1.0.0"), Vec::new())
+        .await
+        .unwrap();
+
+    // Another tenant deleting it by id: not found there, and the agent stays.
+    let foreign = store
+        .delete_agent(other, agent.id, audit_event("agent.delete", "agents/echo"))
+        .await;
+    assert!(
+        matches!(foreign, Err(StoreError::NotFound { .. })),
+        "{foreign:?}"
+    );
+    assert_eq!(audit_actions(&*store, other).await, ["tenant.create"]);
+    assert_eq!(
+        audit_actions(&*store, t).await,
+        ["tenant.create", "agent.deploy"]
+    );
+    assert_eq!(
+        store.get_agent_by_id(t, agent.id).await.unwrap().id,
+        agent.id
+    );
+
+    store
+        .delete_agent(
+            t,
+            agent.id,
+            NewAuditEvent {
+                actor: "key:admin".into(),
+                action: "agent.delete".into(),
+                target: "agents/echo".into(),
+                details: json!({ "agent_id": agent.id }),
+            },
+        )
+        .await
+        .unwrap();
+    let events = chain(&*store, t).await;
+    assert_eq!(
+        events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["tenant.create", "agent.deploy", "agent.delete"]
+    );
+    assert_eq!(events[2].details, json!({ "agent_id": agent.id }));
+    assert!(matches!(
+        store.get_agent_by_id(t, agent.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // Gone already: refused, and recorded once only.
+    let again = store
+        .delete_agent(t, agent.id, audit_event("agent.delete", "agents/echo"))
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::NotFound { .. })),
+        "{again:?}"
+    );
+    assert_eq!(chain(&*store, t).await, events);
+}
+
+/// Each upload appends one event, a repeated identical one too; an upload refused for a
+/// conflicting digest records nothing.
+pub async fn packages_put_is_audited_and_a_conflicting_one_is_not(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let reference: PackageRef = "acme/echo@1.0.0".parse().unwrap();
+    let new = NewPackage {
+        reference: reference.clone(),
+        digest: "sha256:aaaa".into(),
+        size_bytes: 10,
+        manifest: json!({ "name": "echo" }),
+    };
+    let upload = || NewAuditEvent {
+        actor: "key:admin".into(),
+        action: "package.upload".into(),
+        target: format!("packages/{reference}"),
+        details: json!({ "digest": "sha256:aaaa" }),
+    };
+    let stored = store.put_package(t, new.clone(), upload()).await.unwrap();
+    let events = chain(&*store, t).await;
+    assert_eq!(
+        events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["tenant.create", "package.upload"]
+    );
+    assert_eq!(events[1].target, "packages/acme/echo@1.0.0");
+    assert_eq!(events[1].details, json!({ "digest": "sha256:aaaa" }));
+
+    // The same package again: stored once, uploaded (and recorded) twice.
+    assert_eq!(
+        store.put_package(t, new.clone(), upload()).await.unwrap(),
+        stored
+    );
+    assert_eq!(
+        audit_actions(&*store, t).await,
+        ["tenant.create", "package.upload", "package.upload"]
+    );
+
+    // Another digest for the same reference: refused, nothing recorded.
+    let conflicting = store
+        .put_package(
+            t,
+            NewPackage {
+                digest: "sha256:bbbb".into(),
+                ..new.clone()
+            },
+            audit_event("package.upload", "packages/acme/echo@1.0.0"),
+        )
+        .await;
+    assert!(
+        matches!(conflicting, Err(StoreError::AlreadyExists { .. })),
+        "{conflicting:?}"
+    );
+    assert_eq!(chain(&*store, t).await.len(), 3);
+    assert_eq!(store.get_package(t, &reference).await.unwrap(), stored);
+
+    // Nor does an upload into a tenant that does not exist.
+    let ghost = TenantId::new();
+    let missing = store.put_package(ghost, new.clone(), upload()).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    assert!(store.list_audit(ghost, 0, 100).await.unwrap().is_empty());
+    assert_eq!(audit_actions(&*store, other).await, ["tenant.create"]);
+}
+
+/// Every kind of audited write racing in one tenant, with plain appends and task writes on
+/// the tenant's agents: none fails or deadlocks, and the chain has one event per write,
+/// without gaps.
+pub async fn audited_writes_race_and_keep_the_chain(store: Arc<dyn Store>) {
+    const ROUNDS: usize = 8;
+    let t = tenant(&*store, "acme").await;
+    let worker = deploy(&*store, t, revision("worker", "1.0.0"), Vec::new())
+        .await
+        .unwrap()
+        .0
+        .id;
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let agent = format!("a{w}");
+                for i in 0..ROUNDS {
+                    let (deployed, _) = deploy(
+                        &*store,
+                        t,
+                        revision(&agent, &format!("1.0.{i}")),
+                        vec![sealed("token", b"t")],
+                    )
+                    .await?;
+                    store
+                        .set_current_revision(
+                            t,
+                            deployed.id,
+                            1,
+                            audit_event("agent.rollback", &agent),
+                        )
+                        .await?;
+                    store
+                        .put_package(
+                            t,
+                            NewPackage {
+                                reference: format!("acme/{agent}@1.0.{i}").parse().unwrap(),
+                                digest: format!("sha256:{w}{i}"),
+                                size_bytes: 1,
+                                manifest: json!({}),
+                            },
+                            audit_event("package.upload", &agent),
+                        )
+                        .await?;
+                    store
+                        .append_audit(t, audit_event("agent.invoke", &agent))
+                        .await?;
+                }
+                store
+                    .delete_agent(
+                        t,
+                        store.get_agent(t, &name(&agent)).await?.id,
+                        audit_event("agent.delete", &agent),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let tasks = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for _ in 0..ROUNDS * 4 {
+                let (task, _) = store.create_task(t, new_task(worker, "s"), vec![]).await?;
+                store
+                    .transition_task(t, task.id, TaskState::Working, None, vec![])
+                    .await?;
+                store
+                    .transition_task(t, task.id, TaskState::Completed, None, vec![])
+                    .await?;
+            }
+            Ok::<_, StoreError>(())
+        })
+    };
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    tasks.await.unwrap().unwrap();
+    let events = chain(&*store, t).await;
+    // The tenant, the worker, four writes per round per writer and a deletion per writer.
+    assert_eq!(events.len(), 2 + 4 * (4 * ROUNDS + 1));
+    assert!(
+        store
+            .list_agents(t, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|a| a.id == worker)
+    );
 }

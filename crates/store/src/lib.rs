@@ -104,9 +104,11 @@ pub struct TaskFilter {
 /// Tenants: created, found by id or name, listed.
 #[async_trait]
 pub trait TenantStore: Send + Sync {
-    /// Creates a tenant; `AlreadyExists` if the name is taken.
-    async fn create_tenant(&self, new: NewTenant) -> Result<Tenant>;
+    /// Creates a tenant and appends `audit` to the new tenant's chain (its first event),
+    /// atomically; `AlreadyExists` if the name is taken, and then nothing is stored.
+    async fn create_tenant(&self, new: NewTenant, audit: NewAuditEvent) -> Result<Tenant>;
     /// Returns the tenant named `new.name`, creating it if absent (used for `default`).
+    /// Not audited.
     async fn ensure_tenant(&self, new: NewTenant) -> Result<Tenant>;
     async fn get_tenant(&self, id: TenantId) -> Result<Tenant>;
     async fn get_tenant_by_name(&self, name: &Name) -> Result<Tenant>;
@@ -118,7 +120,9 @@ pub trait TenantStore: Send + Sync {
 #[async_trait]
 pub trait AgentStore: Send + Sync {
     /// Creates the agent `new.name` at revision 1, or adds the next revision to it and makes that
-    /// revision current, in one transaction.
+    /// revision current, in one transaction. Not audited: it serves local runs (`nexus run`),
+    /// which have no control plane; deployments through the control plane use
+    /// [`SecretStore::deploy_revision_with_secrets`].
     async fn deploy_revision(
         &self,
         tenant: TenantId,
@@ -136,23 +140,40 @@ pub trait AgentStore: Send + Sync {
     ) -> Result<AgentRevision>;
     /// All revisions of an agent, newest first.
     async fn list_revisions(&self, tenant: TenantId, agent: AgentId) -> Result<Vec<AgentRevision>>;
-    /// Makes an existing revision current (rollback or roll forward).
+    /// Makes an existing revision current (rollback or roll forward) and appends `audit` to
+    /// the tenant's chain, atomically. `NotFound` if the agent is not in `tenant` or has no such
+    /// revision, and then nothing is stored.
     async fn set_current_revision(
         &self,
         tenant: TenantId,
         agent: AgentId,
         revision: u32,
+        audit: NewAuditEvent,
     ) -> Result<Agent>;
-    /// Deletes the agent with its revisions and tasks.
-    async fn delete_agent(&self, tenant: TenantId, agent: AgentId) -> Result<()>;
+    /// Deletes the agent with its revisions and tasks and appends `audit` to the tenant's
+    /// chain, atomically. `NotFound` if the agent is not in `tenant`, and then nothing is
+    /// stored.
+    async fn delete_agent(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        audit: NewAuditEvent,
+    ) -> Result<()>;
 }
 
 /// Package metadata (the bytes live in the blob store).
 #[async_trait]
 pub trait PackageStore: Send + Sync {
-    /// Records a package version. Versions are immutable: putting the same reference with the
-    /// same digest returns the stored row; with another digest it is `AlreadyExists`.
-    async fn put_package(&self, tenant: TenantId, new: NewPackage) -> Result<Package>;
+    /// Records a package version and appends `audit` to the tenant's chain, atomically.
+    /// Versions are immutable: putting the same reference with the same digest returns the
+    /// stored row (and is audited all the same: a repeated upload is still an upload); with
+    /// another digest it is `AlreadyExists`, and then nothing is stored.
+    async fn put_package(
+        &self,
+        tenant: TenantId,
+        new: NewPackage,
+        audit: NewAuditEvent,
+    ) -> Result<Package>;
     async fn get_package(&self, tenant: TenantId, reference: &PackageRef) -> Result<Package>;
     async fn get_package_by_digest(&self, tenant: TenantId, digest: &str) -> Result<Package>;
     /// Packages in creation order.
@@ -364,14 +385,20 @@ pub trait SecretStore: Send + Sync {
     /// The tenant's wrapped data key, if it has one.
     async fn get_tenant_key(&self, tenant: TenantId) -> Result<Option<Vec<u8>>>;
     /// Does what [`AgentStore::deploy_revision`] does and, in the same transaction, creates or
-    /// replaces the agent's `secrets`, keeping its other secrets. The revision's
-    /// `secret_names` become the names of all the agent's secrets afterwards, sorted; those in
-    /// `new` are ignored.
+    /// replaces the agent's `secrets`, keeping its other secrets, and appends `audit` to the
+    /// tenant's chain. The revision's `secret_names` become the names of all the agent's
+    /// secrets afterwards, sorted; those in `new` are ignored.
+    ///
+    /// The store numbers the revision inside the transaction, so it adds
+    /// `"revision": <number>` to `audit.details` before sealing the event (replacing a
+    /// `revision` key already there). `details` should be a JSON object; any other value is
+    /// wrapped as `{"details": <value>, "revision": <number>}`.
     async fn deploy_revision_with_secrets(
         &self,
         tenant: TenantId,
         new: NewAgentRevision,
         secrets: Vec<SealedSecret>,
+        audit: NewAuditEvent,
     ) -> Result<(Agent, AgentRevision)>;
     /// Creates or replaces one secret of an agent.
     async fn put_secret(

@@ -86,10 +86,18 @@ impl StateFixture {
         let url = format!("sqlite://{}/nexus.db", dir.path().display());
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, 2).await.expect("store"));
         let tenant = store
-            .create_tenant(NewTenant {
-                name: Name::parse("t").expect("name"),
-                display_name: "T".into(),
-            })
+            .create_tenant(
+                NewTenant {
+                    name: Name::parse("t").expect("name"),
+                    display_name: "T".into(),
+                },
+                nexus_core::NewAuditEvent {
+                    actor: "system".into(),
+                    action: "tenant.create".into(),
+                    target: "tenants/t".into(),
+                    details: serde_json::Value::Null,
+                },
+            )
             .await
             .expect("tenant")
             .id;
