@@ -13,8 +13,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use nexus_core::ErrorCode;
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::ratelimit::RateLimits;
+
+/// What the authentication layer needs: the control plane (which knows the keys) and the
+/// rate limits it applies to whoever it lets in.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub control: std::sync::Arc<nexus_control::ControlPlane>,
+    pub rate_limits: Option<std::sync::Arc<RateLimits>>,
+}
 
 /// Where MCP clients find how to authenticate to `/mcp/{tenant}` (RFC 9728).
 pub const MCP_RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource/mcp";
@@ -28,15 +36,31 @@ pub fn is_public(path: &str) -> bool {
         || path.starts_with(MCP_RESOURCE_METADATA)
 }
 
-/// Authenticates the request, or answers 401.
+/// Authenticates the request and counts it against its key's and tenant's rates, or answers
+/// 401 (or 429).
 pub async fn authenticate(
-    State(state): State<AppState>,
+    State(state): State<Gateway>,
     mut request: Request,
     next: Next,
 ) -> Response {
     if is_public(request.uri().path()) {
         return next.run(request).await;
     }
+    // A refusal leaves the body unread, and the server then closes the connection: say so, or a
+    // keep-alive client sends its next request into a closing connection.
+    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0");
+    let close = |mut response: Response| {
+        if has_body {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    };
     let credential = nexus_auth::bearer(
         request
             .headers()
@@ -46,6 +70,11 @@ pub async fn authenticate(
     let refusal = match credential {
         Ok(credential) => match state.control.authenticate(credential).await {
             Ok(caller) => {
+                if let Some(limits) = &state.rate_limits
+                    && let Err(exceeded) = limits.admit(&caller)
+                {
+                    return close(exceeded.into_response());
+                }
                 let trace_id = crate::routes::inbound_trace_id(request.headers());
                 request
                     .extensions_mut()
@@ -75,7 +104,7 @@ pub async fn authenticate(
                 .insert(header::WWW_AUTHENTICATE, value);
         }
     }
-    response
+    close(response)
 }
 
 /// The `WWW-Authenticate` challenge for `path`: MCP's names its resource metadata.

@@ -31,6 +31,7 @@ mod authn;
 pub mod error;
 pub mod extract;
 mod middleware;
+mod ratelimit;
 pub mod routes;
 
 pub use authn::is_public;
@@ -82,6 +83,8 @@ pub struct Limits {
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
     pub max_in_flight: usize,
+    /// Requests per key and per tenant (after authentication).
+    pub rate_limit: nexus_config::RateLimitConfig,
 }
 
 #[derive(OpenApi)]
@@ -203,7 +206,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .fallback(middleware::route_not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            authn::Gateway {
+                control: state.control.clone(),
+                rate_limits: ratelimit::RateLimits::new(&limits.rate_limit).map(Arc::new),
+            },
             authn::authenticate,
         ))
         .with_state(state);
@@ -240,6 +246,7 @@ impl Default for Limits {
             body_limit_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_in_flight: 1024,
+            rate_limit: nexus_config::RateLimitConfig::default(),
         }
     }
 }

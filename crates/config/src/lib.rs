@@ -44,6 +44,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
     pub push: PushConfig,
+    pub rate_limit: RateLimitConfig,
 }
 
 /// `[server]`: the HTTP listener and its limits.
@@ -89,6 +90,59 @@ pub struct PushConfig {
     /// non-public address. Off by default: callers choose webhook URLs, and the server must not
     /// become their way into its own network. Turn on for receivers on the same host or LAN.
     pub allow_private_addresses: bool,
+}
+
+/// A GCRA rate: a sustained number of requests per second and the burst allowed on top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// `[rate_limit]`: requests per API key and per tenant, checked at the gateway after
+/// authentication; over it, `429` with `Retry-After`. A key's rate is `key`, or its role's
+/// (`[rate_limit.viewer]`, …) when one is set; every tenant's keys together share `tenant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Per API key, unless its role has a rate of its own.
+    pub key: Rate,
+    /// Per tenant, all its keys together: one tenant cannot take the node from the others.
+    pub tenant: Rate,
+    pub viewer: Option<Rate>,
+    pub operator: Option<Rate>,
+    pub developer: Option<Rate>,
+    pub admin: Option<Rate>,
+    pub owner: Option<Rate>,
+}
+
+/// Default rate per key: far above what a person or a CI job sends, low enough that one
+/// runaway client cannot starve a node (which serves ~15,000 tasks/s, docs/BENCHMARKS.md).
+pub const DEFAULT_KEY_RATE: Rate = Rate {
+    per_second: 500,
+    burst: 1_000,
+};
+/// Default rate per tenant: a few busy keys' worth.
+pub const DEFAULT_TENANT_RATE: Rate = Rate {
+    per_second: 2_000,
+    burst: 4_000,
+};
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            key: DEFAULT_KEY_RATE,
+            tenant: DEFAULT_TENANT_RATE,
+            viewer: None,
+            operator: None,
+            developer: None,
+            admin: None,
+            owner: None,
+        }
+    }
 }
 
 /// Log output format.
@@ -246,6 +300,25 @@ impl Config {
                 key: "server.data_dir",
                 reason: "must not be empty".into(),
             });
+        }
+        let rates = [
+            ("rate_limit.key", Some(self.rate_limit.key)),
+            ("rate_limit.tenant", Some(self.rate_limit.tenant)),
+            ("rate_limit.viewer", self.rate_limit.viewer),
+            ("rate_limit.operator", self.rate_limit.operator),
+            ("rate_limit.developer", self.rate_limit.developer),
+            ("rate_limit.admin", self.rate_limit.admin),
+            ("rate_limit.owner", self.rate_limit.owner),
+        ];
+        for (key, rate) in rates {
+            if let Some(rate) = rate
+                && (rate.per_second == 0 || rate.burst == 0)
+            {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "per_second and burst must be at least 1".into(),
+                });
+            }
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError::Invalid {

@@ -187,3 +187,39 @@ fn push_private_addresses_are_refused_unless_enabled() {
         Ok(())
     });
 }
+
+#[test]
+fn rate_limits_come_from_file_and_env_and_refuse_zero() {
+    Jail::expect_with(|jail| {
+        jail.create_dir(".nexus")?;
+        jail.create_file(
+            ".nexus/nexus.toml",
+            r#"
+            [rate_limit.viewer]
+            per_second = 5
+            burst = 10
+            "#,
+        )?;
+        jail.set_env("NEXUS__RATE_LIMIT__KEY__PER_SECOND", "50");
+        let config = load_in(jail, &Overrides::default()).unwrap();
+        assert!(config.rate_limit.enabled);
+        assert_eq!(
+            config.rate_limit.viewer,
+            Some(Rate {
+                per_second: 5,
+                burst: 10
+            })
+        );
+        assert_eq!(config.rate_limit.key.per_second, 50);
+        assert_eq!(config.rate_limit.key.burst, DEFAULT_KEY_RATE.burst);
+        assert_eq!(config.rate_limit.tenant, DEFAULT_TENANT_RATE);
+
+        jail.set_env("NEXUS__RATE_LIMIT__TENANT__BURST", "0");
+        let refused = load_in(jail, &Overrides::default()).unwrap_err();
+        assert!(
+            refused.to_string().contains("rate_limit.tenant"),
+            "{refused}"
+        );
+        Ok(())
+    });
+}

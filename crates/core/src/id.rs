@@ -112,6 +112,11 @@ typed_id!(
     ApiKeyId,
     "api key"
 );
+typed_id!(
+    /// Identifies a tenant policy.
+    PolicyId,
+    "policy"
+);
 
 #[cfg(test)]
 mod tests {

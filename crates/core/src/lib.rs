@@ -14,17 +14,21 @@ pub mod name;
 pub mod net;
 pub mod package;
 pub mod page;
+pub mod policy;
 pub mod task;
 pub mod tenant;
 
 pub use agent::{Agent, AgentRevision, Grants, NewAgentRevision};
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use error::ErrorCode;
-pub use id::{AgentId, ApiKeyId, AuditEventId, IdParseError, PackageId, TaskId, TenantId};
+pub use id::{
+    AgentId, ApiKeyId, AuditEventId, IdParseError, PackageId, PolicyId, TaskId, TenantId,
+};
 pub use identity::{ApiKey, Caller, NewApiKey, Principal};
 pub use message::{Artifact, Message, Part, Role};
 pub use name::{Name, NameError};
 pub use package::{NewPackage, Package, PackageRef, PackageRefError};
 pub use page::{Cursor, Page, PageRequest};
+pub use policy::{NewPolicy, Policy};
 pub use task::{IllegalTransition, NewTask, Task, TaskEvent, TaskEventKind, TaskState};
 pub use tenant::{NewTenant, Tenant};

@@ -168,3 +168,26 @@ async fn every_route_refuses_strangers_other_tenants_and_viewers() {
         .count();
     assert!(denials >= 8, "{denials} denials audited");
 }
+
+/// A refused request whose body was left unread tells the client the connection closes, so a
+/// keep-alive client does not send its next request into it; one without a body keeps it.
+#[tokio::test]
+async fn refusals_that_leave_a_body_unread_close_the_connection() {
+    let app = app().await;
+    let with_body = app
+        .send_as_is(
+            Request::post("/mcp/default")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_LENGTH, "2")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(with_body.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(with_body.headers[header::CONNECTION], "close");
+    let without = app
+        .send_as_is(Request::get("/v1/tenants").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(without.status, StatusCode::UNAUTHORIZED);
+    assert!(!without.headers.contains_key(header::CONNECTION));
+}

@@ -78,6 +78,7 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         body_limit_bytes: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
         request_timeout: Duration::from_secs(config.server.request_timeout_secs),
         max_in_flight: config.server.max_in_flight,
+        rate_limit: config.rate_limit,
     };
     let control = control_plane(&config, store.clone())?;
     bootstrap_key(&control, default_tenant, args.bootstrap_api_key.as_deref()).await?;
