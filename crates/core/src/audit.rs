@@ -48,8 +48,36 @@ struct Hashed<'a> {
     actor: &'a str,
     action: &'a str,
     target: &'a str,
-    details: &'a serde_json::Value,
+    details: Canonical<'a>,
     at: String,
+}
+
+/// A JSON value that serializes with the keys of every object sorted.
+struct Canonical<'a>(&'a serde_json::Value);
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut out = serializer.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    out.serialize_entry(key, &Canonical(value))?;
+                }
+                out.end()
+            }
+            serde_json::Value::Array(items) => {
+                let mut out = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    out.serialize_element(&Canonical(item))?;
+                }
+                out.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
 }
 
 impl NewAuditEvent {
@@ -73,8 +101,10 @@ impl NewAuditEvent {
 }
 
 impl AuditEvent {
-    /// sha256 over `prev_hash` and the canonical JSON of the event's content. `serde_json`
-    /// writes object keys sorted, so `details` has one canonical form.
+    /// sha256 over `prev_hash` and the canonical JSON of the event's content: `details` is
+    /// written with every object's keys sorted, whatever order it was built or stored in
+    /// (PostgreSQL's `jsonb` reorders keys, and serde_json keeps insertion order when a crate in
+    /// the build asks for it).
     pub fn compute_hash(&self) -> String {
         let content = Hashed {
             tenant_id: &self.tenant_id,
@@ -82,7 +112,7 @@ impl AuditEvent {
             actor: &self.actor,
             action: &self.action,
             target: &self.target,
-            details: &self.details,
+            details: Canonical(&self.details),
             at: self.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         };
         let mut hasher = Sha256::new();
@@ -175,6 +205,25 @@ mod tests {
         let mut events = chain(3);
         events.remove(1);
         assert_eq!(verify_chain(&events), Err(2));
+    }
+
+    #[test]
+    fn the_hash_does_not_depend_on_the_order_of_keys() {
+        let mut sorted = serde_json::Map::new();
+        let mut reversed = serde_json::Map::new();
+        for key in ["a", "b", "c"] {
+            sorted.insert(key.to_owned(), serde_json::json!({"x": 1, "y": [key]}));
+        }
+        for key in ["c", "b", "a"] {
+            reversed.insert(key.to_owned(), serde_json::json!({"y": [key], "x": 1}));
+        }
+        let mut event = chain(1).remove(0);
+        event.details = serde_json::Value::Object(sorted);
+        let first = event.compute_hash();
+        event.details = serde_json::Value::Object(reversed);
+        assert_eq!(event.compute_hash(), first);
+        event.details = serde_json::json!({"a": 2});
+        assert_ne!(event.compute_hash(), first);
     }
 
     #[test]

@@ -93,31 +93,38 @@ pub struct Request {
     pub params: Value,
 }
 
+/// An envelope refused by [`validate`]: the id to answer with and why.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub id: Value,
+    pub error: RpcError,
+}
+
 /// Validates the envelope: `jsonrpc` must be `"2.0"`, `method` a string, `id` a string, number
-/// or null.
-pub fn validate(raw: RawRequest) -> Result<Request, (Value, RpcError)> {
+/// or null. The refusal is boxed: it is the rare path, and a large `Err` would cost every call.
+pub fn validate(raw: RawRequest) -> Result<Request, Box<Rejected>> {
     let id = raw.id.unwrap_or(Value::Null);
     let id_ok = matches!(id, Value::String(_) | Value::Number(_) | Value::Null);
     if !id_ok {
-        return Err((
-            Value::Null,
-            RpcError::new(
+        return Err(Box::new(Rejected {
+            id: Value::Null,
+            error: RpcError::new(
                 code::INVALID_REQUEST,
                 "`id` must be a string, a number or null",
             ),
-        ));
+        }));
     }
     if raw.jsonrpc != Some(Value::String("2.0".into())) {
-        return Err((
+        return Err(Box::new(Rejected {
             id,
-            RpcError::new(code::INVALID_REQUEST, "`jsonrpc` must be \"2.0\""),
-        ));
+            error: RpcError::new(code::INVALID_REQUEST, "`jsonrpc` must be \"2.0\""),
+        }));
     }
     let Some(Value::String(method)) = raw.method else {
-        return Err((
+        return Err(Box::new(Rejected {
             id,
-            RpcError::new(code::INVALID_REQUEST, "`method` must be a string"),
-        ));
+            error: RpcError::new(code::INVALID_REQUEST, "`method` must be a string"),
+        }));
     };
     Ok(Request {
         id,

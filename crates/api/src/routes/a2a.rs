@@ -153,7 +153,12 @@ pub async fn rpc(
     };
     let request = match jsonrpc::validate(raw) {
         Ok(request) => request,
-        Err((id, error)) => return Ok(rpc_response(jsonrpc::Response::error(id, error))),
+        Err(rejected) => {
+            return Ok(rpc_response(jsonrpc::Response::error(
+                rejected.id,
+                rejected.error,
+            )));
+        }
     };
     let version_header = headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok());
     let Some(version) = Version::from_header(version_header) else {
