@@ -98,7 +98,7 @@ pub struct Limits {
     tags(
         (name = "tenants", description = "Organisations that own agents, keys and data"),
         (name = "agents", description = "Packages and deployments: agents, revisions, rollback"),
-        (name = "access", description = "API keys and the audit log"),
+        (name = "access", description = "API keys, policies and the audit log"),
         (name = "tasks", description = "Sending messages to agents; durable tasks and their event logs"),
         (name = "operations", description = "Health, readiness and metrics"),
     ),
@@ -141,6 +141,12 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::keys::create_key, routes::keys::list_keys))
         .routes(routes!(routes::keys::revoke_key))
         .routes(routes!(routes::keys::list_audit))
+        .routes(routes!(
+            routes::policies::create_policy,
+            routes::policies::list_policies
+        ))
+        .routes(routes!(routes::policies::explain))
+        .routes(routes!(routes::policies::delete_policy))
         .routes({
             // Packages are uploaded whole; the package format's own limit bounds them.
             let (schemas, paths, route) = routes!(

@@ -61,6 +61,9 @@ enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// Manage a tenant's Cedar policies and explain decisions.
+    #[command(subcommand)]
+    Policies(commands::policies::PoliciesCommand),
     /// List and export a tenant's audit log.
     #[command(subcommand)]
     Audit(commands::keys::AuditCommand),
@@ -101,6 +104,10 @@ fn main() -> ExitCode {
             Command::Keys(cmd) => {
                 let client = client::Client::new(&cli.server, cli.api_key.as_deref())?;
                 commands::keys::keys(cmd, &client, output).await
+            }
+            Command::Policies(cmd) => {
+                let client = client::Client::new(&cli.server, cli.api_key.as_deref())?;
+                commands::policies::run(cmd, &client, output).await
             }
             Command::Audit(cmd) => {
                 let client = client::Client::new(&cli.server, cli.api_key.as_deref())?;

@@ -353,3 +353,75 @@ fn keys_are_shown_once_carry_their_role_and_die_when_revoked() {
     );
     server.stop();
 }
+
+/// `nexus policies`: a policy from a file narrows a role, `explain` names it, a malformed one
+/// is refused with Cedar's reason, and deleting it restores the role's rights.
+#[test]
+fn policies_narrow_roles_and_explain_names_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let created = server.cli(&["--json", "keys", "create", "dev", "--role", "developer"]);
+    let dev: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    let dev_id = dev["id"].as_str().unwrap();
+    let policy = dir.path().join("no-keys.cedar");
+    std::fs::write(
+        &policy,
+        r#"forbid (principal, action == Nexus::Action::"agent.deploy", resource)
+           when { principal.role == "developer" && context.hour >= 0 };"#,
+    )
+    .unwrap();
+    let output = server.cli(&[
+        "policies",
+        "create",
+        "no-dev-deploys",
+        "--file",
+        policy.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let explained = stdout_json(&server.cli(&[
+        "--json",
+        "policies",
+        "explain",
+        "agent.deploy",
+        "--key",
+        dev_id,
+    ]));
+    assert_eq!(explained["allowed"], false, "{explained}");
+    assert_eq!(explained["policies"][0], "tenant:no-dev-deploys");
+    let text = server.cli(&["policies", "explain", "task.send", "--key", dev_id]);
+    assert!(String::from_utf8_lossy(&text.stdout).starts_with("ALLOW"));
+
+    let malformed = server.cli(&[
+        "policies",
+        "create",
+        "broken",
+        "--text",
+        "permit(principal,",
+    ]);
+    assert_eq!(malformed.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("not a Cedar policy"));
+
+    let listed = stdout_json(&server.cli(&["--json", "policies", "list"]));
+    assert_eq!(listed["policies"].as_array().unwrap().len(), 1);
+    assert!(
+        server
+            .cli(&["policies", "delete", "no-dev-deploys"])
+            .status
+            .success()
+    );
+    let explained = stdout_json(&server.cli(&[
+        "--json",
+        "policies",
+        "explain",
+        "agent.deploy",
+        "--key",
+        dev_id,
+    ]));
+    assert_eq!(explained["allowed"], true, "{explained}");
+    server.stop();
+}

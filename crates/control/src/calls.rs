@@ -117,11 +117,14 @@ impl AgentCaller for ChildCaller {
             task_id: None,
             chain: self.chain.clone(),
         };
-        let started = self
-            .control
-            .start_agent(&self.caller, self.tenant, agent, request)
-            .await
-            .map_err(call_error)?;
+        // Started on a worker thread's own stack: this call runs on the calling guest's fiber,
+        // whose small stack Cedar's evaluation (it guards its recursion) must not run on.
+        let (control, caller, tenant) = (self.control.clone(), self.caller.clone(), self.tenant);
+        let started =
+            tokio::spawn(async move { control.start_agent(&caller, tenant, agent, request).await })
+                .await
+                .map_err(|e| AgentCallError::Unavailable(format!("starting the call failed: {e}")))?
+                .map_err(call_error)?;
         // If the caller's task ends first (canceled, timed out), its child is canceled too.
         let mut orphan = CancelOnDrop {
             control: self.control.clone(),

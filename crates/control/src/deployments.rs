@@ -1,6 +1,7 @@
 //! Deployments: agents, their immutable revisions, grants, rollback and deletion.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use nexus_core::{
     Agent, AgentId, AgentRevision, Caller, Grants, Name, NewAgentRevision, Page, PageRequest,
@@ -11,6 +12,7 @@ use nexus_host::http::OutboundPolicy;
 use nexus_store::StoreError;
 use serde::Serialize;
 
+use crate::authz::Resource;
 use crate::tenants::TenantRef;
 use crate::{Action, ControlError, ControlPlane, GRANTABLE, MAX_CACHED_REVISIONS, audit, secrets};
 
@@ -65,19 +67,37 @@ impl ControlPlane {
         tenant: TenantId,
         request: DeployRequest,
     ) -> Result<(Agent, AgentRevision), ControlError> {
-        self.authorize(caller, tenant, Action::AgentDeploy).await?;
+        self.reach(caller, tenant)?;
         secrets::check(&request.secrets)?;
-        let package = self
+        let package = match self
             .store
             .get_package_by_digest(tenant, &request.package_digest)
-            .await?;
+            .await
+        {
+            Ok(package) => package,
+            // Say "forbidden" rather than "no such package" to whoever may not deploy at all.
+            Err(missing @ StoreError::NotFound { .. }) => {
+                let name = request.name.as_ref().map_or("", Name::as_str);
+                let resource = Resource::Agent { name, tags: &[] };
+                self.authorize_on(caller, tenant, Action::AgentDeploy, resource)
+                    .await?;
+                return Err(missing.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let manifest: nexus_package::Manifest = serde_json::from_value(package.manifest.clone())
             .map_err(|e| StoreError::Corrupt(format!("stored manifest: {e}")))?;
-        check_grants(&manifest, &request.grants)?;
         let name = match request.name {
             Some(name) => name,
             None => package.reference.name.clone(),
         };
+        let resource = Resource::Agent {
+            name: name.as_str(),
+            tags: &manifest.agent.tags,
+        };
+        self.authorize_on(caller, tenant, Action::AgentDeploy, resource)
+            .await?;
+        check_grants(&manifest, &request.grants)?;
         let sealed = if request.secrets.is_empty() {
             Vec::new()
         } else {
@@ -133,8 +153,8 @@ impl ControlPlane {
         tenant: TenantId,
         name: &Name,
     ) -> Result<Agent, ControlError> {
-        self.authorize(caller, tenant, Action::AgentRead).await?;
-        Ok(self.store.get_agent(tenant, name).await?)
+        self.agent_for(caller, tenant, Action::AgentRead, name)
+            .await
     }
 
     /// Agents in creation order.
@@ -155,8 +175,7 @@ impl ControlPlane {
         tenant: TenantId,
         name: &Name,
     ) -> Result<AgentDetail, ControlError> {
-        self.authorize(caller, tenant, Action::AgentRead).await?;
-        let agent = self.store.get_agent(tenant, name).await?;
+        let agent = self.agent(caller, tenant, name).await?;
         let revisions = self.store.list_revisions(tenant, agent.id).await?;
         Ok(AgentDetail { agent, revisions })
     }
@@ -168,7 +187,8 @@ impl ControlPlane {
         tenant: TenantId,
         agent: &Agent,
     ) -> Result<nexus_package::Manifest, ControlError> {
-        self.authorize(caller, tenant, Action::AgentRead).await?;
+        self.authorize_agent(caller, tenant, Action::AgentRead, agent)
+            .await?;
         self.current_manifest(tenant, agent).await
     }
 
@@ -216,8 +236,9 @@ impl ControlPlane {
         tenant: TenantId,
         name: &Name,
     ) -> Result<(), ControlError> {
-        self.authorize(caller, tenant, Action::AgentDelete).await?;
-        let agent = self.store.get_agent(tenant, name).await?;
+        let agent = self
+            .agent_for(caller, tenant, Action::AgentDelete, name)
+            .await?;
         let event = audit::event(
             caller,
             "agent.delete",
@@ -236,9 +257,9 @@ impl ControlPlane {
         name: &Name,
         revision: Option<u32>,
     ) -> Result<Agent, ControlError> {
-        self.authorize(caller, tenant, Action::AgentRollback)
+        let agent = self
+            .agent_for(caller, tenant, Action::AgentRollback, name)
             .await?;
-        let agent = self.store.get_agent(tenant, name).await?;
         let target = match revision {
             Some(revision) => revision,
             None => self
@@ -265,6 +286,93 @@ impl ControlPlane {
     }
 
     /// An agent's revision, from memory when it was read before.
+    /// The agent `name`, once `caller` is allowed `action` on it. A caller that may not do the
+    /// action to any agent of that name is told so (403) even when there is none, rather than
+    /// learning whether it exists.
+    pub(crate) async fn agent_for(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        action: Action,
+        name: &Name,
+    ) -> Result<Agent, ControlError> {
+        self.reach(caller, tenant)?;
+        match self.store.get_agent(tenant, name).await {
+            Ok(agent) => {
+                self.authorize_agent(caller, tenant, action, &agent).await?;
+                Ok(agent)
+            }
+            Err(missing @ StoreError::NotFound { .. }) => {
+                let resource = Resource::Agent {
+                    name: name.as_str(),
+                    tags: &[],
+                };
+                self.authorize_on(caller, tenant, action, resource).await?;
+                Err(missing.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Authorizes `action` on `agent`, as its current manifest's tags describe it.
+    pub(crate) async fn authorize_agent(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        action: Action,
+        agent: &Agent,
+    ) -> Result<(), ControlError> {
+        self.reach(caller, tenant)?;
+        let tags = self.agent_tags(tenant, agent).await?;
+        let resource = Resource::Agent {
+            name: agent.name.as_str(),
+            tags: &tags,
+        };
+        self.authorize_on(caller, tenant, action, resource).await
+    }
+
+    /// The tags of an agent's current manifest, from memory once its package was read.
+    pub(crate) async fn agent_tags(
+        &self,
+        tenant: TenantId,
+        agent: &Agent,
+    ) -> Result<Arc<[String]>, ControlError> {
+        let revision = self
+            .revision(tenant, agent.id, agent.current_revision)
+            .await?;
+        let cached = self
+            .tags
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&revision.package_digest)
+            .cloned();
+        if let Some(tags) = cached {
+            return Ok(tags);
+        }
+        let package = self
+            .store
+            .get_package_by_digest(tenant, &revision.package_digest)
+            .await?;
+        let tags: Arc<[String]> = package.manifest["agent"]["tags"]
+            .as_array()
+            .map(|tags| {
+                tags.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut cache = self
+            .tags
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_REVISIONS {
+            cache.clear();
+        }
+        // Packages are immutable: a digest's tags never change.
+        cache.insert(revision.package_digest, tags.clone());
+        Ok(tags)
+    }
+
     pub(crate) async fn revision(
         &self,
         tenant: TenantId,

@@ -35,17 +35,19 @@ mod error;
 mod keys;
 mod live;
 mod packages;
+mod policies;
 mod push;
 mod secrets;
 mod tasks;
 mod tenants;
 
 pub use audit::MAX_AUDIT_PAGE;
-pub use authz::Action;
+pub use authz::{Action, POLICY_CACHE_TTL};
 pub use calls::{CallChain, MAX_CALL_DEPTH, trace_id_from_traceparent};
 pub use deployments::{AgentCard, AgentDetail, DeployRequest, check_grants};
 pub use error::ControlError;
 pub use keys::{CreatedKey, KEY_CACHE_TTL, NewKeyRequest};
+pub use policies::{ExplainRequest, Explanation, MAX_POLICY_DESCRIPTION_LEN};
 pub use push::{
     CheckedPushConfig, MAX_PUSH_CONFIG_ID_LEN, MAX_PUSH_CONFIGS_PER_TASK, MAX_PUSH_CREDENTIALS_LEN,
     MAX_PUSH_SCHEME_LEN, MAX_PUSH_TOKEN_LEN, MAX_PUSH_URL_LEN, NewPushConfig,
@@ -84,6 +86,10 @@ pub struct ControlPlane {
     revisions: std::sync::Mutex<HashMap<(TenantId, AgentId, u32), AgentRevision>>,
     /// Recently authenticated API keys.
     keys: keys::KeyCache,
+    /// Each tenant's policy set (built-in roles and its own).
+    policies: authz::PolicyCache,
+    /// Manifest tags by package digest, for policies about agents.
+    tags: std::sync::Mutex<HashMap<String, Arc<[String]>>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -115,6 +121,8 @@ impl ControlPlane {
             push: push::PushState::new(nexus_push::Settings::default()),
             revisions: std::sync::Mutex::new(HashMap::new()),
             keys: keys::KeyCache::default(),
+            policies: authz::PolicyCache::default(),
+            tags: std::sync::Mutex::new(HashMap::new()),
         }
     }
 

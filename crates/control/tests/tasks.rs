@@ -560,3 +560,123 @@ async fn control_plane_changes_are_audited_once_each() {
         serde_json::json!({ "display_name": "acme" })
     );
 }
+
+/// A tenant policy forbids what a role allows: here, the agent `relay` may not call `echo`.
+/// The child call fails as denied inside the calling agent, the denial is audited with the
+/// policy that decided, and removing the policy restores the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_policy_can_forbid_one_agent_to_call_another() {
+    let p = platform(&["echo"]).await;
+    p.deploy("delegate", "relay", &[("target", "echo")]).await;
+    let admin = Caller::system(p.tenant);
+    assert_eq!(
+        reply_text(&p.invoke("relay", "hi").await),
+        "echo says: echo: hi"
+    );
+
+    let forbid = r#"forbid (principal is Nexus::Agent, action == Nexus::Action::"task.send", resource)
+        when { principal.name == "relay" && resource.name == "echo" };"#;
+    let name = Name::parse("relay-not-echo").unwrap();
+    p.control
+        .create_policy(&admin, p.tenant, name.clone(), String::new(), forbid.into())
+        .await
+        .unwrap();
+    let refused = p.invoke("relay", "hi").await;
+    assert_eq!(refused.task.state, TaskState::Failed);
+    assert!(
+        refused
+            .task
+            .status_message
+            .as_deref()
+            .unwrap_or("")
+            .contains("denied the call"),
+        "{:?}",
+        refused.task.status_message
+    );
+    // Clients may still call echo: the policy is about the agent.
+    assert_eq!(reply_text(&p.invoke("echo", "hi").await), "echo: hi");
+
+    let events = p
+        .control
+        .list_audit(&admin, p.tenant, 0, 1000)
+        .await
+        .unwrap();
+    let denial = events
+        .iter()
+        .rev()
+        .find(|e| e.action == "authz.deny")
+        .expect("the denial is audited");
+    assert!(denial.actor.starts_with("agent:"), "{}", denial.actor);
+    assert_eq!(denial.details["action"], "task.send");
+    assert_eq!(denial.details["policies"][0], "tenant:relay-not-echo");
+    assert!(events.iter().any(|e| e.action == "policy.create"));
+
+    p.control
+        .delete_policy(&admin, p.tenant, &name)
+        .await
+        .unwrap();
+    assert_eq!(
+        reply_text(&p.invoke("relay", "hi").await),
+        "echo says: echo: hi"
+    );
+}
+
+/// Policies that are not one Cedar policy are refused whole, with Cedar's reason.
+#[tokio::test]
+async fn malformed_policies_are_refused_and_change_nothing() {
+    let p = empty_platform().await;
+    let admin = Caller::system(p.tenant);
+    for (text, expected) in [
+        ("permit(principal, action, resource)", "not a Cedar policy"),
+        (
+            "permit(principal == ?principal, action, resource);",
+            "one `permit` or `forbid`",
+        ),
+        (
+            "permit(principal, action, resource); forbid(principal, action, resource);",
+            "one `permit` or `forbid`",
+        ),
+    ] {
+        let refused = p
+            .control
+            .create_policy(
+                &admin,
+                p.tenant,
+                Name::parse("bad").unwrap(),
+                String::new(),
+                text.into(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, nexus_control::ControlError::Invalid(m) if m.contains(expected)),
+            "{text}: {refused}"
+        );
+    }
+    let huge = format!(
+        "permit(principal, action, resource) when {{ {} }};",
+        "true && ".repeat(5000) + "true"
+    );
+    let too_long = p
+        .control
+        .create_policy(
+            &admin,
+            p.tenant,
+            Name::parse("huge").unwrap(),
+            String::new(),
+            huge,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&too_long, nexus_control::ControlError::Invalid(m) if m.contains("at most")),
+        "{too_long}"
+    );
+    assert!(
+        p.control
+            .list_policies(&admin, p.tenant)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

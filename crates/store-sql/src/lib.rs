@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use nexus_core::identity::Role;
 use nexus_core::{
     Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, AuditEventId, Cursor, Grants,
-    Name, Package, PackageId, Task, TaskEvent, TaskId, TaskState, Tenant, TenantId,
+    Name, Package, PackageId, Policy, PolicyId, Task, TaskEvent, TaskId, TaskState, Tenant,
+    TenantId,
 };
 use nexus_store::StoreError;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -390,6 +391,33 @@ impl TryFrom<ApiKeyRow> for ApiKey {
     }
 }
 
+/// A `policies` row.
+#[derive(Debug, FromRow)]
+pub struct PolicyRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub text: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<PolicyRow> for Policy {
+    type Error = StoreError;
+    fn try_from(row: PolicyRow) -> Result<Self, StoreError> {
+        Ok(Policy {
+            id: PolicyId::from_uuid(row.id),
+            tenant_id: TenantId::from_uuid(row.tenant_id),
+            name: name(row.name, "policies.name")?,
+            description: row.description,
+            text: row.text,
+            created_by: row.created_by,
+            created_at: row.created_at,
+        })
+    }
+}
+
 /// A `task_push_configs` row.
 #[derive(Debug, FromRow)]
 pub struct PushConfigRow {
@@ -476,6 +504,42 @@ mod tests {
             created_at: nexus_core::page::now(),
             expires_at: None,
             revoked_at: None,
+        }
+    }
+
+    fn policy_row(name: &str) -> PolicyRow {
+        PolicyRow {
+            id: *PolicyId::new().as_uuid(),
+            tenant_id: *TenantId::new().as_uuid(),
+            name: name.into(),
+            description: "readers read".into(),
+            text: "permit(principal, action, resource);".into(),
+            created_by: "key:admin".into(),
+            created_at: nexus_core::page::now(),
+        }
+    }
+
+    #[test]
+    fn a_policy_row_decodes_its_name_and_refuses_a_bad_one() {
+        let row = policy_row("readers");
+        let (id, tenant_id, created_at) = (row.id, row.tenant_id, row.created_at);
+        let policy = Policy::try_from(row);
+        assert!(
+            matches!(
+                &policy,
+                Ok(p) if p.name.as_str() == "readers"
+                    && *p.id.as_uuid() == id
+                    && *p.tenant_id.as_uuid() == tenant_id
+                    && p.created_at == created_at
+            ),
+            "{policy:?}"
+        );
+        for bad in ["", "Readers", "has space", "-dash"] {
+            let policy = Policy::try_from(policy_row(bad));
+            assert!(
+                matches!(policy, Err(StoreError::Corrupt(_))),
+                "{bad}: {policy:?}"
+            );
         }
     }
 

@@ -20,19 +20,19 @@ macro_rules! impl_store {
             use $crate::__private::async_trait;
             use $crate::__private::nexus_core::{
                 Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, Name,
-                NewAgentRevision, NewApiKey, NewAuditEvent, NewPackage, NewTask, NewTenant,
-                Package, PackageRef, Page, PageRequest, Task, TaskEvent, TaskId, TaskState,
-                Tenant, TenantId, audit::GENESIS_HASH, page::now,
+                NewAgentRevision, NewApiKey, NewAuditEvent, NewPackage, NewPolicy, NewTask,
+                NewTenant, Package, PackageRef, Page, PageRequest, Policy, Task, TaskEvent, TaskId,
+                TaskState, Tenant, TenantId, audit::GENESIS_HASH, page::now,
             };
             use $crate::__private::nexus_store::{
-                AgentStore, ApiKeyStore, AuditStore, NewTaskEvent, PackageStore, Result,
-                SealedSecret, SecretStore, StateScope, StateStore, Store, StoreError, TaskFilter,
-                TaskStore, TenantStore,
+                AgentStore, ApiKeyStore, AuditStore, NewTaskEvent, PackageStore, PolicyStore,
+                Result, SealedSecret, SecretStore, StateScope, StateStore, Store, StoreError,
+                TaskFilter, TaskStore, TenantStore,
             };
             use $crate::__private::sqlx::{self, types::Json};
             use $crate::__private::uuid::Uuid;
             use $crate::{
-                AgentRow, ApiKeyRow, AuditRow, PackageRow, RevisionRow, TaskEventRow, TaskRow,
+                AgentRow, ApiKeyRow, AuditRow, PackageRow, PolicyRow, RevisionRow, TaskEventRow, TaskRow,
                 TenantRow, convert, is_foreign_key_violation, is_unique_violation, map_err,
                 parse_cursor, status_payload, to_i64, to_u64, with_revision, EVENTS_PER_INSERT,
                 RUNNING_STATES,
@@ -957,6 +957,102 @@ macro_rules! impl_store {
                         .await
                         .map_err(map_err)?;
                     Ok(row.is_some())
+                }
+            }
+
+            #[async_trait]
+            impl PolicyStore for $store {
+                async fn create_policy(
+                    &self,
+                    tenant: TenantId,
+                    new: NewPolicy,
+                    max_per_tenant: usize,
+                    audit: NewAuditEvent,
+                ) -> Result<Policy> {
+                    let policy = new.into_policy(tenant);
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    // As in `create_api_key`: the audit append goes first and locks the tenant
+                    // row, so concurrent creations in one tenant count in turn and the limit
+                    // holds. Any refusal below drops `tx`, which rolls the event back.
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    // Policies of other names: a duplicate name is `AlreadyExists` even at the
+                    // limit, as it would be under it.
+                    let (others,): (i64,) = sqlx::query_as(
+                        "SELECT COUNT(*) FROM policies WHERE tenant_id = $1 AND name <> $2",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(policy.name.as_str())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    if usize::try_from(others).unwrap_or(usize::MAX) >= max_per_tenant {
+                        return Err(StoreError::TooMany {
+                            kind: "policies",
+                            limit: max_per_tenant,
+                        });
+                    }
+                    let stored: Policy = sqlx::query_as::<_, PolicyRow>(
+                        "INSERT INTO policies (id, tenant_id, name, description, text, created_by, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         RETURNING id, tenant_id, name, description, text, created_by, created_at",
+                    )
+                    .bind(policy.id.as_uuid())
+                    .bind(tenant.as_uuid())
+                    .bind(policy.name.as_str())
+                    .bind(&policy.description)
+                    .bind(&policy.text)
+                    .bind(&policy.created_by)
+                    .bind(policy.created_at)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            // The name is taken in this tenant (or, never in practice, the id).
+                            StoreError::already_exists("policy", &policy.name)
+                        } else {
+                            map_err(e)
+                        }
+                    })?
+                    .try_into()?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(stored)
+                }
+
+                async fn list_policies(&self, tenant: TenantId) -> Result<Vec<Policy>> {
+                    let rows = sqlx::query_as::<_, PolicyRow>(
+                        "SELECT id, tenant_id, name, description, text, created_by, created_at \
+                         FROM policies WHERE tenant_id = $1 ORDER BY id",
+                    )
+                    .bind(tenant.as_uuid())
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    convert(rows)
+                }
+
+                async fn delete_policy(
+                    &self,
+                    tenant: TenantId,
+                    name: &Name,
+                    audit: NewAuditEvent,
+                ) -> Result<Policy> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    // As in `revoke_api_key`: the tenant row is locked before the policy row. If
+                    // there is no such policy, dropping `tx` rolls the audit event back.
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    let deleted: Policy = sqlx::query_as::<_, PolicyRow>(
+                        "DELETE FROM policies WHERE tenant_id = $1 AND name = $2 \
+                         RETURNING id, tenant_id, name, description, text, created_by, created_at",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(name.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("policy", name))?
+                    .try_into()?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(deleted)
                 }
             }
 

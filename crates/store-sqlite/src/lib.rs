@@ -185,6 +185,11 @@ fn migrator() -> sqlx::migrate::Migrator {
             "api keys",
             include_str!("../migrations/0005_api_keys.sql"),
         ),
+        (
+            6,
+            "policies",
+            include_str!("../migrations/0006_policies.sql"),
+        ),
     ])
 }
 

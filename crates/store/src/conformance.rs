@@ -11,8 +11,8 @@ use nexus_core::audit::verify_chain;
 use nexus_core::identity::Role;
 use nexus_core::{
     AgentId, ApiKey, ApiKeyId, Cursor, Grants, Name, NewAgentRevision, NewApiKey, NewAuditEvent,
-    NewPackage, NewTask, NewTenant, PackageRef, PageRequest, TaskEventKind, TaskId, TaskState,
-    TenantId,
+    NewPackage, NewPolicy, NewTask, NewTenant, PackageRef, PageRequest, Policy, PolicyId,
+    TaskEventKind, TaskId, TaskState, TenantId,
 };
 use serde_json::json;
 
@@ -63,7 +63,13 @@ macro_rules! conformance_tests {
             agents_rollback_is_audited_and_a_refused_one_is_not,
             agents_delete_is_audited_and_a_refused_one_is_not,
             packages_put_is_audited_and_a_conflicting_one_is_not,
-            audited_writes_race_and_keep_the_chain
+            audited_writes_race_and_keep_the_chain,
+            policies_create_and_list_in_creation_order,
+            policies_duplicate_name_is_refused_without_an_event,
+            policies_past_the_limit_are_refused_without_an_event,
+            policies_are_isolated_by_tenant,
+            policies_delete_returns_the_policy_and_is_audited,
+            policies_concurrent_creates_keep_the_limit_and_the_chain
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -2891,4 +2897,313 @@ pub async fn audited_writes_race_and_keep_the_chain(store: Arc<dyn Store>) {
             .iter()
             .all(|a| a.id == worker)
     );
+}
+
+/// A policy named `n`, with text that names it (the store keeps text as written).
+fn new_policy(n: &str) -> NewPolicy {
+    NewPolicy {
+        id: PolicyId::new(),
+        name: name(n),
+        description: format!("the {n} policy"),
+        text: format!("permit(principal, action == Action::\"{n}\", resource);"),
+        created_by: "key:admin".to_owned(),
+    }
+}
+
+async fn create_policy(
+    store: &dyn Store,
+    t: TenantId,
+    new: NewPolicy,
+    max_per_tenant: usize,
+) -> Result<Policy, StoreError> {
+    let target = format!("policies/{}", new.name);
+    store
+        .create_policy(
+            t,
+            new,
+            max_per_tenant,
+            audit_event("policy.create", &target),
+        )
+        .await
+}
+
+async fn delete_policy(store: &dyn Store, t: TenantId, n: &str) -> Result<Policy, StoreError> {
+    store
+        .delete_policy(
+            t,
+            &name(n),
+            audit_event("policy.delete", &format!("policies/{n}")),
+        )
+        .await
+}
+
+pub async fn policies_create_and_list_in_creation_order(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    assert!(store.list_policies(t).await.unwrap().is_empty());
+    let mut created = Vec::new();
+    // Names out of alphabetical order: the listing follows creation, not names.
+    for n in ["zeta", "alpha", "mid"] {
+        let new = new_policy(n);
+        let before = nexus_core::page::now();
+        let policy = create_policy(&*store, t, new.clone(), 10).await.unwrap();
+        assert_eq!(
+            policy,
+            Policy {
+                created_at: policy.created_at,
+                ..new.into_policy(t)
+            }
+        );
+        assert!(policy.created_at >= before);
+        created.push(policy);
+    }
+    assert_eq!(store.list_policies(t).await.unwrap(), created);
+
+    let events = chain(&*store, t).await;
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.action.as_str(), e.target.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("tenant.create", "tenants/acme"),
+            ("policy.create", "policies/zeta"),
+            ("policy.create", "policies/alpha"),
+            ("policy.create", "policies/mid")
+        ]
+    );
+    assert_eq!(events[1].actor, "key:admin");
+    assert_eq!(events[1].details, json!({ "target": "policies/zeta" }));
+}
+
+/// A policy and its audit event are one write: when the policy is refused, so is the event.
+pub async fn policies_duplicate_name_is_refused_without_an_event(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let first = create_policy(&*store, t, new_policy("readers"), 10)
+        .await
+        .unwrap();
+
+    let duplicate = create_policy(&*store, t, new_policy("readers"), 10).await;
+    assert!(
+        matches!(
+            duplicate,
+            Err(StoreError::AlreadyExists { kind: "policy", .. })
+        ),
+        "{duplicate:?}"
+    );
+    // At the limit too, a taken name is a duplicate, not one policy too many.
+    let at_limit = create_policy(&*store, t, new_policy("readers"), 1).await;
+    assert!(
+        matches!(
+            at_limit,
+            Err(StoreError::AlreadyExists { kind: "policy", .. })
+        ),
+        "{at_limit:?}"
+    );
+    assert_eq!(
+        store.list_policies(t).await.unwrap(),
+        std::slice::from_ref(&first)
+    );
+    assert_eq!(
+        audit_actions(&*store, t).await,
+        ["tenant.create", "policy.create"]
+    );
+
+    // The same name in another tenant is another policy.
+    let theirs = create_policy(&*store, other, new_policy("readers"), 10)
+        .await
+        .unwrap();
+    assert_eq!(theirs.tenant_id, other);
+    assert_eq!(store.list_policies(other).await.unwrap(), [theirs]);
+    assert_eq!(store.list_policies(t).await.unwrap(), [first]);
+
+    // Nor does a policy in a tenant that does not exist leave anything behind.
+    let ghost = TenantId::new();
+    let missing = create_policy(&*store, ghost, new_policy("readers"), 10).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    assert!(store.list_policies(ghost).await.unwrap().is_empty());
+    assert!(store.list_audit(ghost, 0, 100).await.unwrap().is_empty());
+
+    // The chain goes on from the last event, without a gap where the refused ones were.
+    create_policy(&*store, t, new_policy("writers"), 10)
+        .await
+        .unwrap();
+    let events = chain(&*store, t).await;
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        audit_actions(&*store, other).await,
+        ["tenant.create", "policy.create"]
+    );
+}
+
+pub async fn policies_past_the_limit_are_refused_without_an_event(store: Arc<dyn Store>) {
+    const LIMIT: usize = 2;
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let mut created = Vec::new();
+    for n in ["one", "two"] {
+        created.push(
+            create_policy(&*store, t, new_policy(n), LIMIT)
+                .await
+                .unwrap(),
+        );
+    }
+    let third = create_policy(&*store, t, new_policy("three"), LIMIT).await;
+    assert!(
+        matches!(
+            third,
+            Err(StoreError::TooMany {
+                kind: "policies",
+                limit: LIMIT
+            })
+        ),
+        "{third:?}"
+    );
+    assert_eq!(store.list_policies(t).await.unwrap(), created);
+    assert_eq!(
+        audit_actions(&*store, t).await,
+        ["tenant.create", "policy.create", "policy.create"]
+    );
+
+    // The limit is per tenant: another tenant's policies do not count.
+    for n in ["one", "two"] {
+        create_policy(&*store, other, new_policy(n), LIMIT)
+            .await
+            .unwrap();
+    }
+
+    // A deletion makes room again.
+    delete_policy(&*store, t, "one").await.unwrap();
+    let three = create_policy(&*store, t, new_policy("three"), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_policies(t).await.unwrap(),
+        [created[1].clone(), three]
+    );
+    assert_eq!(
+        audit_actions(&*store, t).await,
+        [
+            "tenant.create",
+            "policy.create",
+            "policy.create",
+            "policy.delete",
+            "policy.create"
+        ]
+    );
+    assert_eq!(store.list_policies(other).await.unwrap().len(), LIMIT);
+}
+
+pub async fn policies_are_isolated_by_tenant(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let theirs = create_policy(&*store, other, new_policy("secret"), 10)
+        .await
+        .unwrap();
+
+    assert!(store.list_policies(t).await.unwrap().is_empty());
+    let delete = delete_policy(&*store, t, "secret").await;
+    assert!(
+        matches!(delete, Err(StoreError::NotFound { kind: "policy", .. })),
+        "{delete:?}"
+    );
+    let unknown = delete_policy(&*store, other, "unknown").await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound { kind: "policy", .. })),
+        "{unknown:?}"
+    );
+
+    // The refused deletions changed nothing and recorded nothing.
+    assert_eq!(store.list_policies(other).await.unwrap(), [theirs]);
+    assert_eq!(audit_actions(&*store, t).await, ["tenant.create"]);
+    assert_eq!(
+        audit_actions(&*store, other).await,
+        ["tenant.create", "policy.create"]
+    );
+}
+
+pub async fn policies_delete_returns_the_policy_and_is_audited(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let kept = create_policy(&*store, t, new_policy("kept"), 10)
+        .await
+        .unwrap();
+    let doomed = create_policy(&*store, t, new_policy("doomed"), 10)
+        .await
+        .unwrap();
+    let before = chain(&*store, t).await;
+
+    let deleted = delete_policy(&*store, t, "doomed").await.unwrap();
+    assert_eq!(deleted, doomed);
+    assert_eq!(store.list_policies(t).await.unwrap(), [kept]);
+
+    let after = chain(&*store, t).await;
+    assert_eq!(
+        after.len(),
+        before.len() + 1,
+        "exactly one event: {after:?}"
+    );
+    assert_eq!(after[..before.len()], before[..]);
+    let event = &after[before.len()];
+    assert_eq!(event.action, "policy.delete");
+    assert_eq!(event.target, "policies/doomed");
+    assert_eq!(event.tenant_id, t);
+
+    // Deleting it again finds nothing and records nothing.
+    let again = delete_policy(&*store, t, "doomed").await;
+    assert!(
+        matches!(again, Err(StoreError::NotFound { kind: "policy", .. })),
+        "{again:?}"
+    );
+    assert_eq!(chain(&*store, t).await, after);
+
+    // The name is free again.
+    let recreated = create_policy(&*store, t, new_policy("doomed"), 10)
+        .await
+        .unwrap();
+    assert_ne!(recreated.id, doomed.id);
+    assert_eq!(
+        audit_actions(&*store, t).await,
+        [
+            "tenant.create",
+            "policy.create",
+            "policy.create",
+            "policy.delete",
+            "policy.create"
+        ]
+    );
+}
+
+/// Creations racing past the limit in one tenant: exactly the limit's worth succeed, the rest
+/// are `TooMany`, and the chain has one event per stored policy, without gaps.
+pub async fn policies_concurrent_creates_keep_the_limit_and_the_chain(store: Arc<dyn Store>) {
+    const LIMIT: usize = 3;
+    const WRITERS: usize = 8;
+    let t = tenant(&*store, "acme").await;
+    let handles: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                create_policy(&*store, t, new_policy(&format!("p{i}")), LIMIT).await
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for handle in handles {
+        match handle.await.unwrap() {
+            Ok(_) => stored += 1,
+            Err(StoreError::TooMany {
+                kind: "policies",
+                limit: LIMIT,
+            }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(stored, LIMIT);
+    assert_eq!(store.list_policies(t).await.unwrap().len(), LIMIT);
+    let events = chain(&*store, t).await;
+    assert_eq!(events.len(), 1 + LIMIT);
+    assert!(events[1..].iter().all(|e| e.action == "policy.create"));
 }

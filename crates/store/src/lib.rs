@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use nexus_core::task::IllegalTransition;
 use nexus_core::{
     Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, Name, NewAgentRevision, NewApiKey,
-    NewAuditEvent, NewPackage, NewTask, NewTenant, Package, PackageRef, Page, PageRequest, Task,
-    TaskEvent, TaskEventKind, TaskId, TaskState, Tenant, TenantId,
+    NewAuditEvent, NewPackage, NewPolicy, NewTask, NewTenant, Package, PackageRef, Page,
+    PageRequest, Policy, Task, TaskEvent, TaskEventKind, TaskId, TaskState, Tenant, TenantId,
 };
 
 pub mod conformance;
@@ -322,6 +322,31 @@ pub trait ApiKeyStore: Send + Sync {
     async fn any_api_key(&self) -> Result<bool>;
 }
 
+/// Tenant policies (Cedar text, parsed by the control plane), each change audited in the same
+/// transaction.
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// Stores `new` and appends `audit`, atomically. `AlreadyExists` if the tenant has a policy
+    /// of that name; `TooMany` past `max_per_tenant`.
+    async fn create_policy(
+        &self,
+        tenant: TenantId,
+        new: NewPolicy,
+        max_per_tenant: usize,
+        audit: NewAuditEvent,
+    ) -> Result<Policy>;
+    /// A tenant's policies in creation order (there are at most a few hundred).
+    async fn list_policies(&self, tenant: TenantId) -> Result<Vec<Policy>>;
+    /// Deletes the policy named `name` and appends `audit`, atomically; `NotFound` (and no
+    /// event) if there is none.
+    async fn delete_policy(
+        &self,
+        tenant: TenantId,
+        name: &Name,
+        audit: NewAuditEvent,
+    ) -> Result<Policy>;
+}
+
 /// Whose agent state a call touches: one agent's state for one session (A2A `contextId`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StateScope {
@@ -489,6 +514,7 @@ pub trait Store:
     + TaskStore
     + AuditStore
     + ApiKeyStore
+    + PolicyStore
     + StateStore
     + SecretStore
     + PushConfigStore

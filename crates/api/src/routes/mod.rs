@@ -7,6 +7,7 @@ pub mod agents;
 pub mod health;
 pub mod keys;
 pub mod mcp;
+pub mod policies;
 pub mod tenants;
 
 /// The W3C trace id of a request's `traceparent` header, if it has a valid one: tasks the

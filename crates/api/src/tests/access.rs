@@ -15,6 +15,7 @@ fn every_route() -> Vec<(axum::http::Method, String)> {
             .replace("{agent}", "echo")
             .replace("{task}", &nexus_core::TaskId::new().to_string())
             .replace("{key}", &nexus_core::ApiKeyId::new().to_string())
+            .replace("{policy}", "some-policy")
     };
     let mut routes = Vec::new();
     for (path, item) in openapi().paths.paths {
@@ -59,6 +60,8 @@ fn request(method: &axum::http::Method, uri: &str, key: Option<&str>) -> Request
         "keys" => r#"{"name": "k", "role": "viewer"}"#,
         "agents" => r#"{"package_digest": "sha256:00"}"#,
         "tasks" => r#"{"text": "hi"}"#,
+        "policies" => r#"{"name": "p", "text": "permit(principal, action, resource);"}"#,
+        "explain" => r#"{"action": "agent.read"}"#,
         _ => "{}",
     };
     let mut builder = Request::builder()
@@ -190,4 +193,116 @@ async fn refusals_that_leave_a_body_unread_close_the_connection() {
         .await;
     assert_eq!(without.status, StatusCode::UNAUTHORIZED);
     assert!(!without.headers.contains_key(header::CONNECTION));
+}
+
+/// Policies over REST: created, explained, listed with the built-in ones, deleted; malformed
+/// text is 422 and only admins manage them.
+#[tokio::test]
+async fn policies_are_managed_and_explained_over_rest() {
+    use nexus_control::NewKeyRequest;
+    use nexus_core::identity::Role;
+    let app = app().await;
+    let system = nexus_core::Caller::system(nexus_core::TenantId::new());
+    let default = app
+        .control
+        .tenant(
+            &system,
+            &nexus_control::TenantRef::Name(nexus_core::Name::parse("default").unwrap()),
+        )
+        .await
+        .unwrap();
+    let developer = app
+        .control
+        .create_key(
+            &system,
+            default.id,
+            NewKeyRequest {
+                name: "dev".into(),
+                role: Role::Developer,
+                platform_admin: false,
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    let post = |key: Option<String>, uri: &'static str, body: serde_json::Value| {
+        let mut request = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
+        if let Some(key) = key {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        request.body(Body::from(body.to_string())).unwrap()
+    };
+    let forbid = r#"forbid (principal, action == Nexus::Action::"agent.deploy", resource) when { principal.role == "developer" };"#;
+    let body = serde_json::json!({"name": "no-dev-deploys", "text": forbid});
+    let as_dev = app
+        .send_as_is(post(
+            Some(developer.secret.clone()),
+            "/v1/tenants/default/policies",
+            body.clone(),
+        ))
+        .await;
+    assert_problem(&as_dev, StatusCode::FORBIDDEN, "forbidden");
+    let created = app
+        .send(post(None, "/v1/tenants/default/policies", body))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let malformed = app
+        .send(post(
+            None,
+            "/v1/tenants/default/policies",
+            serde_json::json!({"name": "broken", "text": "permit(principal"}),
+        ))
+        .await;
+    assert_problem(
+        &malformed,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+
+    let explain = |action: &str| {
+        post(
+            None,
+            "/v1/tenants/default/policies/explain",
+            serde_json::json!({"action": action, "key": developer.key.id.to_string()}),
+        )
+    };
+    let deploy = app.send(explain("agent.deploy")).await;
+    assert_eq!(deploy.body["allowed"], false, "{}", deploy.text);
+    assert_eq!(
+        deploy.body["policies"][0],
+        "tenant:no-no-dev-deploys".replace("no-no", "no")
+    );
+    let send = app.send(explain("task.send")).await;
+    assert_eq!(send.body["allowed"], true, "{}", send.text);
+    assert_eq!(send.body["policies"][0], "role:developer");
+    let unknown = app.send(explain("agent.teleport")).await;
+    assert_problem(
+        &unknown,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+
+    let listed = app.get("/v1/tenants/default/policies").await;
+    assert!(
+        listed.body["builtin"]
+            .as_str()
+            .unwrap()
+            .contains("role:viewer")
+    );
+    assert_eq!(listed.body["policies"][0]["name"], "no-dev-deploys");
+    let delete = || {
+        Request::delete("/v1/tenants/default/policies/no-dev-deploys")
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(app.send(delete()).await.status, StatusCode::OK);
+    assert_problem(
+        &app.send(delete()).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_eq!(
+        app.send(explain("agent.deploy")).await.body["allowed"],
+        true
+    );
 }

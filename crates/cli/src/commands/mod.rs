@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod bench;
 pub mod keys;
+pub mod policies;
 pub mod run;
 pub mod server;
 pub mod tenants;

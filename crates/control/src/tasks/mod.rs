@@ -95,8 +95,9 @@ impl ControlPlane {
         agent_name: &Name,
         request: InvokeRequest,
     ) -> Result<Started, ControlError> {
-        self.authorize(caller, tenant, Action::TaskSend).await?;
-        let agent = self.store.get_agent(tenant, agent_name).await?;
+        let agent = self
+            .agent_for(caller, tenant, Action::TaskSend, agent_name)
+            .await?;
         self.start_authorized(tenant, agent, request).await
     }
 
@@ -108,7 +109,8 @@ impl ControlPlane {
         agent: Agent,
         request: InvokeRequest,
     ) -> Result<Started, ControlError> {
-        self.authorize(caller, tenant, Action::TaskSend).await?;
+        self.authorize_agent(caller, tenant, Action::TaskSend, &agent)
+            .await?;
         self.start_authorized(tenant, agent, request).await
     }
 
