@@ -1,7 +1,7 @@
-//! Rate limits at the gateway: GCRA (`governor`) per API key, at its role's rate, and per
-//! tenant, all its keys together. Checked right after authentication, before any work; over
-//! either limit the answer is `429 rate_limited` with `Retry-After` and `RateLimit-*` headers,
-//! the same on `/v1`, A2A and MCP.
+//! Rate limits at the gateway: GCRA (`governor`) per API key or OIDC user, at its role's rate,
+//! and per tenant, all its keys and users together. Checked right after authentication, before
+//! any work; over either limit the answer is `429 rate_limited` with `Retry-After` and
+//! `RateLimit-*` headers, the same on `/v1`, A2A and MCP.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,9 +72,14 @@ impl RateLimits {
         if self.admitted.fetch_add(1, Ordering::Relaxed) % UPKEEP_EVERY == UPKEEP_EVERY - 1 {
             self.forget_idle();
         }
-        if let Principal::ApiKey { id, .. } = &caller.principal {
+        let own = match &caller.principal {
+            Principal::ApiKey { id, .. } => Some((id.as_uuid().as_u128(), "key")),
+            Principal::User { subject } => Some((user_key(subject), "user")),
+            Principal::Agent { .. } | Principal::System => None,
+        };
+        if let Some((key, scope)) = own {
             let (rate, limiter) = &self.by_role[caller.role as usize];
-            check(limiter, &id.as_uuid().as_u128(), "key", *rate)?;
+            check(limiter, &key, scope, *rate)?;
         }
         let (rate, limiter) = &self.tenants;
         check(limiter, &caller.tenant, "tenant", *rate)
@@ -87,6 +92,15 @@ impl RateLimits {
         }
         self.tenants.1.retain_recent();
     }
+}
+
+/// The limiter key of an OIDC user: the first 128 bits of its subject's sha256, in the same
+/// key space as API key ids (a collision between the two is as likely as one of the hashes).
+fn user_key(subject: &str) -> u128 {
+    let hash = nexus_auth::hash_key(subject);
+    hash.get(..32)
+        .and_then(|hex| u128::from_str_radix(hex, 16).ok())
+        .unwrap_or_default()
 }
 
 fn check<K: std::hash::Hash + Eq + Clone>(
@@ -127,5 +141,41 @@ impl IntoResponse for Exceeded {
             headers.insert("ratelimit-policy", policy);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_limited_by_subject_at_their_roles_rate() {
+        let slow = Rate {
+            per_second: 1,
+            burst: 2,
+        };
+        let config = RateLimitConfig {
+            key: slow,
+            tenant: Rate {
+                per_second: 1_000,
+                burst: 1_000,
+            },
+            ..RateLimitConfig::default()
+        };
+        let Some(limits) = RateLimits::new(&config) else {
+            panic!("rate limits are on by default");
+        };
+        let tenant = TenantId::new();
+        let alice = Caller::for_user(tenant, "alice".into(), Role::Viewer);
+        let bob = Caller::for_user(tenant, "bob".into(), Role::Viewer);
+        assert!(limits.admit(&alice).is_ok());
+        assert!(limits.admit(&alice).is_ok());
+        let refused = limits.admit(&alice).err().map(|e| e.scope);
+        assert_eq!(refused, Some("user"));
+        assert!(
+            limits.admit(&bob).is_ok(),
+            "another subject has its own rate"
+        );
+        assert_ne!(user_key("alice"), user_key("bob"));
     }
 }

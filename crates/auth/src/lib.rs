@@ -1,4 +1,5 @@
-//! Identity primitives that need no IO: API key secrets and bearer credentials.
+//! Identity primitives that need no IO: API key secrets, bearer credentials and, in [`jwt`],
+//! OpenID Connect tokens verified against a key set someone else fetched.
 //!
 //! An API key is `nxk_` followed by 43 base64url characters (256 random bits). The platform
 //! stores only its sha256 ([`hash_key`]): a key has full entropy, so a fast hash is as strong
@@ -16,8 +17,17 @@ const KEY_RANDOM_BYTES: usize = 32;
 pub const SHOWN_PREFIX_LEN: usize = KEY_PREFIX.len() + 8;
 /// Shortest key accepted from outside (`NEXUS_BOOTSTRAP_API_KEY`): 128 bits of base64.
 pub const MIN_KEY_LEN: usize = 22;
-/// Longest credential read from a header; anything longer is refused unread.
+/// Longest API key accepted; a longer non-JWT credential is refused without a lookup.
 pub const MAX_CREDENTIAL_LEN: usize = 512;
+/// Longest credential read from an `Authorization` header, anything longer is refused unread:
+/// the longer of an API key and a JWT ([`jwt::MAX_JWT_LEN`]).
+pub const MAX_BEARER_LEN: usize = if jwt::MAX_JWT_LEN > MAX_CREDENTIAL_LEN {
+    jwt::MAX_JWT_LEN
+} else {
+    MAX_CREDENTIAL_LEN
+};
+
+pub mod jwt;
 
 /// What can go wrong making or reading a credential.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +71,7 @@ pub fn generate_key() -> Result<NewSecret, AuthError> {
 
 /// Takes a key chosen outside the platform (for automation), if it is strong enough.
 pub fn accept_key(secret: &str) -> Result<NewSecret, AuthError> {
-    if !is_plausible(secret) || secret.len() < MIN_KEY_LEN {
+    if !is_plausible(secret, MAX_CREDENTIAL_LEN) || secret.len() < MIN_KEY_LEN {
         return Err(AuthError::WeakKey);
     }
     Ok(describe(secret.to_owned()))
@@ -82,10 +92,10 @@ pub fn hash_key(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// Whether a credential is worth a lookup: printable ASCII without spaces, not too long.
-fn is_plausible(credential: &str) -> bool {
+/// Whether a credential is worth a lookup: printable ASCII without spaces, at most `max` bytes.
+fn is_plausible(credential: &str, max: usize) -> bool {
     !credential.is_empty()
-        && credential.len() <= MAX_CREDENTIAL_LEN
+        && credential.len() <= max
         && credential.bytes().all(|b| b.is_ascii_graphic())
 }
 
@@ -99,7 +109,7 @@ pub enum BearerError {
 }
 
 /// The credential of an `Authorization: Bearer …` header value (the scheme is
-/// case-insensitive, as RFC 9110 says).
+/// case-insensitive, as RFC 9110 says): an API key or a JWT, at most [`MAX_BEARER_LEN`] bytes.
 pub fn bearer(header: Option<&[u8]>) -> Result<&str, BearerError> {
     let header = header.ok_or(BearerError::Missing)?;
     let header = std::str::from_utf8(header).map_err(|_| BearerError::Malformed)?;
@@ -111,7 +121,7 @@ pub fn bearer(header: Option<&[u8]>) -> Result<&str, BearerError> {
         return Err(BearerError::Malformed);
     }
     let credential = credential.trim();
-    if !is_plausible(credential) {
+    if !is_plausible(credential, MAX_BEARER_LEN) {
         return Err(BearerError::Malformed);
     }
     Ok(credential)
@@ -165,7 +175,23 @@ mod tests {
         for (header, expected) in cases {
             assert_eq!(bearer(header), expected, "{header:?}");
         }
-        let long = format!("Bearer {}", "a".repeat(MAX_CREDENTIAL_LEN + 1));
+        let long = format!("Bearer {}", "a".repeat(MAX_BEARER_LEN + 1));
         assert_eq!(bearer(Some(long.as_bytes())), Err(BearerError::Malformed));
+    }
+
+    #[test]
+    fn bearer_headers_carry_jwts_up_to_the_jwt_limit() {
+        const {
+            assert!(MAX_BEARER_LEN >= jwt::MAX_JWT_LEN);
+            assert!(MAX_BEARER_LEN >= MAX_CREDENTIAL_LEN);
+        };
+        let body = "a".repeat(jwt::MAX_JWT_LEN - 40);
+        let token = format!("eyJhbGciOiJFUzI1NiJ9.{body}.c2lnbmF0dXJl");
+        assert!(token.len() > MAX_CREDENTIAL_LEN && token.len() <= jwt::MAX_JWT_LEN);
+        let header = format!("Bearer {token}");
+        assert_eq!(bearer(Some(header.as_bytes())), Ok(token.as_str()));
+        assert!(jwt::looks_like_jwt(&token));
+        // An API key stays bounded by its own limit.
+        assert!(accept_key(&"k".repeat(MAX_CREDENTIAL_LEN + 1)).is_err());
     }
 }

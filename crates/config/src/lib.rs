@@ -45,6 +45,8 @@ pub struct Config {
     pub log: LogConfig,
     pub push: PushConfig,
     pub rate_limit: RateLimitConfig,
+    /// OIDC bearer tokens; off (API keys only) when absent.
+    pub oidc: Option<OidcConfig>,
 }
 
 /// `[server]`: the HTTP listener and its limits.
@@ -142,6 +144,180 @@ impl Default for RateLimitConfig {
             admin: None,
             owner: None,
         }
+    }
+}
+
+/// Default claim holding the tenant's name.
+pub const DEFAULT_TENANT_CLAIM: &str = "tenant";
+/// Default claim holding the role.
+pub const DEFAULT_ROLE_CLAIM: &str = "role";
+/// Default claim naming the user.
+pub const DEFAULT_SUBJECT_CLAIM: &str = "sub";
+/// Role of a token without a role claim: the least one.
+pub const DEFAULT_OIDC_ROLE: &str = "viewer";
+/// Clock skew allowed on `exp` and `nbf` by default.
+pub const DEFAULT_OIDC_LEEWAY_SECS: u64 = 60;
+/// Most clock skew allowed: beyond this an expired token lives on for too long.
+pub const MAX_OIDC_LEEWAY_SECS: u64 = 600;
+/// How often the issuer's keys are fetched again by default (besides when a token names a
+/// key not seen yet).
+pub const DEFAULT_JWKS_REFRESH_SECS: u64 = 300;
+/// Range of `jwks_refresh_secs`: no more often than unknown keys may trigger a fetch (10 s), at
+/// least daily.
+pub const JWKS_REFRESH_SECS: std::ops::RangeInclusive<u64> = 10..=86_400;
+/// The built-in roles, as `role_claim` values and `default_role` name them (`nexus_core::Role`).
+pub const ROLES: [&str; 5] = ["viewer", "operator", "developer", "admin", "owner"];
+
+/// `[oidc]`: bearer tokens that are JWTs from this OpenID Connect issuer are verified against
+/// its published keys (discovery, then `jwks_uri`) and become callers of the tenant and role
+/// their claims name. Absent: only API keys authenticate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer URL, exactly as tokens' `iss` says it: `https://…`, or `http://` for a
+    /// loopback host only. Discovery is `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// What tokens' `aud` must contain (the client id registered for NexusCore).
+    pub audience: String,
+    /// The claim holding the tenant's name.
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    /// The tenant of tokens without the tenant claim; without one, such tokens are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_tenant: Option<String>,
+    /// The claim holding the role (`viewer`, `operator`, `developer`, `admin` or `owner`).
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+    /// The role of tokens without the role claim.
+    #[serde(default = "default_oidc_role")]
+    pub default_role: String,
+    /// The claim naming the user (audit events and policies see `oidc:<value>`).
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds (at most 600).
+    #[serde(default = "default_oidc_leeway_secs")]
+    pub leeway_secs: u64,
+    /// How often the issuer's keys are fetched again, in seconds.
+    #[serde(default = "default_jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
+}
+
+fn default_tenant_claim() -> String {
+    DEFAULT_TENANT_CLAIM.to_owned()
+}
+fn default_role_claim() -> String {
+    DEFAULT_ROLE_CLAIM.to_owned()
+}
+fn default_subject_claim() -> String {
+    DEFAULT_SUBJECT_CLAIM.to_owned()
+}
+fn default_oidc_role() -> String {
+    DEFAULT_OIDC_ROLE.to_owned()
+}
+fn default_oidc_leeway_secs() -> u64 {
+    DEFAULT_OIDC_LEEWAY_SECS
+}
+fn default_jwks_refresh_secs() -> u64 {
+    DEFAULT_JWKS_REFRESH_SECS
+}
+
+impl OidcConfig {
+    /// Settings for `issuer` and `audience`, every other key at its default.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            tenant_claim: default_tenant_claim(),
+            default_tenant: None,
+            role_claim: default_role_claim(),
+            default_role: default_oidc_role(),
+            subject_claim: default_subject_claim(),
+            leeway_secs: DEFAULT_OIDC_LEEWAY_SECS,
+            jwks_refresh_secs: DEFAULT_JWKS_REFRESH_SECS,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        if let Err(reason) = check_issuer(&self.issuer) {
+            return invalid("oidc.issuer", reason);
+        }
+        if self.audience.trim().is_empty() {
+            return invalid("oidc.audience", "must not be empty".into());
+        }
+        for (key, claim) in [
+            ("oidc.tenant_claim", &self.tenant_claim),
+            ("oidc.role_claim", &self.role_claim),
+            ("oidc.subject_claim", &self.subject_claim),
+        ] {
+            if claim.trim().is_empty() {
+                return invalid(key, "must name a claim".into());
+            }
+        }
+        if self
+            .default_tenant
+            .as_ref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return invalid(
+                "oidc.default_tenant",
+                "must name a tenant (or be left out)".into(),
+            );
+        }
+        if !ROLES.contains(&self.default_role.as_str()) {
+            return invalid(
+                "oidc.default_role",
+                format!(
+                    "`{}` is not a role: expected one of {}",
+                    self.default_role,
+                    ROLES.join(", ")
+                ),
+            );
+        }
+        if self.leeway_secs > MAX_OIDC_LEEWAY_SECS {
+            return invalid(
+                "oidc.leeway_secs",
+                format!("{} is above {MAX_OIDC_LEEWAY_SECS}", self.leeway_secs),
+            );
+        }
+        if !JWKS_REFRESH_SECS.contains(&self.jwks_refresh_secs) {
+            return invalid(
+                "oidc.jwks_refresh_secs",
+                format!(
+                    "{} is outside {}..={}",
+                    self.jwks_refresh_secs,
+                    JWKS_REFRESH_SECS.start(),
+                    JWKS_REFRESH_SECS.end()
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Checks an issuer URL: absolute, `https` (or `http` on a loopback host: a local issuer for
+/// development and tests), with a host, without credentials, query or fragment.
+pub fn check_issuer(issuer: &str) -> Result<(), String> {
+    let url = url::Url::parse(issuer).map_err(|e| format!("`{issuer}` is not a URL ({e})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain a user name or password".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".into());
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(format!("`{issuer}` has no host")),
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "`{issuer}` must be https (http is allowed for loopback hosts only)"
+        )),
+        other => Err(format!("scheme `{other}` is not https")),
     }
 }
 
@@ -327,6 +503,9 @@ impl Config {
             });
         }
         self.database_backend()?;
+        if let Some(oidc) = &self.oidc {
+            oidc.validate()?;
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(ConfigError::Invalid {
                 key: "log.level",

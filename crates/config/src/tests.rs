@@ -223,3 +223,98 @@ fn rate_limits_come_from_file_and_env_and_refuse_zero() {
         Ok(())
     });
 }
+
+#[test]
+fn oidc_is_off_by_default_and_takes_defaults_from_env() {
+    Jail::expect_with(|jail| {
+        assert_eq!(load_in(jail, &Overrides::default()).unwrap().oidc, None);
+        jail.set_env(
+            "NEXUS__OIDC__ISSUER",
+            "https://login.example.com/realms/acme",
+        );
+        jail.set_env("NEXUS__OIDC__AUDIENCE", "nexus");
+        let oidc = load_in(jail, &Overrides::default()).unwrap().oidc.unwrap();
+        assert_eq!(
+            oidc,
+            OidcConfig::new("https://login.example.com/realms/acme", "nexus")
+        );
+        assert_eq!(oidc.tenant_claim, "tenant");
+        assert_eq!(oidc.role_claim, "role");
+        assert_eq!(oidc.default_role, "viewer");
+        assert_eq!(oidc.subject_claim, "sub");
+        assert_eq!(oidc.default_tenant, None);
+        assert_eq!(oidc.leeway_secs, 60);
+        assert_eq!(oidc.jwks_refresh_secs, 300);
+        Ok(())
+    });
+}
+
+#[test]
+fn oidc_comes_from_the_file_and_prints_back() {
+    Jail::expect_with(|jail| {
+        jail.create_dir(".nexus")?;
+        jail.create_file(
+            ".nexus/nexus.toml",
+            r#"
+            [oidc]
+            issuer = "http://127.0.0.1:8080"
+            audience = "nexus-api"
+            tenant_claim = "org"
+            default_tenant = "default"
+            role_claim = "nexus_role"
+            default_role = "operator"
+            subject_claim = "email"
+            leeway_secs = 600
+            jwks_refresh_secs = 10
+            "#,
+        )?;
+        let config = load_in(jail, &Overrides::default()).unwrap();
+        let oidc = config.oidc.clone().unwrap();
+        assert_eq!(oidc.tenant_claim, "org");
+        assert_eq!(oidc.default_tenant.as_deref(), Some("default"));
+        assert_eq!(oidc.default_role, "operator");
+        assert_eq!(oidc.subject_claim, "email");
+        assert_eq!(oidc.leeway_secs, 600);
+        let reparsed: Config = toml::from_str(&config.to_redacted_toml()).unwrap();
+        assert_eq!(reparsed.oidc, config.oidc);
+        Ok(())
+    });
+}
+
+#[test]
+fn oidc_values_are_checked_naming_the_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("ISSUER", "http://login.example.com", "oidc.issuer"),
+        ("ISSUER", "not a url", "oidc.issuer"),
+        ("ISSUER", "ftp://localhost/x", "oidc.issuer"),
+        ("ISSUER", "https://user:pw@login.example.com", "oidc.issuer"),
+        ("AUDIENCE", " ", "oidc.audience"),
+        ("TENANT_CLAIM", " ", "oidc.tenant_claim"),
+        ("DEFAULT_ROLE", "root", "oidc.default_role"),
+        ("LEEWAY_SECS", "601", "oidc.leeway_secs"),
+        ("JWKS_REFRESH_SECS", "5", "oidc.jwks_refresh_secs"),
+        ("UNKNOWN_KEY", "x", "unknown_key"),
+    ];
+    for (key, value, named) in cases {
+        Jail::expect_with(|jail| {
+            jail.set_env("NEXUS__OIDC__ISSUER", "http://localhost:9000/idp");
+            jail.set_env("NEXUS__OIDC__AUDIENCE", "nexus");
+            assert!(load_in(jail, &Overrides::default()).is_ok());
+            jail.set_env(format!("NEXUS__OIDC__{key}"), value);
+            let err = load_in(jail, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.to_lowercase().contains(named), "{key}={value}: {err}");
+            Ok(())
+        });
+    }
+    // Without an audience the section is incomplete.
+    Jail::expect_with(|jail| {
+        jail.set_env("NEXUS__OIDC__ISSUER", "https://login.example.com");
+        let err = load_in(jail, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("audience"), "{err}");
+        Ok(())
+    });
+}

@@ -1,5 +1,6 @@
 //! API keys: made (shown once), listed, revoked, and turned back into a [`Caller`] on every
-//! request ([`ControlPlane::authenticate`]).
+//! request ([`ControlPlane::authenticate`], which hands bearer tokens shaped like JWTs to
+//! `oidc` instead when an issuer is configured).
 //!
 //! Authentication reads through a small cache of recently seen keys, so a request costs a hash
 //! and a map lookup rather than a database read. Revoking through this node drops the key from
@@ -75,10 +76,20 @@ impl KeyCache {
 }
 
 impl ControlPlane {
-    /// The caller a bearer credential stands for. Unknown, expired and revoked keys are all
-    /// `Unauthenticated`, with the same message, so a guess learns nothing; an expired or
-    /// revoked key's use is recorded in its tenant's audit chain.
+    /// The caller a bearer credential stands for: a JWT from the OIDC issuer, when one is
+    /// configured and the credential looks like a JWT, or else an API key. Unknown, expired and
+    /// revoked keys are all `Unauthenticated`, with the same message, so a guess learns
+    /// nothing; an expired or revoked key's use is recorded in its tenant's audit chain.
     pub async fn authenticate(&self, credential: &str) -> Result<Caller, ControlError> {
+        if let Some(oidc) = &self.oidc
+            && nexus_auth::jwt::looks_like_jwt(credential)
+        {
+            return oidc.authenticate(self.store.as_ref(), credential).await;
+        }
+        if credential.len() > nexus_auth::MAX_CREDENTIAL_LEN {
+            metrics::counter!("nexus_auth_failures_total", "reason" => "unknown_key").increment(1);
+            return Err(unauthenticated());
+        }
         let hash = nexus_auth::hash_key(credential);
         let key = match self.keys.get(&hash) {
             Some(key) => key,

@@ -12,6 +12,7 @@
 //! - `push`: A2A push-notification configs and their watchers;
 //! - `calls`: agent-to-agent calls as child tasks;
 //! - `secrets`: deployment secrets, sealed at rest;
+//! - `keys` and `oidc`: authentication, by API key or by a token of the configured OIDC issuer;
 //! - `audit`: the tenant's audit chain, written with the real principal.
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ mod deployments;
 mod error;
 mod keys;
 mod live;
+mod oidc;
 mod packages;
 mod policies;
 mod push;
@@ -47,6 +49,9 @@ pub use calls::{CallChain, MAX_CALL_DEPTH, trace_id_from_traceparent};
 pub use deployments::{AgentCard, AgentDetail, DeployRequest, check_grants};
 pub use error::ControlError;
 pub use keys::{CreatedKey, KEY_CACHE_TTL, NewKeyRequest};
+pub use oidc::{
+    DISCOVERY_PATH, ISSUER_TIMEOUT, MAX_ISSUER_BODY_BYTES, MIN_REFETCH_INTERVAL, OidcSettings,
+};
 pub use policies::{ExplainRequest, Explanation, MAX_POLICY_DESCRIPTION_LEN};
 pub use push::{
     CheckedPushConfig, MAX_PUSH_CONFIG_ID_LEN, MAX_PUSH_CONFIGS_PER_TASK, MAX_PUSH_CREDENTIALS_LEN,
@@ -86,6 +91,8 @@ pub struct ControlPlane {
     revisions: std::sync::Mutex<HashMap<(TenantId, AgentId, u32), AgentRevision>>,
     /// Recently authenticated API keys.
     keys: keys::KeyCache,
+    /// The OIDC issuer whose tokens are accepted, with its keys; `None`: API keys only.
+    oidc: Option<Arc<oidc::Oidc>>,
     /// Each tenant's policy set (built-in roles and its own).
     policies: authz::PolicyCache,
     /// Manifest tags by package digest, for policies about agents.
@@ -121,6 +128,7 @@ impl ControlPlane {
             push: push::PushState::new(nexus_push::Settings::default()),
             revisions: std::sync::Mutex::new(HashMap::new()),
             keys: keys::KeyCache::default(),
+            oidc: None,
             policies: authz::PolicyCache::default(),
             tags: std::sync::Mutex::new(HashMap::new()),
         }

@@ -1,4 +1,5 @@
-//! Who calls: roles, API keys and the [`Caller`] every control-plane operation takes first.
+//! Who calls: roles, API keys, users of an OIDC issuer and the [`Caller`] every control-plane
+//! operation takes first.
 //!
 //! Authentication (turning a credential into a `Caller`) lives in `nexus-auth`; authorization
 //! (deciding what a `Caller` may do) in the control plane. This module is only the vocabulary.
@@ -13,6 +14,9 @@ use crate::{AgentId, ApiKeyId, Name, TenantId};
 
 /// Longest API key label accepted, in characters.
 pub const MAX_KEY_NAME_LEN: usize = 100;
+/// Longest OIDC subject accepted, in bytes: OpenID Connect Core §2 caps `sub` at 255 ASCII
+/// characters.
+pub const MAX_SUBJECT_LEN: usize = 255;
 
 /// A built-in role. Each is a Cedar policy set in `nexus-control` (see `authz`); tenants add
 /// policies of their own on top.
@@ -155,16 +159,21 @@ pub enum Principal {
     ApiKey { id: ApiKeyId, name: String },
     /// An agent calling another agent (its own principal: policies can restrict it).
     Agent { id: AgentId, name: Name },
+    /// A user (or a service) holding a token from the configured OIDC issuer, by the token's
+    /// subject (at most [`MAX_SUBJECT_LEN`] bytes).
+    User { subject: String },
     /// The platform itself: bootstrap, recovery, tests of the control plane.
     System,
 }
 
 impl Principal {
-    /// A stable id for audit and policies: `key:<uuid>`, `agent:<uuid>` or `system`.
+    /// A stable id for audit and policies: `key:<uuid>`, `agent:<uuid>`, `oidc:<subject>` or
+    /// `system`.
     pub fn id(&self) -> String {
         match self {
             Self::ApiKey { id, .. } => format!("key:{id}"),
             Self::Agent { id, .. } => format!("agent:{id}"),
+            Self::User { subject } => format!("oidc:{subject}"),
             Self::System => "system".to_owned(),
         }
     }
@@ -207,6 +216,18 @@ impl Caller {
             },
             role: key.role,
             platform_admin: key.platform_admin,
+            trace_id: None,
+        }
+    }
+
+    /// The user `subject` of the OIDC issuer, in `tenant` with `role`, as its token's claims
+    /// say. Never a platform admin: platform rights come only with API keys.
+    pub fn for_user(tenant: TenantId, subject: String, role: Role) -> Self {
+        Self {
+            tenant,
+            principal: Principal::User { subject },
+            role,
+            platform_admin: false,
             trace_id: None,
         }
     }
@@ -277,6 +298,17 @@ mod tests {
         assert!(key.is_active(now));
         key.revoked_at = Some(now);
         assert!(!key.is_active(now));
+    }
+
+    #[test]
+    fn users_are_named_by_their_subject_and_never_platform_admins() {
+        let tenant = TenantId::new();
+        let user = Caller::for_user(tenant, "alice@example.com".into(), Role::Developer);
+        assert_eq!(user.principal.id(), "oidc:alice@example.com");
+        assert_eq!(user.role, Role::Developer);
+        assert!(!user.platform_admin);
+        assert!(user.can_reach(tenant));
+        assert!(!user.can_reach(TenantId::new()));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! policies on top, and one evaluation per decision.
 //!
 //! Entities (namespace `Nexus`):
-//! - principals: `Nexus::Key::"<key id>"` and `Nexus::Agent::"<agent id>"` (an agent calling
+//! - principals: `Nexus::Key::"<key id>"`, `Nexus::User::"<subject>"` (a holder of an OIDC
+//!   token; its `name` is the subject too) and `Nexus::Agent::"<agent id>"` (an agent calling
 //!   another), with `role`, `tenant` (its tenant's id), `name` and `platform_admin`;
 //! - resources: `Nexus::Tenant::"<id>"` with `tenant`, or `Nexus::Agent::"<name>"` with
 //!   `tenant`, `name` and `tags` (the agent's manifest tags);
@@ -148,6 +149,7 @@ pub fn decide(
     let (principal_uid, name) = match &caller.principal {
         Principal::ApiKey { id, name } => (uid("Nexus::Key", &id.to_string()), name.clone()),
         Principal::Agent { id, name } => (uid("Nexus::Agent", &id.to_string()), name.to_string()),
+        Principal::User { subject } => (uid("Nexus::User", subject), subject.clone()),
         Principal::System => (uid("Nexus::System", "system"), "system".to_owned()),
     };
     let tenant_text = tenant.to_string();
@@ -339,6 +341,37 @@ mod tests {
         ] {
             assert!(parse_tenant_policy("bad", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn users_follow_the_role_table_and_tenant_policies_name_them() {
+        let tenant = TenantId::new();
+        let user = Caller::for_user(tenant, "alice".into(), Role::Developer);
+        let set = builtin_policies();
+        for action in Action::ALL {
+            let decided = decide(&set, &user, tenant, action, Resource::Tenant);
+            let expected = !action.platform_only() && action.least_role() <= Role::Developer;
+            assert_eq!(decided.allowed, expected, "{}", action.name());
+            assert!(decided.errors.is_empty(), "{:?}", decided.errors);
+        }
+        assert!(
+            !decide(
+                &set,
+                &user,
+                TenantId::new(),
+                Action::AgentRead,
+                Resource::Tenant
+            )
+            .allowed
+        );
+        let forbid = r#"forbid (principal == Nexus::User::"alice",
+            action == Nexus::Action::"agent.deploy", resource);"#;
+        let set = policy_set([("no-alice", forbid)]);
+        let decided = decide(&set, &user, tenant, Action::AgentDeploy, Resource::Tenant);
+        assert!(!decided.allowed);
+        assert_eq!(decided.policies, ["tenant:no-alice"]);
+        let bob = Caller::for_user(tenant, "bob".into(), Role::Developer);
+        assert!(decide(&set, &bob, tenant, Action::AgentDeploy, Resource::Tenant).allowed);
     }
 
     #[test]
