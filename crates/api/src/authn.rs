@@ -22,6 +22,8 @@ use crate::ratelimit::RateLimits;
 pub struct Gateway {
     pub control: std::sync::Arc<nexus_control::ControlPlane>,
     pub rate_limits: Option<std::sync::Arc<RateLimits>>,
+    /// With authentication off (`Authentication::InsecureNone`), the caller every request is.
+    pub anonymous: Option<nexus_core::Caller>,
 }
 
 /// Where MCP clients find how to authenticate to `/mcp/{tenant}` (RFC 9728).
@@ -44,6 +46,10 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     if is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    if let Some(anonymous) = &state.anonymous {
+        request.extensions_mut().insert(anonymous.clone());
         return next.run(request).await;
     }
     // A refusal leaves the body unread, and the server then closes the connection: say so, or a

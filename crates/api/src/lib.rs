@@ -15,13 +15,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request, header};
+use axum::http::{HeaderName, HeaderValue, Request, header};
 use axum::routing::get;
 use nexus_core::{Caller, ErrorCode};
 use nexus_telemetry::MetricsHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -85,6 +86,20 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Requests per key and per tenant (after authentication).
     pub rate_limit: nexus_config::RateLimitConfig,
+    /// Whether requests must authenticate.
+    pub authentication: Authentication,
+}
+
+/// Whether the gateway asks for credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Authentication {
+    /// Every non-public request carries an API key (the default, and the only safe choice).
+    #[default]
+    Required,
+    /// No credentials, no rate limits, no authorization: every request acts as the platform
+    /// itself in `tenant`. Only for a server on loopback (benchmarking the gateway's cost,
+    /// a laptop alone); the server refuses it on any other address.
+    InsecureNone { tenant: nexus_core::TenantId },
 }
 
 #[derive(OpenApi)]
@@ -215,12 +230,16 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             authn::Gateway {
                 control: state.control.clone(),
                 rate_limits: ratelimit::RateLimits::new(&limits.rate_limit).map(Arc::new),
+                anonymous: match limits.authentication {
+                    Authentication::Required => None,
+                    Authentication::InsecureNone { tenant } => Some(Caller::system(tenant)),
+                },
             },
             authn::authenticate,
         ))
         .with_state(state);
 
-    routes
+    let routes = routes
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
         .layer(
             ServiceBuilder::new()
@@ -242,7 +261,34 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             }),
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+    with_security_headers(routes)
+}
+
+/// Headers every response carries: the API serves JSON, never pages, so browsers are told
+/// not to sniff, frame, refer or cache it (a handler's own `Cache-Control` wins).
+fn with_security_headers(router: Router) -> Router {
+    router
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
 }
 
 /// Request limits from defaults, for tests and embedding.
@@ -253,6 +299,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             max_in_flight: 1024,
             rate_limit: nexus_config::RateLimitConfig::default(),
+            authentication: Authentication::Required,
         }
     }
 }

@@ -425,3 +425,35 @@ fn policies_narrow_roles_and_explain_names_the_policy() {
     assert_eq!(explained["allowed"], true, "{explained}");
     server.stop();
 }
+
+/// `--insecure-no-auth` is refused off loopback, and on loopback serves without a key.
+#[test]
+fn insecure_no_auth_is_loopback_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = Command::new(NEXUS)
+        .args([
+            "server",
+            "--insecure-no-auth",
+            "--listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a loopback address"));
+
+    let server = Server::start(dir.path(), &["--insecure-no-auth"]);
+    let anonymous = Command::new(NEXUS)
+        .args(["--server", &server.url, "agents", "list"])
+        .env_remove("NEXUS_API_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        anonymous.status.success(),
+        "{}",
+        String::from_utf8_lossy(&anonymous.stderr)
+    );
+    server.stop();
+}

@@ -160,7 +160,7 @@ impl ControlPlane {
         let decided =
             if subject.can_reach(tenant) && (subject.platform_admin || !action.platform_only()) {
                 let policies = self.policy_set(tenant).await?;
-                cedar::decide(&policies, &subject, tenant, action, resource)
+                cedar::decide(&policies.set, &subject, tenant, action, resource)
             } else {
                 Decided {
                     allowed: false,

@@ -306,3 +306,56 @@ async fn policies_are_managed_and_explained_over_rest() {
         true
     );
 }
+
+/// With authentication off (a loopback server for benchmarks or a lone laptop), requests need
+/// no key and act as the platform; the default requires one.
+#[tokio::test]
+async fn authentication_can_be_turned_off_only_explicitly() {
+    let required = app().await;
+    let anonymous = || {
+        Request::get("/v1/tenants/default/agents")
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        required.send_as_is(anonymous()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // The platform's own caller reaches every tenant; which one it is "in" matters only for
+    // audit events of denials, which it never gets.
+    let open = super::app_with(crate::Limits {
+        authentication: crate::Authentication::InsecureNone {
+            tenant: nexus_core::TenantId::new(),
+        },
+        ..crate::Limits::default()
+    })
+    .await;
+    let reply = open.send_as_is(anonymous()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
+
+/// Every answer, a refusal or a fallback too, tells browsers not to sniff, frame or cache it.
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = app().await;
+    for reply in [
+        app.get("/v1/tenants").await,
+        app.send_as_is(Request::get("/v1/tenants").body(Body::empty()).unwrap())
+            .await,
+        app.get("/no/such/route").await,
+        app.get("/healthz").await,
+    ] {
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+        assert_eq!(reply.headers["x-frame-options"], "DENY");
+        assert_eq!(reply.headers["referrer-policy"], "no-referrer");
+        assert!(
+            reply.headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'")
+        );
+        assert!(reply.headers.contains_key(header::CACHE_CONTROL));
+        // No CORS grant: a page on another origin cannot read any answer.
+        assert!(!reply.headers.contains_key("access-control-allow-origin"));
+    }
+}

@@ -39,6 +39,11 @@ pub struct ServerArgs {
     /// automation; at least 22 characters).
     #[arg(long, env = "NEXUS_BOOTSTRAP_API_KEY", hide_env_values = true)]
     bootstrap_api_key: Option<String>,
+    /// Serve without authentication, rate limits or authorization: every request acts as the
+    /// platform. Refused unless the server listens on a loopback address. For measuring the
+    /// gateway's cost (scripts/bench-gateway) or a laptop no one else reaches.
+    #[arg(long, env = "NEXUS_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     print_config: bool,
@@ -79,9 +84,15 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         request_timeout: Duration::from_secs(config.server.request_timeout_secs),
         max_in_flight: config.server.max_in_flight,
         rate_limit: config.rate_limit,
+        authentication: authentication(&config, args.insecure_no_auth, default_tenant)?,
     };
     let control = control_plane(&config, store.clone())?;
     bootstrap_key(&control, default_tenant, args.bootstrap_api_key.as_deref()).await?;
+    // The OIDC issuer's keys, fetched while the listener comes up (logged if unreachable).
+    tokio::spawn({
+        let control = control.clone();
+        async move { control.prefetch_oidc_keys().await }
+    });
     let app = nexus_api::router(AppState { control, metrics }, limits);
 
     let addr = config
@@ -142,8 +153,8 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
 
 /// The control plane: packages in `<data-dir>/blobs`, compiled components cached in
 /// `<data-dir>/cache`, the deterministic `echo` model provider, push notifications as `[push]`
-/// says.
-fn control_plane(
+/// says, OIDC tokens accepted as `[oidc]` says.
+pub(crate) fn control_plane(
     config: &Config,
     store: Arc<dyn Store>,
 ) -> Result<Arc<nexus_control::ControlPlane>, CliError> {
@@ -155,19 +166,52 @@ fn control_plane(
         ..nexus_runtime::RuntimeConfig::default()
     })
     .map_err(|e| CliError::internal(e.to_string()))?;
-    Ok(Arc::new(
-        nexus_control::ControlPlane::new(
-            store,
-            blobs,
-            Arc::new(runtime),
-            Arc::new(nexus_host::llm::EchoProvider),
-            Arc::new(master_key(data_dir)?),
-        )
-        .with_push(nexus_push::Settings {
-            allow_private_addresses: config.push.allow_private_addresses,
-            ..nexus_push::Settings::default()
-        }),
-    ))
+    let mut control = nexus_control::ControlPlane::new(
+        store,
+        blobs,
+        Arc::new(runtime),
+        Arc::new(nexus_host::llm::EchoProvider),
+        Arc::new(master_key(data_dir)?),
+    )
+    .with_push(nexus_push::Settings {
+        allow_private_addresses: config.push.allow_private_addresses,
+        ..nexus_push::Settings::default()
+    });
+    if let Some(oidc) = &config.oidc {
+        control = control
+            .with_oidc(oidc_settings(oidc)?)
+            .map_err(|e| CliError::usage(e.to_string()))?;
+    }
+    Ok(Arc::new(control))
+}
+
+/// The control plane's OIDC settings from `[oidc]` (validated when the config was loaded).
+fn oidc_settings(
+    config: &nexus_config::OidcConfig,
+) -> Result<nexus_control::OidcSettings, CliError> {
+    let usage = |key: &str, e: &dyn std::fmt::Display| CliError::usage(format!("{key}: {e}"));
+    let default_tenant = config
+        .default_tenant
+        .as_deref()
+        .map(Name::parse)
+        .transpose()
+        .map_err(|e| usage("oidc.default_tenant", &e))?;
+    let default_role = config
+        .default_role
+        .parse()
+        .map_err(|e| usage("oidc.default_role", &e))?;
+    Ok(nexus_control::OidcSettings {
+        issuer: config.issuer.clone(),
+        audience: config.audience.clone(),
+        tenant_claim: config.tenant_claim.clone(),
+        default_tenant,
+        role_claim: config.role_claim.clone(),
+        default_role,
+        subject_claim: config.subject_claim.clone(),
+        leeway: Duration::from_secs(config.leeway_secs),
+        jwks_refresh: Duration::from_secs(config.jwks_refresh_secs),
+        refetch_interval: nexus_control::MIN_REFETCH_INTERVAL,
+    })
 }
 
 /// The key that protects deployment secrets, `<data-dir>/master.key`, created on first start.
@@ -194,7 +238,7 @@ fn master_key(data_dir: &std::path::Path) -> Result<nexus_secrets::LocalKeyFile,
     }
 }
 
-async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
+pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
     let url = config.database_url();
     let backend = config
         .database_backend()
@@ -216,7 +260,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
 
 /// Makes a fresh data directory usable and cleans up after a crash: the `default` tenant
 /// exists, and no task is left running. Returns the `default` tenant's id.
-async fn bootstrap(store: &dyn Store) -> Result<nexus_core::TenantId, CliError> {
+pub(crate) async fn bootstrap(store: &dyn Store) -> Result<nexus_core::TenantId, CliError> {
     let name = Name::parse(DEFAULT_TENANT).map_err(|e| CliError::internal(e.to_string()))?;
     let tenant = store
         .ensure_tenant(NewTenant {
@@ -236,6 +280,31 @@ async fn bootstrap(store: &dyn Store) -> Result<nexus_core::TenantId, CliError> 
         );
     }
     Ok(tenant.id)
+}
+
+/// Whether requests must authenticate: always, unless `--insecure-no-auth` on loopback.
+fn authentication(
+    config: &Config,
+    insecure_no_auth: bool,
+    tenant: nexus_core::TenantId,
+) -> Result<nexus_api::Authentication, CliError> {
+    if !insecure_no_auth {
+        return Ok(nexus_api::Authentication::Required);
+    }
+    let addr = config
+        .listen_addr()
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    if !addr.ip().is_loopback() {
+        return Err(CliError::usage(format!(
+            "--insecure-no-auth serves everyone as the platform admin; it is refused on {addr}, \
+             which is not a loopback address"
+        )));
+    }
+    tracing::warn!(
+        address = %addr,
+        "serving WITHOUT authentication: every request acts as the platform admin"
+    );
+    Ok(nexus_api::Authentication::InsecureNone { tenant })
 }
 
 /// Gives a platform without keys its first one: `chosen` (`NEXUS_BOOTSTRAP_API_KEY`), or a

@@ -28,21 +28,107 @@ pub const POLICY_CACHE_TTL: Duration = Duration::from_secs(2);
 /// Tenants whose policy sets are kept; past this the cache starts over.
 const MAX_CACHED_POLICY_SETS: usize = 10_000;
 
-/// Each tenant's evaluated policy set (built-in roles and its own policies).
+/// Decisions kept per tenant policy set; past this its memo starts over.
+const MAX_MEMOIZED_DECISIONS: usize = 4_096;
+
+/// A tenant's policy set (built-in roles and its own) and the decisions made under it.
+///
+/// Cedar evaluation costs tens of microseconds, and a request makes several decisions (the
+/// tenant, the agent, the task). Where no policy reads the request's `context` (the clock),
+/// a decision depends only on the principal, the action and the resource, so it is made once
+/// and remembered for as long as the set is (at most [`POLICY_CACHE_TTL`], and dropped on any
+/// policy change).
+#[derive(Debug)]
+pub(crate) struct TenantPolicies {
+    pub(crate) set: PolicySet,
+    /// Whether no policy mentions `context`, so decisions can be remembered.
+    memoizable: bool,
+    decisions: Mutex<HashMap<DecisionKey, Decided>>,
+}
+
+/// Everything a decision depends on when the policies do not read the context.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DecisionKey {
+    principal: nexus_core::Principal,
+    role: Role,
+    platform_admin: bool,
+    caller_tenant: TenantId,
+    action: Action,
+    agent: Option<(String, Vec<String>)>,
+}
+
+impl TenantPolicies {
+    fn new<'a>(tenant_policies: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> Self {
+        let memoizable = tenant_policies
+            .clone()
+            .into_iter()
+            .all(|(_, text)| !text.contains("context"));
+        Self {
+            set: cedar::policy_set(tenant_policies),
+            memoizable,
+            decisions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Cedar's decision, from memory when it was made before under this set.
+    pub(crate) fn decide(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        action: Action,
+        resource: Resource<'_>,
+    ) -> Decided {
+        if !self.memoizable {
+            return cedar::decide(&self.set, caller, tenant, action, resource);
+        }
+        let key = DecisionKey {
+            principal: caller.principal.clone(),
+            role: caller.role,
+            platform_admin: caller.platform_admin,
+            caller_tenant: caller.tenant,
+            action,
+            agent: match resource {
+                Resource::Tenant => None,
+                Resource::Agent { name, tags } => Some((name.to_owned(), tags.to_vec())),
+            },
+        };
+        let remembered = self
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(decided) = remembered {
+            return decided;
+        }
+        let decided = cedar::decide(&self.set, caller, tenant, action, resource);
+        let mut decisions = self
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if decisions.len() >= MAX_MEMOIZED_DECISIONS {
+            decisions.clear();
+        }
+        decisions.insert(key, decided.clone());
+        decided
+    }
+}
+
+/// Each tenant's policies, read from the store at most every [`POLICY_CACHE_TTL`].
 #[derive(Debug, Default)]
 pub(crate) struct PolicyCache {
-    sets: Mutex<HashMap<TenantId, (Arc<PolicySet>, Instant)>>,
+    sets: Mutex<HashMap<TenantId, (Arc<TenantPolicies>, Instant)>>,
 }
 
 impl PolicyCache {
-    fn get(&self, tenant: TenantId) -> Option<Arc<PolicySet>> {
+    fn get(&self, tenant: TenantId) -> Option<Arc<TenantPolicies>> {
         let sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
         sets.get(&tenant)
             .filter(|(_, read)| read.elapsed() < POLICY_CACHE_TTL)
             .map(|(set, _)| set.clone())
     }
 
-    fn put(&self, tenant: TenantId, set: Arc<PolicySet>) {
+    fn put(&self, tenant: TenantId, set: Arc<TenantPolicies>) {
         let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
         if sets.len() >= MAX_CACHED_POLICY_SETS {
             sets.clear();
@@ -188,6 +274,17 @@ impl ControlPlane {
         }
     }
 
+    /// Whether `caller` may do `action` in `tenant` (to the tenant itself): the decision every
+    /// operation makes first, for gateways and benchmarks. A denial is audited like any other.
+    pub async fn may(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        action: Action,
+    ) -> Result<(), ControlError> {
+        self.authorize(caller, tenant, action).await
+    }
+
     /// Allows `caller` to do `action` to the tenant itself (see [`authorize_on`]).
     ///
     /// [`authorize_on`]: Self::authorize_on
@@ -212,12 +309,17 @@ impl ControlPlane {
         resource: Resource<'_>,
     ) -> Result<(), ControlError> {
         self.reach(caller, tenant)?;
+        // The platform acting on its own behalf (bootstrap, recovery, a server run without
+        // authentication) is not subject to tenants' policies.
+        if caller.principal == nexus_core::Principal::System {
+            return Ok(());
+        }
         if action.platform_only() && !caller.platform_admin {
             let reason = format!("`{}` needs a platform admin key", action.name());
             return Err(self.deny(caller, tenant, action, reason, &[]).await);
         }
         let policies = self.policy_set(tenant).await?;
-        let decided = cedar::decide(&policies, caller, tenant, action, resource);
+        let decided = policies.decide(caller, tenant, action, resource);
         if decided.allowed {
             return Ok(());
         }
@@ -272,12 +374,12 @@ impl ControlPlane {
     pub(crate) async fn policy_set(
         &self,
         tenant: TenantId,
-    ) -> Result<Arc<PolicySet>, ControlError> {
+    ) -> Result<Arc<TenantPolicies>, ControlError> {
         if let Some(set) = self.policies.get(tenant) {
             return Ok(set);
         }
         let stored = self.store.list_policies(tenant).await?;
-        let set = Arc::new(cedar::policy_set(
+        let set = Arc::new(TenantPolicies::new(
             stored.iter().map(|p| (p.name.as_str(), p.text.as_str())),
         ));
         self.policies.put(tenant, set.clone());
@@ -305,5 +407,73 @@ mod tests {
         assert_eq!(Action::AgentDeploy.least_role(), Role::Developer);
         assert_eq!(Action::KeyCreate.least_role(), Role::Admin);
         assert!(Action::TenantCreate.platform_only());
+    }
+}
+
+#[cfg(test)]
+mod memo_tests {
+    use super::*;
+    use nexus_core::{ApiKeyId, Principal};
+
+    fn developer(tenant: TenantId) -> Caller {
+        Caller {
+            tenant,
+            principal: Principal::ApiKey {
+                id: ApiKeyId::new(),
+                name: "dev".into(),
+            },
+            role: Role::Developer,
+            platform_admin: false,
+            trace_id: None,
+        }
+    }
+
+    #[test]
+    fn remembered_decisions_are_cedars_and_context_policies_are_not_remembered() {
+        let tenant = TenantId::new();
+        let forbid = r#"forbid (principal, action == Nexus::Action::"task.send", resource)
+            when { resource has tags && resource.tags.contains("prod") };"#;
+        let plain = TenantPolicies::new([("no-prod", forbid)]);
+        assert!(plain.memoizable);
+        let caller = developer(tenant);
+        let prod = ["prod".to_owned()];
+        for _ in 0..2 {
+            for (tags, allowed) in [(&prod[..], false), (&[][..], true)] {
+                let resource = Resource::Agent {
+                    name: "billing",
+                    tags,
+                };
+                let decided = plain.decide(&caller, tenant, Action::TaskSend, resource);
+                assert_eq!(
+                    decided,
+                    cedar::decide(&plain.set, &caller, tenant, Action::TaskSend, resource)
+                );
+                assert_eq!(decided.allowed, allowed);
+            }
+        }
+        // Another principal with the same role is its own entry: names can matter to policies.
+        let other = developer(tenant);
+        let resource = Resource::Agent {
+            name: "billing",
+            tags: &prod,
+        };
+        assert!(
+            !plain
+                .decide(&other, tenant, Action::TaskSend, resource)
+                .allowed
+        );
+        assert_eq!(plain.decisions.lock().unwrap().len(), 3);
+
+        let timed = TenantPolicies::new([(
+            "never-at-night",
+            r#"forbid (principal, action, resource) when { context.hour < 0 };"#,
+        )]);
+        assert!(!timed.memoizable);
+        assert!(
+            timed
+                .decide(&caller, tenant, Action::AgentRead, Resource::Tenant)
+                .allowed
+        );
+        assert!(timed.decisions.lock().unwrap().is_empty());
     }
 }

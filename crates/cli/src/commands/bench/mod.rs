@@ -16,12 +16,19 @@ use serde::Serialize;
 use super::Output;
 use crate::exit::CliError;
 
+mod auth;
 mod load;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Load an HTTP endpoint (GET, or POST with --post JSON) and report latency percentiles.
     Http(HttpArgs),
+    /// Measure the gateway's per-request checks in process: API key, Cedar decision, both.
+    Auth {
+        /// Measured rounds (after a tenth as many for warm-up).
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
+    },
     /// Measure the agent runtime: compile time, cold start, warm call, throughput, memory per
     /// live instance, beside a bare wasmtime instantiate-and-call.
     Runtime(RuntimeArgs),
@@ -144,6 +151,24 @@ pub struct Report {
 
 pub async fn run(cmd: BenchCommand, output: Output) -> Result<(), CliError> {
     match cmd {
+        BenchCommand::Auth { iterations } => {
+            let report = auth::auth(iterations.max(10)).await?;
+            if output.json {
+                return output.print_json(&report);
+            }
+            for (label, l) in [
+                ("API key check", &report.api_key_check),
+                ("Cedar decision, remembered", &report.cedar_decision),
+                ("Cedar decision, evaluated", &report.cedar_evaluation),
+                ("credential check (both)", &report.credential_check),
+            ] {
+                println!(
+                    "{label:<28} p50 {:>8.1} µs  p90 {:>8.1} µs  p99 {:>8.1} µs  max {:>8.1} µs  (n={})",
+                    l.p50_us, l.p90_us, l.p99_us, l.max_us, l.samples
+                );
+            }
+            Ok(())
+        }
         BenchCommand::Runtime(args) => {
             let report = runtime(&args).await?;
             if output.json {
