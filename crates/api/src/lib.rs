@@ -152,7 +152,11 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes::tenants::list_tenants,
             routes::tenants::create_tenant
         ))
-        .routes(routes!(routes::tenants::get_tenant))
+        .routes(routes!(
+            routes::tenants::get_tenant,
+            routes::tenants::delete_tenant
+        ))
+        .routes(routes!(routes::tenants::export_tenant))
         .routes(routes!(routes::keys::create_key, routes::keys::list_keys))
         .routes(routes!(routes::keys::revoke_key))
         .routes(routes!(routes::keys::list_audit))

@@ -122,6 +122,38 @@ impl Client {
         ))
     }
 
+    /// GETs `segments` and yields the response body as it arrives (for downloads such as
+    /// exports). An error response is turned into a CLI error before any byte.
+    pub async fn download(
+        &self,
+        segments: &[&str],
+    ) -> Result<impl futures::Stream<Item = Result<bytes::Bytes, CliError>> + use<>, CliError> {
+        let response = self
+            .http
+            .get(self.url(segments))
+            .send()
+            .await
+            .map_err(|e| CliError {
+                code: CliError::UNREACHABLE,
+                message: format!("cannot reach the server at {}: {e}", self.base),
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(problem_error(status, &bytes));
+        }
+        let base = self.base.clone();
+        Ok(futures::StreamExt::map(
+            response.bytes_stream(),
+            move |chunk| {
+                chunk.map_err(|e| CliError {
+                    code: CliError::UNREACHABLE,
+                    message: format!("the download from {base} broke: {e}"),
+                })
+            },
+        ))
+    }
+
     /// A POST request with a JSON body, for [`events`](Self::events).
     pub fn post_request<B: Serialize>(
         &self,

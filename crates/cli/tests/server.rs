@@ -457,3 +457,73 @@ fn insecure_no_auth_is_loopback_only() {
     );
     server.stop();
 }
+
+#[test]
+fn tenants_export_to_a_file_and_delete_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    assert!(server.cli(&["tenants", "create", "acme"]).status.success());
+    assert!(
+        server
+            .cli(&[
+                "policies",
+                "create",
+                "no-delete",
+                "--tenant",
+                "acme",
+                "--text",
+                "forbid(principal, action == Action::\"agent.delete\", resource);"
+            ])
+            .status
+            .success()
+    );
+
+    let file = dir.path().join("acme.ndjson");
+    let exported = server.cli(&["tenants", "export", "acme", "-o", file.to_str().unwrap()]);
+    assert!(exported.status.success(), "{exported:?}");
+    assert!(String::from_utf8_lossy(&exported.stderr).contains("exported tenant acme"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["record"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"tenant"));
+    assert_eq!(kinds.last(), Some(&"end"));
+    assert!(
+        kinds.contains(&"policy") && kinds.contains(&"audit_event"),
+        "{kinds:?}"
+    );
+    assert_eq!(records.last().unwrap()["records"], records.len() - 1);
+    assert!(!dir.path().join("acme.ndjson.partial").exists());
+
+    // Deleting needs --yes, the tenant must exist, and the admin's own tenant is refused.
+    let unconfirmed = server.cli(&["tenants", "delete", "acme"]);
+    assert_eq!(unconfirmed.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unconfirmed.stderr).contains("--yes"));
+    for (args, code) in [
+        (&["tenants", "delete", "nobody", "--yes"][..], "not_found"),
+        (&["tenants", "delete", "default", "--yes"], "conflict"),
+        (&["tenants", "export", "nobody"], "not_found"),
+    ] {
+        let refused = server.cli(args);
+        assert_eq!(refused.status.code(), Some(4), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains(code),
+            "{args:?}: {refused:?}"
+        );
+    }
+    let deleted = server.cli(&["tenants", "delete", "acme", "--yes"]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    let gone = server.cli(&["tenants", "get", "acme"]);
+    assert_eq!(gone.status.code(), Some(4));
+    let audit = stdout_json(&server.cli(&["--json", "audit", "list", "--limit", "500"]));
+    let last = audit.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "tenant.delete");
+    // The name is free again.
+    assert!(server.cli(&["tenants", "create", "acme"]).status.success());
+    server.stop();
+}

@@ -73,6 +73,12 @@ impl KeyCache {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         keys.retain(|_, (key, _)| key.id != id);
     }
+
+    /// Forgets every key of a deleted tenant.
+    pub(crate) fn forget_tenant(&self, tenant: TenantId) {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.retain(|_, (key, _)| key.tenant_id != tenant);
+    }
 }
 
 impl ControlPlane {

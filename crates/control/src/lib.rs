@@ -11,7 +11,8 @@
 //!   with the capabilities its revision grants (`env`); cancel, get, list, events;
 //! - `push`: A2A push-notification configs and their watchers;
 //! - `calls`: agent-to-agent calls as child tasks;
-//! - `secrets`: deployment secrets, sealed at rest;
+//! - `secrets`: deployment secrets, sealed at rest; `state`: agent state, sealed the same way;
+//! - `export`: all of a tenant's data, as one stream of records (GDPR);
 //! - `keys` and `oidc`: authentication, by API key or by a token of the configured OIDC issuer;
 //! - `audit`: the tenant's audit chain, written with the real principal.
 
@@ -33,6 +34,7 @@ mod authz;
 mod calls;
 mod deployments;
 mod error;
+mod export;
 mod keys;
 mod live;
 mod oidc;
@@ -40,6 +42,7 @@ mod packages;
 mod policies;
 mod push;
 mod secrets;
+mod state;
 mod tasks;
 mod tenants;
 
@@ -48,6 +51,7 @@ pub use authz::{Action, POLICY_CACHE_TTL};
 pub use calls::{CallChain, MAX_CALL_DEPTH, trace_id_from_traceparent};
 pub use deployments::{AgentCard, AgentDetail, DeployRequest, check_grants};
 pub use error::ControlError;
+pub use export::{ExportRecord, ExportStream};
 pub use keys::{CreatedKey, KEY_CACHE_TTL, NewKeyRequest};
 pub use oidc::{
     DISCOVERY_PATH, ISSUER_TIMEOUT, MAX_ISSUER_BODY_BYTES, MIN_REFETCH_INTERVAL, OidcSettings,
@@ -137,6 +141,17 @@ impl ControlPlane {
     /// Checks that the database answers (readiness); touches no tenant's data.
     pub async fn ping(&self) -> Result<(), ControlError> {
         Ok(self.store.ping().await?)
+    }
+
+    /// Drops everything this node remembers of a deleted tenant: its keys (so they stop
+    /// authenticating at once), its policy set and its revisions.
+    fn forget_tenant(&self, tenant: TenantId) {
+        self.keys.forget_tenant(tenant);
+        self.policies.forget(tenant);
+        self.revisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(owner, _, _), _| *owner != tenant);
     }
 
     /// The store, for the composition root (bootstrap, recovery) and tests; request handling

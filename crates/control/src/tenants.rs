@@ -84,6 +84,42 @@ impl ControlPlane {
     }
 }
 
+impl ControlPlane {
+    /// Deletes a tenant and all its data (platform admins only, and never the tenant they act
+    /// in). Its data key is destroyed first, in a write of its own: from then on nothing of
+    /// the tenant decrypts, even a backup taken earlier or rows a failed deletion left behind.
+    /// Then its rows go, with the event in the caller's audit chain in the same transaction.
+    /// Package bytes stay in the blob store, which is shared by content across tenants.
+    pub async fn delete_tenant(
+        &self,
+        caller: &Caller,
+        reference: &TenantRef,
+    ) -> Result<Tenant, ControlError> {
+        let tenant = self.tenant(caller, reference).await?;
+        self.authorize(caller, tenant.id, Action::TenantDelete)
+            .await?;
+        if tenant.id == caller.tenant {
+            return Err(ControlError::Conflict(format!(
+                "tenant `{}` is the one you act in; delete it with a platform admin key of another tenant",
+                tenant.name
+            )));
+        }
+        let shredded = self.store.delete_tenant_key(tenant.id).await?;
+        let event = audit::event(
+            caller,
+            "tenant.delete",
+            format!("tenants/{}", tenant.name),
+            serde_json::json!({ "tenant_id": tenant.id, "data_key_destroyed": shredded }),
+        );
+        self.store
+            .delete_tenant(tenant.id, caller.tenant, event)
+            .await?;
+        self.forget_tenant(tenant.id);
+        tracing::info!(tenant = %tenant.name, id = %tenant.id, "tenant deleted");
+        Ok(tenant)
+    }
+}
+
 fn validate_display_name(display_name: &str) -> Result<(), ControlError> {
     let len = display_name.chars().count();
     if display_name.trim().is_empty() || len > MAX_DISPLAY_NAME_LEN {

@@ -1,7 +1,8 @@
 //! Secrets at rest: envelope encryption with AES-256-GCM.
 //!
 //! Each tenant has a random 256-bit data key. Secret values are sealed under it with a fresh
-//! random 96-bit nonce and their location — tenant, agent, secret name ([`SecretSlot`]), or
+//! random 96-bit nonce and their location — tenant, agent, secret name ([`SecretSlot`]); tenant,
+//! agent, session and key of agent state ([`StateSlot`]); or
 //! tenant, task, webhook config and field ([`WebhookSlot`]) — as associated data, so a
 //! ciphertext copied to another row no longer opens. The data key itself is stored only
 //! wrapped by a [`Kms`], bound to its tenant; the default KMS is [`LocalKeyFile`], a master key
@@ -15,7 +16,7 @@ use std::fmt;
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce, Payload};
 use async_trait::async_trait;
-use nexus_core::{TaskId, TenantId};
+use nexus_core::{AgentId, TaskId, TenantId};
 use zeroize::Zeroizing;
 
 mod local;
@@ -39,6 +40,7 @@ const FORMAT_V1: u8 = 1;
 const SECRET_AAD_PREFIX: &[u8] = b"nexus:secret:v1\0";
 const TENANT_KEY_CONTEXT_PREFIX: &[u8] = b"nexus:tenant-data-key:v1\0";
 const WEBHOOK_AAD_PREFIX: &[u8] = b"nexus:webhook-secret:v1\0";
+const STATE_AAD_PREFIX: &[u8] = b"nexus:agent-state:v1\0";
 
 /// What can go wrong with keys and ciphertexts. Messages never contain key material or
 /// plaintext.
@@ -205,6 +207,35 @@ impl private::Sealed for WebhookSlot<'_> {
             WebhookField::Credentials => 2,
         });
         aad.extend_from_slice(self.config.as_bytes());
+        aad
+    }
+}
+
+/// Where a value of an agent's durable state lives: tenant, agent, session and key. A value
+/// copied to another key, session, agent or tenant no longer opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateSlot<'a> {
+    pub tenant: TenantId,
+    pub agent: AgentId,
+    pub session: &'a str,
+    pub key: &'a str,
+}
+
+impl Slot for StateSlot<'_> {}
+
+impl private::Sealed for StateSlot<'_> {
+    /// Unambiguous encoding: fixed-size tenant and agent ids, length-prefixed session, then
+    /// the key.
+    fn associated_data(&self) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(
+            STATE_AAD_PREFIX.len() + 16 + 16 + 8 + self.session.len() + self.key.len(),
+        );
+        aad.extend_from_slice(STATE_AAD_PREFIX);
+        aad.extend_from_slice(self.tenant.as_uuid().as_bytes());
+        aad.extend_from_slice(self.agent.as_uuid().as_bytes());
+        aad.extend_from_slice(&(self.session.len() as u64).to_be_bytes());
+        aad.extend_from_slice(self.session.as_bytes());
+        aad.extend_from_slice(self.key.as_bytes());
         aad
     }
 }
@@ -383,6 +414,39 @@ mod tests {
         // An agent secret never opens as a webhook secret, whatever the names.
         let secret = key.seal(&slot(tenant, "c1", "token"), b"tok").unwrap();
         assert!(key.open(&at("c1", WebhookField::Token), &secret).is_err());
+    }
+
+    #[test]
+    fn state_values_open_only_at_their_slot() {
+        let key = DataKey::generate().unwrap();
+        let (tenant, agent) = (TenantId::new(), AgentId::new());
+        let at = |session, key| StateSlot {
+            tenant,
+            agent,
+            session,
+            key,
+        };
+        let sealed = key.seal(&at("s1", "k"), b"v").unwrap();
+        assert_eq!(&**key.open(&at("s1", "k"), &sealed).unwrap(), b"v");
+        for wrong in [
+            at("s2", "k"),
+            at("s1", "k2"),
+            // The length prefix keeps ("s1k", "") apart from ("s1", "k").
+            at("s1k", ""),
+            StateSlot {
+                agent: AgentId::new(),
+                ..at("s1", "k")
+            },
+            StateSlot {
+                tenant: TenantId::new(),
+                ..at("s1", "k")
+            },
+        ] {
+            assert!(
+                matches!(key.open(&wrong, &sealed), Err(SecretsError::Decrypt)),
+                "{wrong:?}"
+            );
+        }
     }
 
     #[test]

@@ -109,6 +109,11 @@ impl PgStore {
         &self.names
     }
 
+    /// After a deletion that must leave no copy behind: nothing PostgreSQL can do at once.
+    /// The deleted rows' tuples stay in their pages until vacuum frees them and later writes
+    /// reuse the space; only the master key makes a wrapped data key useful.
+    async fn scrub(&self) {}
+
     async fn close_pools(&self) {
         self.pool.close().await;
     }

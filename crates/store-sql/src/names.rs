@@ -1,8 +1,11 @@
 //! [`NameCache`]: tenant and agent rows kept in memory, so resolving `/a2a/{tenant}/{agent}` on
 //! every request costs no database round trip.
 //!
-//! **Tenants** never change once created (there is no rename or delete), so a tenant row read
-//! once is right forever, on every node; both backends cache them.
+//! **Tenants** never change once created (there is no rename), so a tenant row read once is
+//! right until the tenant is deleted; both backends cache them. Deleting a tenant forgets it
+//! here; other nodes sharing a PostgreSQL database keep their cached row until they restart,
+//! which only matters if the name is taken again by a new tenant (its requests would resolve
+//! to the old id on those nodes and be "not found").
 //!
 //! **Agents** change on deploy, rollback and delete. Their rows are cached only when this store
 //! is the database's only writer ([`AgentCaching::Exclusive`]: an SQLite file, which its store
@@ -90,6 +93,15 @@ impl NameCache {
             .tenants_by_name
             .insert(tenant.name.as_str().to_owned(), tenant.clone());
         inner.tenants_by_id.insert(tenant.id, tenant.clone());
+    }
+
+    /// Forgets a deleted tenant and its agents.
+    pub fn forget_tenant(&self, id: TenantId) {
+        let mut inner = self.lock();
+        if let Some(tenant) = inner.tenants_by_id.remove(&id) {
+            inner.tenants_by_name.remove(tenant.name.as_str());
+        }
+        inner.agents.retain(|(tenant, _), _| *tenant != id);
     }
 
     /// The agent named `name` in `tenant` if it is cached, or else where a read of it starts.

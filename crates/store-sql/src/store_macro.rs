@@ -5,8 +5,9 @@
 /// `$store` must have inherent methods `reader(&self) -> &sqlx::Pool<$db>` (queries),
 /// `writer(&self) -> &sqlx::Pool<$db>` (transactions), `task_writer(&self) -> &TaskWriter`
 /// (the group commit of task writes, [`TaskWriter`](crate::TaskWriter)),
-/// `names(&self) -> &NameCache` (tenant and agent rows in memory, [`NameCache`](crate::NameCache))
-/// and `async close_pools(&self)`. The task writer's SQL ([`TaskBatchSql`](crate::TaskBatchSql))
+/// `names(&self) -> &NameCache` (tenant and agent rows in memory, [`NameCache`](crate::NameCache)),
+/// `async scrub(&self)` (removes what the database keeps of deleted rows, as far as it can) and
+/// `async close_pools(&self)`. The task writer's SQL ([`TaskBatchSql`](crate::TaskBatchSql))
 /// is each store's own, tuned to its driver.
 /// `lock` is appended to the `SELECT`s that read a row a transaction will update: `" FOR UPDATE"`
 /// where the database has row locks, `""` where writers are serialised anyway. `begin` starts a
@@ -26,7 +27,7 @@ macro_rules! impl_store {
             };
             use $crate::__private::nexus_store::{
                 AgentStore, ApiKeyStore, AuditStore, NewTaskEvent, PackageStore, PolicyStore,
-                Result, SealedSecret, SecretStore, StateScope, StateStore, Store, StoreError,
+                Result, SealedSecret, SecretStore, StateEntry, StateScope, StateStore, Store, StoreError,
                 TaskFilter, TaskStore, TenantStore,
             };
             use $crate::__private::sqlx::{self, types::Json};
@@ -364,6 +365,42 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?;
                     Ok(Page::from_overfetch(convert(rows)?, page.limit, |t: &Tenant| t.id.to_string()))
+                }
+
+                async fn delete_tenant(
+                    &self,
+                    tenant: TenantId,
+                    audit_tenant: TenantId,
+                    audit: NewAuditEvent,
+                ) -> Result<()> {
+                    let start = self.names().agent_generation();
+                    let deleted = async {
+                        let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                        // The deleting caller's chain first, as every audited write does.
+                        append_audit_in_tx(&mut tx, audit_tenant, audit).await?;
+                        lock_audit_chain(&mut tx, tenant).await?;
+                        // The audit chain is the one table that does not cascade: it must
+                        // outlive agents and keys, but not the tenant.
+                        sqlx::query("DELETE FROM audit_events WHERE tenant_id = $1")
+                            .bind(tenant.as_uuid())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                        // Everything else goes with the tenant row (ON DELETE CASCADE).
+                        sqlx::query("DELETE FROM tenants WHERE id = $1")
+                            .bind(tenant.as_uuid())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                        tx.commit().await.map_err(map_err)
+                    }
+                    .await;
+                    if deleted.is_ok() {
+                        self.names().forget_tenant(tenant);
+                        self.scrub().await;
+                    }
+                    self.names().agents_written(start, None);
+                    deleted
                 }
             }
 
@@ -1193,6 +1230,34 @@ macro_rules! impl_store {
                     .map_err(map_err)?;
                     Ok(rows.into_iter().map(|(key,)| key).collect())
                 }
+
+                async fn state_entries(
+                    &self,
+                    tenant: TenantId,
+                    agent: AgentId,
+                    after: Option<(&str, &str)>,
+                    limit: u32,
+                ) -> Result<Vec<StateEntry>> {
+                    let (session, key) = after.unwrap_or(("", ""));
+                    let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+                        "SELECT session, key, value FROM agent_state \
+                         WHERE tenant_id = $1 AND agent_id = $2 \
+                         AND (session > $3 OR (session = $3 AND key > $4)) \
+                         ORDER BY session, key LIMIT $5",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(agent.as_uuid())
+                    .bind(session)
+                    .bind(key)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|(session, key, value)| StateEntry { session, key, value })
+                        .collect())
+                }
             }
 
             #[async_trait]
@@ -1222,6 +1287,17 @@ macro_rules! impl_store {
                             .await
                             .map_err(map_err)?;
                     Ok(stored)
+                }
+
+                async fn delete_tenant_key(&self, tenant: TenantId) -> Result<bool> {
+                    let deleted = sqlx::query("DELETE FROM tenant_keys WHERE tenant_id = $1")
+                        .bind(tenant.as_uuid())
+                        .execute(self.writer())
+                        .await
+                        .map_err(map_err)?
+                        .rows_affected();
+                    self.scrub().await;
+                    Ok(deleted > 0)
                 }
 
                 async fn get_tenant_key(&self, tenant: TenantId) -> Result<Option<Vec<u8>>> {

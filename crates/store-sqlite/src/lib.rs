@@ -63,7 +63,10 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             // A commit never checkpoints: the `Checkpointer`'s thread does.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            // Deleted rows are overwritten with zeros, not left in free pages: a deleted
+            // tenant's wrapped data key must not survive in the file (crypto-shredding).
+            .pragma("secure_delete", "ON");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
@@ -106,6 +109,22 @@ impl SqliteStore {
 
     fn task_writer(&self) -> &TaskWriter {
         &self.tasks
+    }
+
+    /// After a deletion that must leave no copy behind (a tenant's data key): copies the WAL
+    /// into the database, whose deleted rows `secure_delete` zeroed, and truncates the WAL,
+    /// which still holds the rows' earlier versions. Best effort: a reader in the middle of a
+    /// long query keeps the WAL, which the next restart of the WAL then overwrites.
+    async fn scrub(&self) {
+        let outcome: std::result::Result<(i64, i64, i64), _> =
+            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.writer)
+                .await;
+        match outcome {
+            Ok((0, _, _)) => {}
+            Ok(_) => tracing::warn!("the WAL was busy; deleted rows stay in it until it restarts"),
+            Err(e) => tracing::warn!(error = %e, "cannot truncate the WAL after a deletion"),
+        }
     }
 
     async fn close_pools(&self) {

@@ -69,7 +69,10 @@ macro_rules! conformance_tests {
             policies_past_the_limit_are_refused_without_an_event,
             policies_are_isolated_by_tenant,
             policies_delete_returns_the_policy_and_is_audited,
-            policies_concurrent_creates_keep_the_limit_and_the_chain
+            policies_concurrent_creates_keep_the_limit_and_the_chain,
+            state_entries_page_across_sessions,
+            tenants_delete_removes_everything_and_is_audited_elsewhere,
+            tenant_keys_are_destroyed_on_demand
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -3206,4 +3209,216 @@ pub async fn policies_concurrent_creates_keep_the_limit_and_the_chain(store: Arc
     let events = chain(&*store, t).await;
     assert_eq!(events.len(), 1 + LIMIT);
     assert!(events[1..].iter().all(|e| e.action == "policy.create"));
+}
+
+pub async fn state_entries_page_across_sessions(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let a = agent(&*store, t, "counter").await;
+    let b = agent(&*store, t, "other").await;
+    let scope = |session: &str| StateScope {
+        tenant: t,
+        agent: a,
+        session: session.into(),
+    };
+    for (session, key) in [("s2", "a"), ("s1", "b"), ("s1", "a"), ("", "z")] {
+        store
+            .state_put(&scope(session), key, format!("{session}/{key}").as_bytes())
+            .await
+            .unwrap();
+    }
+    let elsewhere = StateScope {
+        agent: b,
+        ..scope("s1")
+    };
+    store.state_put(&elsewhere, "x", b"not a's").await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let page = store
+            .state_entries(
+                t,
+                a,
+                after.as_ref().map(|(s, k)| (s.as_str(), k.as_str())),
+                2,
+            )
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for entry in page {
+            assert_eq!(
+                entry.value,
+                format!("{}/{}", entry.session, entry.key).into_bytes()
+            );
+            after = Some((entry.session.clone(), entry.key.clone()));
+            seen.push((entry.session, entry.key));
+        }
+    }
+    let expected: Vec<(String, String)> = [("", "z"), ("s1", "a"), ("s1", "b"), ("s2", "a")]
+        .iter()
+        .map(|(s, k)| ((*s).to_owned(), (*k).to_owned()))
+        .collect();
+    assert_eq!(seen, expected);
+    let other_tenant = tenant(&*store, "other").await;
+    assert!(
+        store
+            .state_entries(other_tenant, a, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn tenants_delete_removes_everything_and_is_audited_elsewhere(store: Arc<dyn Store>) {
+    let platform = tenant(&*store, "platform").await;
+    let doomed = tenant(&*store, "doomed").await;
+    let kept = tenant(&*store, "kept").await;
+    // Something of every kind in the doomed tenant, and the same agent name in the kept one.
+    let (agent_row, _) = deploy(
+        &*store,
+        doomed,
+        revision("mailer", "1.0.0"),
+        vec![SealedSecret {
+            name: "api-key".into(),
+            ciphertext: b"sealed".to_vec(),
+        }],
+    )
+    .await
+    .unwrap();
+    let kept_agent = agent(&*store, kept, "mailer").await;
+    let (task, _) = store
+        .create_task(doomed, new_task(agent_row.id, "c"), vec![])
+        .await
+        .unwrap();
+    store
+        .put_push_config(
+            doomed,
+            push_config(task.id, "hook", "https://example.com/h"),
+            10,
+        )
+        .await
+        .unwrap();
+    store
+        .state_put(
+            &StateScope {
+                tenant: doomed,
+                agent: agent_row.id,
+                session: "c".into(),
+            },
+            "k",
+            b"v",
+        )
+        .await
+        .unwrap();
+    store.put_tenant_key(doomed, b"wrapped").await.unwrap();
+    store
+        .put_package(
+            doomed,
+            NewPackage {
+                reference: "acme/mailer@1.0.0".parse().unwrap(),
+                digest: "sha256:1".into(),
+                size_bytes: 1,
+                manifest: json!({}),
+            },
+            audit_event("package.upload", "packages/acme/mailer@1.0.0"),
+        )
+        .await
+        .unwrap();
+    let key = new_key("doomed", 0xdd);
+    let hash = key.secret_hash.clone();
+    create_key(&*store, doomed, key).await;
+    store
+        .create_policy(
+            doomed,
+            new_policy("no-prod"),
+            100,
+            audit_event("policy.create", "policies/no-prod"),
+        )
+        .await
+        .unwrap();
+
+    store
+        .delete_tenant(
+            doomed,
+            platform,
+            audit_event("tenant.delete", "tenants/doomed"),
+        )
+        .await
+        .unwrap();
+
+    for result in [
+        store.get_tenant(doomed).await.map(|_| ()),
+        store.get_tenant_by_name(&name("doomed")).await.map(|_| ()),
+        store.get_agent(doomed, &name("mailer")).await.map(|_| ()),
+        store.get_task(doomed, task.id).await.map(|_| ()),
+    ] {
+        assert!(
+            matches!(result, Err(StoreError::NotFound { .. })),
+            "{result:?}"
+        );
+    }
+    assert_eq!(store.get_tenant_key(doomed).await.unwrap(), None);
+    assert!(store.list_audit(doomed, 0, 100).await.unwrap().is_empty());
+    assert!(store.list_policies(doomed).await.unwrap().is_empty());
+    assert_eq!(store.find_api_key_by_hash(&hash).await.unwrap(), None);
+    assert!(
+        store
+            .state_entries(doomed, agent_row.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_secrets(doomed, agent_row.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The deletion is in the deleter's chain; the other tenant is untouched.
+    assert_eq!(
+        audit_actions(&*store, platform).await,
+        ["tenant.create", "tenant.delete"]
+    );
+    assert_eq!(
+        store.get_agent(kept, &name("mailer")).await.unwrap().id,
+        kept_agent
+    );
+    assert_eq!(audit_actions(&*store, kept).await, ["tenant.create"]);
+    // The name is free again.
+    let again = tenant(&*store, "doomed").await;
+    assert_ne!(again, doomed);
+
+    let missing = store
+        .delete_tenant(
+            doomed,
+            platform,
+            audit_event("tenant.delete", "tenants/doomed"),
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    assert_eq!(
+        audit_actions(&*store, platform).await,
+        ["tenant.create", "tenant.delete"],
+        "a refused deletion leaves no event"
+    );
+}
+
+pub async fn tenant_keys_are_destroyed_on_demand(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    store.put_tenant_key(t, b"first").await.unwrap();
+    store.put_tenant_key(other, b"others").await.unwrap();
+    assert!(store.delete_tenant_key(t).await.unwrap());
+    assert!(!store.delete_tenant_key(t).await.unwrap());
+    assert_eq!(store.get_tenant_key(t).await.unwrap(), None);
+    assert_eq!(
+        store.get_tenant_key(other).await.unwrap(),
+        Some(b"others".to_vec())
+    );
 }

@@ -114,6 +114,18 @@ pub trait TenantStore: Send + Sync {
     async fn get_tenant_by_name(&self, name: &Name) -> Result<Tenant>;
     /// Tenants in creation order.
     async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>>;
+    /// Deletes the tenant and everything it owns (agents, revisions, tasks and their events,
+    /// state, secrets, packages' metadata, keys, policies, its data key and its audit chain),
+    /// and appends `audit` to the chain of `audit_tenant` (the deleting caller's), atomically.
+    /// `NotFound` if there is no such tenant, and then nothing is stored. Callers destroy the
+    /// tenant's data key first ([`SecretStore::delete_tenant_key`]) so that nothing of it can
+    /// be decrypted even if this fails half-way on a backend without transactions.
+    async fn delete_tenant(
+        &self,
+        tenant: TenantId,
+        audit_tenant: TenantId,
+        audit: NewAuditEvent,
+    ) -> Result<()>;
 }
 
 /// Agents and their immutable revisions.
@@ -380,6 +392,33 @@ pub trait StateStore: Send + Sync {
         prefix: &str,
         limit: u32,
     ) -> Result<Vec<String>>;
+    /// All of an agent's state across sessions, ordered by (session, key), starting after
+    /// `after` (a (session, key) pair), at most `limit` entries: for exports.
+    async fn state_entries(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<StateEntry>>;
+}
+
+/// One value of an agent's state, as stored (sealed by the caller if it seals).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StateEntry {
+    pub session: String,
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+impl Debug for StateEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateEntry")
+            .field("session", &self.session)
+            .field("key", &self.key)
+            .field("value_bytes", &self.value.len())
+            .finish()
+    }
 }
 
 /// A secret value of an agent, already encrypted by the caller: the store never sees
@@ -409,6 +448,9 @@ pub trait SecretStore: Send + Sync {
     async fn put_tenant_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<Vec<u8>>;
     /// The tenant's wrapped data key, if it has one.
     async fn get_tenant_key(&self, tenant: TenantId) -> Result<Option<Vec<u8>>>;
+    /// Destroys the tenant's data key (crypto-shredding: its secrets, webhook secrets and
+    /// agent state no longer decrypt). Returns whether there was one.
+    async fn delete_tenant_key(&self, tenant: TenantId) -> Result<bool>;
     /// Does what [`AgentStore::deploy_revision`] does and, in the same transaction, creates or
     /// replaces the agent's `secrets`, keeping its other secrets, and appends `audit` to the
     /// tenant's chain. The revision's `secret_names` become the names of all the agent's

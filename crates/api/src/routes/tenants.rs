@@ -105,13 +105,177 @@ pub async fn get_tenant(
     Ok(Json(resolve_tenant(&state, &tenant).await?))
 }
 
-/// Finds a tenant by id (a UUID) or by name, if the caller may see it.
-pub async fn resolve_tenant(state: &Scope, name_or_id: &str) -> Result<Tenant, ApiError> {
-    let reference = TenantRef::parse(name_or_id).map_err(|e| {
+/// Delete a tenant and all its data (platform admins only). Its data key is destroyed first,
+/// so nothing of it decrypts afterwards.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant name or id", example = "acme")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Not a platform admin", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 409, description = "The tenant the caller acts in", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn delete_tenant(
+    state: Scope,
+    Path(tenant): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let reference = parse_reference(&tenant)?;
+    state
+        .control
+        .delete_tenant(&state.caller, &reference)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Media type of exports: one JSON record per line.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// Export all of a tenant's data (owners): one JSON object per line, each with a `record`
+/// (`tenant` first, then `package`, `agent`, `revision`, `secret` (name only), `state`,
+/// `task`, `task_event`, `push_config`, `api_key`, `policy`, `audit_event`), ending with
+/// `{"record":"end","records":N}`, or with `{"record":"error",...}` (a problem) if reading failed
+/// part-way: an export without its `end` line is incomplete.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/export", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant name or id", example = "acme")),
+    responses(
+        (status = 200, description = "The tenant's records", content_type = "application/x-ndjson",
+            body = String),
+        (status = 403, description = "Not an owner of the tenant", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn export_tenant(
+    state: Scope,
+    Path(tenant): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let reference = parse_reference(&tenant)?;
+    let (tenant, records) = state
+        .control
+        .export_tenant(&state.caller, &reference)
+        .await?;
+    let lines = ndjson_lines(records);
+    let disposition = format!("attachment; filename=\"{}.ndjson\"", tenant.name);
+    Ok((
+        [
+            (header::CONTENT_TYPE, NDJSON.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        axum::body::Body::from_stream(lines),
+    ))
+}
+
+/// Each record as a line, then the `end` line, or an `error` line where the export failed.
+fn ndjson_lines(
+    records: nexus_control::ExportStream,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::convert::Infallible>> {
+    use futures::StreamExt;
+    let mut count: u64 = 0;
+    let mut done = false;
+    records
+        .map(Some)
+        .chain(futures::stream::once(async { None }))
+        .filter_map(move |item| {
+            let line = if done {
+                None
+            } else {
+                match item {
+                    Some(Ok(record)) => {
+                        count += 1;
+                        Some(serde_json::to_value(&record).map_err(|e| {
+                            ApiError::new(ErrorCode::Internal, format!("export record: {e}"))
+                        }))
+                    }
+                    Some(Err(e)) => Some(Err(ApiError::from(e))),
+                    None => Some(Ok(serde_json::json!({ "record": "end", "records": count }))),
+                }
+            };
+            let line = line.map(|value| {
+                let value = value.unwrap_or_else(|error| {
+                    done = true;
+                    let mut problem = serde_json::to_value(error.problem())
+                        .unwrap_or_else(|_| serde_json::json!({}));
+                    problem["record"] = "error".into();
+                    problem
+                });
+                let mut bytes = serde_json::to_vec(&value).unwrap_or_default();
+                bytes.push(b'\n');
+                Ok(bytes)
+            });
+            async move { line }
+        })
+}
+
+fn parse_reference(name_or_id: &str) -> Result<TenantRef, ApiError> {
+    TenantRef::parse(name_or_id).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidParameter,
             format!("`tenant` must be a tenant name or id: {e}"),
         )
-    })?;
+    })
+}
+
+/// Finds a tenant by id (a UUID) or by name, if the caller may see it.
+pub async fn resolve_tenant(state: &Scope, name_or_id: &str) -> Result<Tenant, ApiError> {
+    let reference = parse_reference(name_or_id)?;
     Ok(state.control.tenant(&state.caller, &reference).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use futures::StreamExt;
+    use nexus_control::{ControlError, ExportRecord};
+
+    use super::ndjson_lines;
+
+    async fn lines(items: Vec<Result<ExportRecord, ControlError>>) -> Vec<serde_json::Value> {
+        let stream: nexus_control::ExportStream = Box::pin(futures::stream::iter(items));
+        ndjson_lines(stream)
+            .map(|line| {
+                let line = line.unwrap();
+                assert_eq!(line.last(), Some(&b'\n'));
+                serde_json::from_slice(&line).unwrap()
+            })
+            .collect()
+            .await
+    }
+
+    fn secret(name: &str) -> ExportRecord {
+        ExportRecord::Secret {
+            agent_id: nexus_core::AgentId::new(),
+            name: name.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_complete_export_ends_with_its_count_and_a_broken_one_with_its_error() {
+        let whole = lines(vec![Ok(secret("a")), Ok(secret("b"))]).await;
+        let records: Vec<&str> = whole
+            .iter()
+            .map(|l| l["record"].as_str().unwrap())
+            .collect();
+        assert_eq!(records, ["secret", "secret", "end"]);
+        assert_eq!(whole[2]["records"], 2);
+
+        let broken = lines(vec![
+            Ok(secret("a")),
+            Err(ControlError::Internal("disk on fire".into())),
+        ])
+        .await;
+        let records: Vec<&str> = broken
+            .iter()
+            .map(|l| l["record"].as_str().unwrap())
+            .collect();
+        assert_eq!(records, ["secret", "error"], "no end after an error");
+        assert_eq!(broken[1]["code"], "internal");
+
+        let empty = lines(vec![]).await;
+        assert_eq!(empty[0]["record"], "end");
+        assert_eq!(empty[0]["records"], 0);
+    }
 }

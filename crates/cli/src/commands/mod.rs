@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod bench;
+mod export;
 pub mod keys;
 pub mod policies;
 pub mod run;

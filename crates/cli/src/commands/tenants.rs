@@ -1,4 +1,4 @@
-//! `nexus tenants list|get|create`.
+//! `nexus tenants list|get|create|delete|export`.
 
 use clap::Subcommand;
 use nexus_core::{Page, Tenant};
@@ -28,6 +28,23 @@ pub enum TenantsCommand {
         /// Name for people (defaults to NAME).
         #[arg(long)]
         display_name: Option<String>,
+    },
+    /// Delete a tenant and all its data, for good (platform admins). Its data key is
+    /// destroyed first: nothing of it decrypts afterwards, not even from a backup.
+    Delete {
+        tenant: String,
+        /// Confirms that everything of the tenant is to be destroyed.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Write all of a tenant's data as JSON lines (owners): agents, revisions, state,
+    /// tasks and their events, keys, policies, audit chain. Secret values are not included.
+    Export {
+        tenant: String,
+        /// File to write (default: standard output). Written as FILE.partial and renamed
+        /// once complete, so FILE is never a truncated export.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
     },
 }
 
@@ -65,6 +82,21 @@ pub async fn run(cmd: TenantsCommand, client: &Client, output: Output) -> Result
             }
             show(&tenant, output)
         }
+        TenantsCommand::Delete { tenant, yes } => {
+            if !yes {
+                return Err(CliError::usage(format!(
+                    "this destroys tenant `{tenant}` and all its data for good; \
+                     run again with --yes to confirm"
+                )));
+            }
+            client.delete(&["v1", "tenants", &tenant]).await?;
+            eprintln!("deleted tenant {tenant}; its data key is destroyed");
+            Ok(())
+        }
+        TenantsCommand::Export {
+            tenant,
+            output: file,
+        } => super::export::run(client, &tenant, file.as_deref()).await,
     }
 }
 

@@ -150,6 +150,8 @@ pub enum Action {
     TenantList,
     TenantCreate,
     TenantRead,
+    TenantDelete,
+    TenantExport,
     PackageUpload,
     PackageList,
     AgentDeploy,
@@ -173,10 +175,12 @@ pub enum Action {
 
 impl Action {
     /// Every action, for tables and tests.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 24] = [
         Action::TenantList,
         Action::TenantCreate,
         Action::TenantRead,
+        Action::TenantDelete,
+        Action::TenantExport,
         Action::PackageUpload,
         Action::PackageList,
         Action::AgentDeploy,
@@ -204,6 +208,8 @@ impl Action {
             Self::TenantList => "tenant.list",
             Self::TenantCreate => "tenant.create",
             Self::TenantRead => "tenant.read",
+            Self::TenantDelete => "tenant.delete",
+            Self::TenantExport => "tenant.export",
             Self::PackageUpload => "package.upload",
             Self::PackageList => "package.list",
             Self::AgentDeploy => "agent.deploy",
@@ -253,14 +259,16 @@ impl Action {
             | Self::PolicyWrite
             | Self::PolicyRead
             | Self::AuditRead => Role::Admin,
+            // All of the tenant's data, in the clear: its owners decide who takes it out.
+            Self::TenantExport => Role::Owner,
             // Only platform admins, whatever their role (see `authorize`).
-            Self::TenantCreate => Role::Owner,
+            Self::TenantCreate | Self::TenantDelete => Role::Owner,
         }
     }
 
     /// Whether only a platform admin may do this.
     pub const fn platform_only(self) -> bool {
-        matches!(self, Self::TenantCreate)
+        matches!(self, Self::TenantCreate | Self::TenantDelete)
     }
 }
 

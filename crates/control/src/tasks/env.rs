@@ -11,6 +11,7 @@ use nexus_host::state::StateCapability;
 use nexus_runtime::TaskEnv;
 use nexus_store::{StateScope, StoreError};
 
+use crate::state::SealedState;
 use crate::{CallChain, ControlError, ControlPlane, calls, secrets};
 
 impl ControlPlane {
@@ -36,7 +37,11 @@ impl ControlPlane {
         Ok(TaskEnv {
             state: if granted(capability::STATE) {
                 StateCapability::granted(
-                    self.store.clone(),
+                    Arc::new(SealedState::new(
+                        self.store.clone(),
+                        self.kms.clone(),
+                        tenant,
+                    )),
                     StateScope {
                         tenant,
                         agent: agent.id,

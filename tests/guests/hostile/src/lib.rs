@@ -10,7 +10,7 @@
 //! | `log-flood` | logs 3 MiB |
 //! | `panic` | panics |
 //! | `fetch URL` | GETs URL and replies with the status, or fails with the error |
-//! | `state` | writes and reads state (to see a denial) |
+//! | `state [VALUE]` | stores VALUE reversed under `k` (so the stored bytes appear in no message), reads it back and replies `stored` with it reversed again (to see a denial, or sealing at rest) |
 //! | `traceparent` | replies with the task's W3C `traceparent` (to see the trace it joined) |
 //! | anything else | replies `ok` |
 
@@ -71,10 +71,17 @@ impl Agent for Hostile {
                     Err(e) => Err(AgentError::Failed(e.to_string())),
                 }
             }
-            "state" => match state::set_string("k", "v") {
-                Ok(()) => Ok(Response::text("stored")),
-                Err(e) => Err(AgentError::Failed(format!("{e:?}"))),
-            },
+            "state" => {
+                let value = text.split_once(' ').map_or("v", |(_, value)| value);
+                let failed = |e: state::StateError| AgentError::Failed(format!("{e:?}"));
+                let reversed: String = value.chars().rev().collect();
+                state::set_string("k", &reversed).map_err(failed)?;
+                let read = state::get_string("k").map_err(failed)?.unwrap_or_default();
+                Ok(Response::text(format!(
+                    "stored {}",
+                    read.chars().rev().collect::<String>()
+                )))
+            }
             "traceparent" => Ok(Response::text(
                 task.metadata("traceparent").unwrap_or("none"),
             )),
