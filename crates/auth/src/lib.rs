@@ -4,7 +4,7 @@
 //! An API key is `nxk_` followed by 43 base64url characters (256 random bits). The platform
 //! stores only its sha256 ([`hash_key`]): a key has full entropy, so a fast hash is as strong
 //! as a slow one here, and a lookup by hash costs one indexed read. Passwords, which people
-//! choose, are another matter (argon2id, when users arrive).
+//! choose, are another matter: argon2id, in [`password`].
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -28,6 +28,7 @@ pub const MAX_BEARER_LEN: usize = if jwt::MAX_JWT_LEN > MAX_CREDENTIAL_LEN {
 };
 
 pub mod jwt;
+pub mod password;
 
 /// What can go wrong making or reading a credential.
 #[derive(Debug, thiserror::Error)]
