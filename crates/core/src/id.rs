@@ -117,6 +117,11 @@ typed_id!(
     PolicyId,
     "policy"
 );
+typed_id!(
+    /// Identifies a user account (a person who logs in with a password).
+    UserId,
+    "user"
+);
 
 #[cfg(test)]
 mod tests {

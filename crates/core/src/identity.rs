@@ -10,7 +10,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{AgentId, ApiKeyId, Name, TenantId};
+use crate::{AgentId, ApiKeyId, Name, TenantId, UserId};
 
 /// Longest API key label accepted, in characters.
 pub const MAX_KEY_NAME_LEN: usize = 100;
@@ -111,6 +111,10 @@ pub struct ApiKey {
     pub expires_at: Option<DateTime<Utc>>,
     /// Refused from this instant on; set by revocation.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Set for a login session: the user account the key stands for (its `name` is the
+    /// user's name). Absent for keys made with `nexus keys create`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
 }
 
 impl ApiKey {
@@ -132,6 +136,8 @@ pub struct NewApiKey {
     pub secret_hash: String,
     pub created_by: String,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The user account a login session stands for; `None` for other keys.
+    pub user_id: Option<UserId>,
 }
 
 impl NewApiKey {
@@ -148,6 +154,7 @@ impl NewApiKey {
             created_at: crate::page::now(),
             expires_at: self.expires_at,
             revoked_at: None,
+            user_id: self.user_id,
         }
     }
 }
@@ -162,18 +169,21 @@ pub enum Principal {
     /// A user (or a service) holding a token from the configured OIDC issuer, by the token's
     /// subject (at most [`MAX_SUBJECT_LEN`] bytes).
     User { subject: String },
+    /// A user account of this platform, logged in with its password (`nexus login`).
+    Account { id: UserId, name: Name },
     /// The platform itself: bootstrap, recovery, tests of the control plane.
     System,
 }
 
 impl Principal {
-    /// A stable id for audit and policies: `key:<uuid>`, `agent:<uuid>`, `oidc:<subject>` or
-    /// `system`.
+    /// A stable id for audit and policies: `key:<uuid>`, `agent:<uuid>`, `oidc:<subject>`,
+    /// `user:<name>` or `system`.
     pub fn id(&self) -> String {
         match self {
             Self::ApiKey { id, .. } => format!("key:{id}"),
             Self::Agent { id, .. } => format!("agent:{id}"),
             Self::User { subject } => format!("oidc:{subject}"),
+            Self::Account { name, .. } => format!("user:{name}"),
             Self::System => "system".to_owned(),
         }
     }
@@ -206,14 +216,19 @@ impl Caller {
         }
     }
 
-    /// The caller authenticated by `key`.
+    /// The caller authenticated by `key`: the key itself, or the user account whose login
+    /// session it is.
     pub fn for_key(key: &ApiKey) -> Self {
+        let account = key
+            .user_id
+            .zip(Name::parse(&key.name).ok())
+            .map(|(id, name)| Principal::Account { id, name });
         Self {
             tenant: key.tenant_id,
-            principal: Principal::ApiKey {
+            principal: account.unwrap_or_else(|| Principal::ApiKey {
                 id: key.id,
                 name: key.name.clone(),
-            },
+            }),
             role: key.role,
             platform_admin: key.platform_admin,
             trace_id: None,
@@ -289,6 +304,7 @@ mod tests {
             secret_hash: "00".repeat(32),
             created_by: "system".into(),
             expires_at: None,
+            user_id: None,
         }
         .into_key(TenantId::new());
         assert!(key.is_active(now));

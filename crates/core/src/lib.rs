@@ -17,12 +17,13 @@ pub mod page;
 pub mod policy;
 pub mod task;
 pub mod tenant;
+pub mod user;
 
 pub use agent::{Agent, AgentRevision, Grants, NewAgentRevision};
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use error::ErrorCode;
 pub use id::{
-    AgentId, ApiKeyId, AuditEventId, IdParseError, PackageId, PolicyId, TaskId, TenantId,
+    AgentId, ApiKeyId, AuditEventId, IdParseError, PackageId, PolicyId, TaskId, TenantId, UserId,
 };
 pub use identity::{ApiKey, Caller, NewApiKey, Principal};
 pub use message::{Artifact, Message, Part, Role};
@@ -32,3 +33,4 @@ pub use page::{Cursor, Page, PageRequest};
 pub use policy::{NewPolicy, Policy};
 pub use task::{IllegalTransition, NewTask, Task, TaskEvent, TaskEventKind, TaskState};
 pub use tenant::{NewTenant, Tenant};
+pub use user::{Membership, NewUser, User};

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use nexus_core::identity::Role;
 use nexus_core::{
     Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, AuditEventId, Cursor, Grants,
-    Name, Package, PackageId, Policy, PolicyId, Task, TaskEvent, TaskId, TaskState, Tenant,
-    TenantId,
+    Membership, Name, Package, PackageId, Policy, PolicyId, Task, TaskEvent, TaskId, TaskState,
+    Tenant, TenantId, User, UserId,
 };
 use nexus_store::StoreError;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -371,6 +371,7 @@ pub struct ApiKeyRow {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub user_id: Option<Uuid>,
 }
 
 impl TryFrom<ApiKeyRow> for ApiKey {
@@ -387,6 +388,7 @@ impl TryFrom<ApiKeyRow> for ApiKey {
             created_at: row.created_at,
             expires_at: row.expires_at,
             revoked_at: row.revoked_at,
+            user_id: row.user_id.map(UserId::from_uuid),
         })
     }
 }
@@ -415,6 +417,64 @@ impl TryFrom<PolicyRow> for Policy {
             created_by: row.created_by,
             created_at: row.created_at,
         })
+    }
+}
+
+/// A `memberships` row joined with its `users` row.
+#[derive(Debug, FromRow)]
+pub struct MembershipRow {
+    pub tenant_id: Uuid,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub user_id: Uuid,
+    pub user_name: String,
+    pub display_name: String,
+    pub user_created_at: DateTime<Utc>,
+}
+
+/// The columns of a [`MembershipRow`], for `SELECT … FROM memberships m JOIN users u`.
+pub const MEMBERSHIP_COLUMNS: &str = "m.tenant_id, m.role, m.created_at, u.id AS user_id, \
+     u.name AS user_name, u.display_name, u.created_at AS user_created_at";
+
+impl TryFrom<MembershipRow> for Membership {
+    type Error = StoreError;
+    fn try_from(row: MembershipRow) -> Result<Self, StoreError> {
+        Ok(Membership {
+            tenant_id: TenantId::from_uuid(row.tenant_id),
+            role: parse::<Role>(&row.role, "memberships.role")?,
+            created_at: row.created_at,
+            user: User {
+                id: UserId::from_uuid(row.user_id),
+                name: name(row.user_name, "users.name")?,
+                display_name: row.display_name,
+                created_at: row.user_created_at,
+            },
+        })
+    }
+}
+
+/// A `users` row with its password hash.
+#[derive(Debug, FromRow)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub name: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for (User, String) {
+    type Error = StoreError;
+    fn try_from(row: UserRow) -> Result<Self, StoreError> {
+        Ok((
+            User {
+                id: UserId::from_uuid(row.id),
+                name: name(row.name, "users.name")?,
+                display_name: row.display_name,
+                created_at: row.created_at,
+            },
+            row.password_hash,
+        ))
     }
 }
 
@@ -504,6 +564,7 @@ mod tests {
             created_at: nexus_core::page::now(),
             expires_at: None,
             revoked_at: None,
+            user_id: None,
         }
     }
 

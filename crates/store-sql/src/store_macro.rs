@@ -23,17 +23,19 @@ macro_rules! impl_store {
                 Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, Name,
                 NewAgentRevision, NewApiKey, NewAuditEvent, NewPackage, NewPolicy, NewTask,
                 NewTenant, Package, PackageRef, Page, PageRequest, Policy, Task, TaskEvent, TaskId,
-                TaskState, Tenant, TenantId, audit::GENESIS_HASH, page::now,
+                TaskState, Tenant, TenantId, audit::GENESIS_HASH, page::now, Membership, NewUser,
+                User, UserId, identity::Role,
             };
             use $crate::__private::nexus_store::{
                 AgentStore, ApiKeyStore, AuditStore, NewTaskEvent, PackageStore, PolicyStore,
                 Result, SealedSecret, SecretStore, StateEntry, StateScope, StateStore, Store, StoreError,
-                TaskFilter, TaskStore, TenantStore,
+                TaskFilter, TaskStore, TenantStore, UserStore,
             };
             use $crate::__private::sqlx::{self, types::Json};
             use $crate::__private::uuid::Uuid;
             use $crate::{
-                AgentRow, ApiKeyRow, AuditRow, PackageRow, PolicyRow, RevisionRow, TaskEventRow, TaskRow,
+                AgentRow, ApiKeyRow, AuditRow, MembershipRow, PackageRow, PolicyRow, RevisionRow,
+                TaskEventRow, TaskRow, UserRow, MEMBERSHIP_COLUMNS,
                 TenantRow, convert, is_foreign_key_violation, is_unique_violation, map_err,
                 parse_cursor, status_payload, to_i64, to_u64, with_revision, EVENTS_PER_INSERT,
                 RUNNING_STATES,
@@ -886,10 +888,10 @@ macro_rules! impl_store {
                     append_audit_in_tx(&mut tx, tenant, audit).await?;
                     let key: ApiKey = sqlx::query_as::<_, ApiKeyRow>(
                         "INSERT INTO api_keys (id, tenant_id, name, role, platform_admin, prefix, \
-                         secret_hash, created_by, created_at, expires_at, revoked_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL) \
+                         secret_hash, created_by, created_at, expires_at, revoked_at, user_id) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11) \
                          RETURNING id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at",
+                         created_at, expires_at, revoked_at, user_id",
                     )
                     .bind(new.id.as_uuid())
                     .bind(tenant.as_uuid())
@@ -901,6 +903,7 @@ macro_rules! impl_store {
                     .bind(&new.created_by)
                     .bind(now())
                     .bind(new.expires_at)
+                    .bind(new.user_id.map(|id| *id.as_uuid()))
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| {
@@ -920,7 +923,7 @@ macro_rules! impl_store {
                 async fn find_api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
                     sqlx::query_as::<_, ApiKeyRow>(
                         "SELECT id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at FROM api_keys WHERE secret_hash = $1",
+                         created_at, expires_at, revoked_at, user_id FROM api_keys WHERE secret_hash = $1",
                     )
                     .bind(secret_hash)
                     .fetch_optional(self.reader())
@@ -933,7 +936,7 @@ macro_rules! impl_store {
                 async fn get_api_key(&self, tenant: TenantId, id: ApiKeyId) -> Result<ApiKey> {
                     sqlx::query_as::<_, ApiKeyRow>(
                         "SELECT id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at FROM api_keys WHERE tenant_id = $1 AND id = $2",
+                         created_at, expires_at, revoked_at, user_id FROM api_keys WHERE tenant_id = $1 AND id = $2",
                     )
                     .bind(tenant.as_uuid())
                     .bind(id.as_uuid())
@@ -948,7 +951,7 @@ macro_rules! impl_store {
                     let after = parse_cursor(page.after.as_ref())?;
                     let rows = sqlx::query_as::<_, ApiKeyRow>(
                         "SELECT id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at FROM api_keys \
+                         created_at, expires_at, revoked_at, user_id FROM api_keys \
                          WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
                     )
                     .bind(tenant.as_uuid())
@@ -974,7 +977,7 @@ macro_rules! impl_store {
                         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) \
                          WHERE tenant_id = $2 AND id = $3 \
                          RETURNING id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at",
+                         created_at, expires_at, revoked_at, user_id",
                     )
                     .bind(now())
                     .bind(tenant.as_uuid())
@@ -994,6 +997,181 @@ macro_rules! impl_store {
                         .await
                         .map_err(map_err)?;
                     Ok(row.is_some())
+                }
+            }
+
+            /// The membership of `user` in `tenant`, read within `tx`.
+            async fn membership_in_tx(tx: &mut Tx, tenant: TenantId, user: Uuid) -> Result<Membership> {
+                sqlx::query_as::<_, MembershipRow>(sqlx::AssertSqlSafe(format!(
+                    "SELECT {MEMBERSHIP_COLUMNS} FROM memberships m JOIN users u ON u.id = m.user_id \
+                     WHERE m.tenant_id = $1 AND m.user_id = $2"
+                )))
+                .bind(tenant.as_uuid())
+                .bind(user)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .ok_or_else(|| StoreError::not_found("membership", user))?
+                .try_into()
+            }
+
+            /// Revokes the sessions of `user` in `tenant` within `tx`.
+            async fn revoke_sessions_in_tx(tx: &mut Tx, tenant: TenantId, user: Uuid) -> Result<()> {
+                sqlx::query(
+                    "UPDATE api_keys SET revoked_at = $1 \
+                     WHERE tenant_id = $2 AND user_id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now())
+                .bind(tenant.as_uuid())
+                .bind(user)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
+            #[async_trait]
+            impl UserStore for $store {
+                async fn create_user(
+                    &self,
+                    tenant: TenantId,
+                    new: NewUser,
+                    role: Role,
+                    audit: NewAuditEvent,
+                ) -> Result<Membership> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    sqlx::query(
+                        "INSERT INTO users (id, name, display_name, password_hash, created_at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(new.id.as_uuid())
+                    .bind(new.name.as_str())
+                    .bind(&new.display_name)
+                    .bind(&new.password_hash)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            StoreError::already_exists("user", &new.name)
+                        } else {
+                            map_err(e)
+                        }
+                    })?;
+                    sqlx::query(
+                        "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(new.id.as_uuid())
+                    .bind(role.as_str())
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    let membership = membership_in_tx(&mut tx, tenant, *new.id.as_uuid()).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(membership)
+                }
+
+                async fn put_membership(
+                    &self,
+                    tenant: TenantId,
+                    name: &Name,
+                    role: Role,
+                    audit: NewAuditEvent,
+                ) -> Result<Membership> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    let (user,): (Uuid,) = sqlx::query_as("SELECT id FROM users WHERE name = $1")
+                        .bind(name.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_err)?
+                        .ok_or_else(|| StoreError::not_found("user", name))?;
+                    sqlx::query(
+                        "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = excluded.role",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(user)
+                    .bind(role.as_str())
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    // Sessions carry the role they were opened with.
+                    revoke_sessions_in_tx(&mut tx, tenant, user).await?;
+                    let membership = membership_in_tx(&mut tx, tenant, user).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(membership)
+                }
+
+                async fn remove_membership(
+                    &self,
+                    tenant: TenantId,
+                    name: &Name,
+                    audit: NewAuditEvent,
+                ) -> Result<Membership> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    let (user,): (Uuid,) = sqlx::query_as("SELECT id FROM users WHERE name = $1")
+                        .bind(name.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_err)?
+                        .ok_or_else(|| StoreError::not_found("member", name))?;
+                    let membership = membership_in_tx(&mut tx, tenant, user)
+                        .await
+                        .map_err(|_| StoreError::not_found("member", name))?;
+                    sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+                        .bind(tenant.as_uuid())
+                        .bind(user)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    revoke_sessions_in_tx(&mut tx, tenant, user).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(membership)
+                }
+
+                async fn list_members(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Membership>> {
+                    let after = page.after.as_ref().map(|cursor| cursor.0.clone());
+                    let rows = sqlx::query_as::<_, MembershipRow>(sqlx::AssertSqlSafe(format!(
+                        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships m JOIN users u ON u.id = m.user_id \
+                         WHERE m.tenant_id = $1 AND ($2 IS NULL OR u.name > $2) ORDER BY u.name LIMIT $3"
+                    )))
+                    .bind(tenant.as_uuid())
+                    .bind(after)
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(Page::from_overfetch(convert(rows)?, page.limit, |m: &Membership| m.user.name.to_string()))
+                }
+
+                async fn find_user(&self, name: &Name) -> Result<Option<(User, String)>> {
+                    sqlx::query_as::<_, UserRow>(
+                        "SELECT id, name, display_name, password_hash, created_at FROM users WHERE name = $1",
+                    )
+                    .bind(name.as_str())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?
+                    .map(TryInto::try_into)
+                    .transpose()
+                }
+
+                async fn user_memberships(&self, user: UserId) -> Result<Vec<Membership>> {
+                    let rows = sqlx::query_as::<_, MembershipRow>(sqlx::AssertSqlSafe(format!(
+                        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships m JOIN users u ON u.id = m.user_id \
+                         WHERE m.user_id = $1 ORDER BY m.created_at, m.tenant_id"
+                    )))
+                    .bind(user.as_uuid())
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    convert(rows)
                 }
             }
 

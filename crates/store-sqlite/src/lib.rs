@@ -209,6 +209,7 @@ fn migrator() -> sqlx::migrate::Migrator {
             "policies",
             include_str!("../migrations/0006_policies.sql"),
         ),
+        (7, "users", include_str!("../migrations/0007_users.sql")),
     ])
 }
 

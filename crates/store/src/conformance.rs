@@ -11,8 +11,8 @@ use nexus_core::audit::verify_chain;
 use nexus_core::identity::Role;
 use nexus_core::{
     AgentId, ApiKey, ApiKeyId, Cursor, Grants, Name, NewAgentRevision, NewApiKey, NewAuditEvent,
-    NewPackage, NewPolicy, NewTask, NewTenant, PackageRef, PageRequest, Policy, PolicyId,
-    TaskEventKind, TaskId, TaskState, TenantId,
+    NewPackage, NewPolicy, NewTask, NewTenant, NewUser, PackageRef, PageRequest, Policy, PolicyId,
+    TaskEventKind, TaskId, TaskState, TenantId, UserId,
 };
 use serde_json::json;
 
@@ -72,7 +72,9 @@ macro_rules! conformance_tests {
             policies_concurrent_creates_keep_the_limit_and_the_chain,
             state_entries_page_across_sessions,
             tenants_delete_removes_everything_and_is_audited_elsewhere,
-            tenant_keys_are_destroyed_on_demand
+            tenant_keys_are_destroyed_on_demand,
+            users_join_tenants_and_sessions_follow_their_membership,
+            users_listing_pages_by_name_and_refusals_store_nothing
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -2025,6 +2027,7 @@ fn new_key(name: &str, hash_seed: u8) -> NewApiKey {
         secret_hash: format!("{hash_seed:02x}").repeat(32),
         created_by: "system".to_owned(),
         expires_at: None,
+        user_id: None,
     }
 }
 
@@ -3420,5 +3423,235 @@ pub async fn tenant_keys_are_destroyed_on_demand(store: Arc<dyn Store>) {
     assert_eq!(
         store.get_tenant_key(other).await.unwrap(),
         Some(b"others".to_vec())
+    );
+}
+
+fn new_user(n: &str) -> NewUser {
+    NewUser {
+        id: UserId::new(),
+        name: name(n),
+        display_name: format!("User {n}"),
+        password_hash: format!("$argon2id$hash-of-{n}"),
+    }
+}
+
+/// A login session of `user` in `t`.
+async fn session(store: &dyn Store, t: TenantId, user: &nexus_core::User, seed: u8) -> ApiKey {
+    let mut key = new_key(user.name.as_str(), seed);
+    key.user_id = Some(user.id);
+    create_key(store, t, key).await
+}
+
+pub async fn users_join_tenants_and_sessions_follow_their_membership(store: Arc<dyn Store>) {
+    let acme = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let alice = store
+        .create_user(
+            acme,
+            new_user("alice"),
+            Role::Developer,
+            audit_event("user.create", "users/alice"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((alice.tenant_id, alice.role), (acme, Role::Developer));
+    let (found, hash) = store.find_user(&name("alice")).await.unwrap().unwrap();
+    assert_eq!(
+        (found.clone(), hash.as_str()),
+        (alice.user.clone(), "$argon2id$hash-of-alice")
+    );
+    assert_eq!(store.find_user(&name("nobody")).await.unwrap(), None);
+
+    // The same account joins another tenant with another role.
+    let elsewhere = store
+        .put_membership(
+            other,
+            &name("alice"),
+            Role::Viewer,
+            audit_event("member.put", "users/alice"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (elsewhere.user.id, elsewhere.role),
+        (alice.user.id, Role::Viewer)
+    );
+    let roles: Vec<(TenantId, Role)> = store
+        .user_memberships(alice.user.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.tenant_id, m.role))
+        .collect();
+    assert_eq!(roles, [(acme, Role::Developer), (other, Role::Viewer)]);
+
+    // Sessions name their user; a role change revokes the sessions of that tenant only.
+    let in_acme = session(&*store, acme, &alice.user, 1).await;
+    let in_other = session(&*store, other, &alice.user, 2).await;
+    assert_eq!(in_acme.user_id, Some(alice.user.id));
+    store
+        .put_membership(
+            acme,
+            &name("alice"),
+            Role::Admin,
+            audit_event("member.put", "users/alice"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .get_api_key(acme, in_acme.id)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(
+        store
+            .get_api_key(other, in_other.id)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+
+    // Removal revokes the sessions there and keeps the account.
+    let in_other_again = session(&*store, other, &alice.user, 3).await;
+    let removed = store
+        .remove_membership(
+            other,
+            &name("alice"),
+            audit_event("member.remove", "users/alice"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(removed.role, Role::Viewer);
+    assert!(
+        store
+            .get_api_key(other, in_other_again.id)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert_eq!(
+        store.user_memberships(alice.user.id).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        audit_actions(&*store, other).await,
+        [
+            "tenant.create",
+            "member.put",
+            "api_key.create",
+            "api_key.create",
+            "member.remove"
+        ]
+    );
+
+    // Deleting a tenant ends its memberships, not the account.
+    let platform = tenant(&*store, "platform").await;
+    store
+        .delete_tenant(acme, platform, audit_event("tenant.delete", "tenants/acme"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .user_memberships(alice.user.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.find_user(&name("alice")).await.unwrap().is_some());
+}
+
+pub async fn users_listing_pages_by_name_and_refusals_store_nothing(store: Arc<dyn Store>) {
+    let acme = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    for n in ["carol", "alice", "bob"] {
+        store
+            .create_user(
+                acme,
+                new_user(n),
+                Role::Viewer,
+                audit_event("user.create", n),
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .create_user(
+            other,
+            new_user("dave"),
+            Role::Owner,
+            audit_event("user.create", "dave"),
+        )
+        .await
+        .unwrap();
+    let first = store
+        .list_members(acme, PageRequest::first(2))
+        .await
+        .unwrap();
+    let names: Vec<String> = first
+        .items
+        .iter()
+        .map(|m| m.user.name.to_string())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    let rest = store
+        .list_members(acme, PageRequest::after(first.next_cursor, 2))
+        .await
+        .unwrap();
+    let names: Vec<String> = rest.items.iter().map(|m| m.user.name.to_string()).collect();
+    assert_eq!(
+        (names.as_slice(), rest.next_cursor),
+        (&["carol".to_owned()][..], None)
+    );
+
+    let before = audit_actions(&*store, acme).await;
+    let taken = store
+        .create_user(
+            acme,
+            new_user("dave"),
+            Role::Viewer,
+            audit_event("user.create", "dave"),
+        )
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::AlreadyExists { .. })),
+        "{taken:?}"
+    );
+    let unknown = store
+        .put_membership(
+            acme,
+            &name("nobody"),
+            Role::Viewer,
+            audit_event("member.put", "nobody"),
+        )
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound { .. })),
+        "{unknown:?}"
+    );
+    let not_member = store
+        .remove_membership(acme, &name("dave"), audit_event("member.remove", "dave"))
+        .await;
+    assert!(
+        matches!(not_member, Err(StoreError::NotFound { .. })),
+        "{not_member:?}"
+    );
+    assert_eq!(
+        audit_actions(&*store, acme).await,
+        before,
+        "refusals leave no event"
+    );
+    assert_eq!(
+        store
+            .list_members(acme, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
     );
 }

@@ -12,11 +12,13 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use nexus_core::identity::Role;
 use nexus_core::task::IllegalTransition;
 use nexus_core::{
-    Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, Name, NewAgentRevision, NewApiKey,
-    NewAuditEvent, NewPackage, NewPolicy, NewTask, NewTenant, Package, PackageRef, Page,
-    PageRequest, Policy, Task, TaskEvent, TaskEventKind, TaskId, TaskState, Tenant, TenantId,
+    Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, Membership, Name,
+    NewAgentRevision, NewApiKey, NewAuditEvent, NewPackage, NewPolicy, NewTask, NewTenant, NewUser,
+    Package, PackageRef, Page, PageRequest, Policy, Task, TaskEvent, TaskEventKind, TaskId,
+    TaskState, Tenant, TenantId, User, UserId,
 };
 
 pub mod conformance;
@@ -334,6 +336,48 @@ pub trait ApiKeyStore: Send + Sync {
     async fn any_api_key(&self) -> Result<bool>;
 }
 
+/// User accounts (global, with an argon2id password hash the store never interprets) and their
+/// memberships of tenants, each change audited in the tenant's chain in the same transaction.
+/// A login session is an API key with `user_id` set ([`ApiKeyStore::create_api_key`]); it
+/// carries the role the membership had at login, so every change of a membership revokes the
+/// user's sessions in that tenant.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates the account `new` as a member of `tenant` with `role`, appending `audit`,
+    /// atomically. `AlreadyExists` if the name is taken, and then nothing is stored.
+    async fn create_user(
+        &self,
+        tenant: TenantId,
+        new: NewUser,
+        role: Role,
+        audit: NewAuditEvent,
+    ) -> Result<Membership>;
+    /// Makes the existing account `name` a member of `tenant` with `role`, or changes its role
+    /// (revoking its sessions there), appending `audit`, atomically. `NotFound` if there is no
+    /// such account.
+    async fn put_membership(
+        &self,
+        tenant: TenantId,
+        name: &Name,
+        role: Role,
+        audit: NewAuditEvent,
+    ) -> Result<Membership>;
+    /// Removes `name` from `tenant` and revokes its sessions there, appending `audit`,
+    /// atomically. `NotFound` (and no event) if it is not a member.
+    async fn remove_membership(
+        &self,
+        tenant: TenantId,
+        name: &Name,
+        audit: NewAuditEvent,
+    ) -> Result<Membership>;
+    /// The tenant's members by name.
+    async fn list_members(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Membership>>;
+    /// The account called `name` with its password hash, for logging in.
+    async fn find_user(&self, name: &Name) -> Result<Option<(User, String)>>;
+    /// Every membership of an account, oldest first.
+    async fn user_memberships(&self, user: UserId) -> Result<Vec<Membership>>;
+}
+
 /// Tenant policies (Cedar text, parsed by the control plane), each change audited in the same
 /// transaction.
 #[async_trait]
@@ -557,6 +601,7 @@ pub trait Store:
     + AuditStore
     + ApiKeyStore
     + PolicyStore
+    + UserStore
     + StateStore
     + SecretStore
     + PushConfigStore

@@ -1,0 +1,48 @@
+//! User accounts: people who log in with a password, members of tenants with a role.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::Role;
+use crate::{Name, TenantId, UserId};
+
+/// A user account. Accounts are global (one person, one password); what they may do is set
+/// per tenant by their [`Membership`]s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct User {
+    pub id: UserId,
+    /// The login name: lowercase letters, digits and `-`, unique on the platform.
+    #[schema(value_type = String)]
+    pub name: Name,
+    pub display_name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user's place in a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Membership {
+    pub tenant_id: TenantId,
+    pub user: User,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What it takes to create a user account: its password already hashed (argon2id PHC
+/// string), never the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub id: UserId,
+    pub name: Name,
+    pub display_name: String,
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("display_name", &self.display_name)
+            .finish_non_exhaustive()
+    }
+}
