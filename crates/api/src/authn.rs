@@ -1,8 +1,9 @@
 //! Authentication at the gateway: every request to `/v1`, `/a2a` and `/mcp` carries an
-//! `Authorization: Bearer <API key>` header, which the control plane turns into the request's
-//! [`Caller`](nexus_core::Caller). Public by choice: health, readiness, metrics, the OpenAPI
-//! document, agent cards (which declare how to authenticate) and MCP's protected-resource
-//! metadata.
+//! `Authorization: Bearer <credential>` header (an API key, a login session's token or an OIDC
+//! JWT), which the control plane turns into the request's [`Caller`](nexus_core::Caller).
+//! Public by choice: health, readiness, metrics, the OpenAPI document, `POST /v1/login` (which
+//! checks a password instead), agent cards (which declare how to authenticate) and MCP's
+//! protected-resource metadata.
 //!
 //! A refusal is `401` problem+json with `WWW-Authenticate: Bearer`; for MCP it also names the
 //! protected-resource metadata, as MCP's authorization spec asks.
@@ -33,7 +34,7 @@ pub const MCP_RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource/m
 pub fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/healthz" | "/readyz" | "/metrics" | "/v1/openapi.json"
+        "/healthz" | "/readyz" | "/metrics" | "/v1/openapi.json" | "/v1/login"
     ) || (path.starts_with("/a2a/") && path.ends_with("/.well-known/agent-card.json"))
         || path.starts_with(MCP_RESOURCE_METADATA)
 }

@@ -157,6 +157,14 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes::tenants::delete_tenant
         ))
         .routes(routes!(routes::tenants::export_tenant))
+        .routes(routes!(routes::users::login))
+        .routes(routes!(routes::users::logout))
+        .routes(routes!(routes::users::whoami))
+        .routes(routes!(
+            routes::users::add_member,
+            routes::users::list_members
+        ))
+        .routes(routes!(routes::users::remove_member))
         .routes(routes!(routes::keys::create_key, routes::keys::list_keys))
         .routes(routes!(routes::keys::revoke_key))
         .routes(routes!(routes::keys::list_audit))

@@ -75,6 +75,7 @@ impl RateLimits {
         let own = match &caller.principal {
             Principal::ApiKey { id, .. } => Some((id.as_uuid().as_u128(), "key")),
             Principal::User { subject } => Some((user_key(subject), "user")),
+            Principal::Account { id, .. } => Some((id.as_uuid().as_u128(), "user")),
             Principal::Agent { .. } | Principal::System => None,
         };
         if let Some((key, scope)) = own {

@@ -13,6 +13,7 @@ use super::*;
 
 mod access;
 mod limits;
+mod users;
 
 /// The platform admin key every test app is bootstrapped with, sent by [`TestApp::send`].
 const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";

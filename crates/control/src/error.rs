@@ -31,6 +31,9 @@ pub enum ControlError {
     /// The caller may see the resource but not do this to it (a role or a policy forbids it).
     #[error("forbidden: {0}")]
     Denied(String),
+    /// Too much of something at once on this node (e.g. password checks); retry shortly.
+    #[error("{0}")]
+    Overloaded(String),
     /// A bug or a crash inside the control plane; details are in the server log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -47,6 +50,7 @@ impl ControlError {
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Self::Denied(_) => ErrorCode::Forbidden,
+            Self::Overloaded(_) => ErrorCode::Overloaded,
             Self::Blob(_) | Self::Internal(_) => ErrorCode::Internal,
         }
     }

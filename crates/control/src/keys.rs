@@ -69,9 +69,15 @@ impl KeyCache {
         keys.insert(hash, (key, Instant::now()));
     }
 
-    fn forget(&self, id: ApiKeyId) {
+    pub(crate) fn forget(&self, id: ApiKeyId) {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         keys.retain(|_, (key, _)| key.id != id);
+    }
+
+    /// Forgets every session of a user (after its membership changed).
+    pub(crate) fn forget_user(&self, user: nexus_core::UserId) {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.retain(|_, (key, _)| key.user_id != Some(user));
     }
 
     /// Forgets every key of a deleted tenant.
@@ -187,6 +193,7 @@ impl ControlPlane {
             secret_hash: hash,
             created_by: caller.principal.id(),
             expires_at: request.expires_at,
+            user_id: None,
         };
         let event = audit::event(
             caller,

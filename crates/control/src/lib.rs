@@ -14,6 +14,7 @@
 //! - `secrets`: deployment secrets, sealed at rest; `state`: agent state, sealed the same way;
 //! - `export`: all of a tenant's data, as one stream of records (GDPR);
 //! - `keys` and `oidc`: authentication, by API key or by a token of the configured OIDC issuer;
+//! - `users`: accounts, memberships, password logins (sessions are keys naming their user);
 //! - `audit`: the tenant's audit chain, written with the real principal.
 
 use std::collections::HashMap;
@@ -45,6 +46,7 @@ mod secrets;
 mod state;
 mod tasks;
 mod tenants;
+mod users;
 
 pub use audit::MAX_AUDIT_PAGE;
 pub use authz::{Action, POLICY_CACHE_TTL};
@@ -64,6 +66,9 @@ pub use push::{
 pub use secrets::{MAX_SECRET_NAME_LEN, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_AGENT};
 pub use tasks::{Invocation, InvokeRequest, MAX_CONTEXT_ID_LEN, Started};
 pub use tenants::TenantRef;
+pub use users::{
+    LoginRequest, MAX_CONCURRENT_PASSWORD_CHECKS, NewMemberRequest, SESSION_TTL, Session, WhoAmI,
+};
 
 /// Revisions kept in memory; past this the cache starts over (a few KiB each).
 const MAX_CACHED_REVISIONS: usize = 10_000;
@@ -101,6 +106,8 @@ pub struct ControlPlane {
     policies: authz::PolicyCache,
     /// Manifest tags by package digest, for policies about agents.
     tags: std::sync::Mutex<HashMap<String, Arc<[String]>>>,
+    /// Bounds the password hashing of logins and new accounts.
+    password_checks: users::PasswordChecks,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -135,6 +142,7 @@ impl ControlPlane {
             oidc: None,
             policies: authz::PolicyCache::default(),
             tags: std::sync::Mutex::new(HashMap::new()),
+            password_checks: users::PasswordChecks::default(),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod mcp;
 pub mod policies;
 pub mod tenants;
+pub mod users;
 
 /// The W3C trace id of a request's `traceparent` header, if it has a valid one: tasks the
 /// request starts join the caller's trace.

@@ -171,11 +171,13 @@ pub enum Action {
     PolicyWrite,
     PolicyRead,
     AuditRead,
+    MemberList,
+    MemberWrite,
 }
 
 impl Action {
     /// Every action, for tables and tests.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 26] = [
         Action::TenantList,
         Action::TenantCreate,
         Action::TenantRead,
@@ -200,6 +202,8 @@ impl Action {
         Action::PolicyWrite,
         Action::PolicyRead,
         Action::AuditRead,
+        Action::MemberList,
+        Action::MemberWrite,
     ];
 
     /// The action's stable name, e.g. `agent.deploy`.
@@ -229,6 +233,8 @@ impl Action {
             Self::PolicyWrite => "policy.write",
             Self::PolicyRead => "policy.read",
             Self::AuditRead => "audit.read",
+            Self::MemberList => "member.list",
+            Self::MemberWrite => "member.write",
         }
     }
 
@@ -258,7 +264,9 @@ impl Action {
             | Self::KeyRevoke
             | Self::PolicyWrite
             | Self::PolicyRead
-            | Self::AuditRead => Role::Admin,
+            | Self::AuditRead
+            | Self::MemberList
+            | Self::MemberWrite => Role::Admin,
             // All of the tenant's data, in the clear: its owners decide who takes it out.
             Self::TenantExport => Role::Owner,
             // Only platform admins, whatever their role (see `authorize`).

@@ -1,0 +1,332 @@
+//! Users over REST: members added with a role, password logins that open sessions acting
+//! with that role, logout and membership changes ending sessions at once, and the refusals.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::{Reply, TestApp, app, assert_problem};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    async fn send_with(&self, method: &str, uri: &str, token: &str, body: Option<Value>) -> Reply {
+        let builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        let request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        };
+        self.send_as_is(request.unwrap()).await
+    }
+
+    async fn login(&self, body: Value) -> Reply {
+        self.send_as_is(
+            Request::post("/v1/login")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn add_member(&self, tenant: &str, body: Value) -> Reply {
+        self.post_json(&format!("/v1/tenants/{tenant}/members"), body.to_string())
+            .await
+    }
+
+    async fn actions(&self, tenant: &str) -> Vec<String> {
+        let chain = self
+            .get(&format!("/v1/tenants/{tenant}/audit?limit=500"))
+            .await;
+        chain
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_login_acts_with_the_members_role_until_logout() {
+    let app = app().await;
+    let added = app
+        .add_member(
+            "default",
+            json!({"name": "alice", "role": "viewer", "password": PASSWORD, "display_name": "Alice"}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    assert_eq!(
+        added.headers[header::LOCATION],
+        "/v1/tenants/default/members/alice"
+    );
+    assert_eq!(
+        (
+            added.body["role"].clone(),
+            added.body["user"]["display_name"].clone()
+        ),
+        (json!("viewer"), json!("Alice"))
+    );
+    assert!(
+        !added.text.contains("argon2"),
+        "the hash never leaves: {}",
+        added.text
+    );
+
+    let session = app
+        .login(json!({"name": "alice", "password": PASSWORD}))
+        .await;
+    assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
+    assert_eq!(session.body["role"], "viewer");
+    assert_eq!(session.body["tenant"]["name"], "default");
+    let token = session.body["token"].as_str().unwrap().to_owned();
+
+    let me = app.send_with("GET", "/v1/whoami", &token, None).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(
+        (me.body["principal"].clone(), me.body["role"].clone()),
+        (json!("user:alice"), json!("viewer"))
+    );
+    assert_eq!(me.body["platform_admin"], false);
+    // A viewer reads but does not change.
+    let read = app
+        .send_with("GET", "/v1/tenants/default/agents", &token, None)
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+    let write = app
+        .send_with(
+            "POST",
+            "/v1/tenants/default/keys",
+            &token,
+            Some(json!({"name": "x", "role": "viewer"})),
+        )
+        .await;
+    assert_problem(&write, StatusCode::FORBIDDEN, "forbidden");
+
+    // Logging out ends the session at once.
+    let out = app.send_with("POST", "/v1/logout", &token, None).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text);
+    let after = app.send_with("GET", "/v1/whoami", &token, None).await;
+    assert_problem(&after, StatusCode::UNAUTHORIZED, "unauthenticated");
+    // API keys are revoked, not logged out.
+    let key_logout = app.post_json("/v1/logout", "").await;
+    assert_problem(
+        &key_logout,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+
+    let actions = app.actions("default").await;
+    for action in ["member.put", "user.login", "user.logout"] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn membership_changes_end_sessions_and_roles_are_not_escalated() {
+    let app = app().await;
+    app.post_json("/v1/tenants", json!({"name": "acme"}).to_string())
+        .await;
+    app.add_member(
+        "default",
+        json!({"name": "bob", "role": "admin", "password": PASSWORD}),
+    )
+    .await;
+    // The same account joins acme, without a new password.
+    let joined = app
+        .add_member("acme", json!({"name": "bob", "role": "developer"}))
+        .await;
+    assert_eq!(joined.status, StatusCode::CREATED, "{}", joined.text);
+
+    // Two tenants: the login must say which.
+    let ambiguous = app
+        .login(json!({"name": "bob", "password": PASSWORD}))
+        .await;
+    assert_problem(
+        &ambiguous,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert!(
+        ambiguous.text.contains("acme") && ambiguous.text.contains("default"),
+        "{}",
+        ambiguous.text
+    );
+    let admin = app
+        .login(json!({"name": "bob", "password": PASSWORD, "tenant": "default"}))
+        .await;
+    let admin_token = admin.body["token"].as_str().unwrap().to_owned();
+    let in_acme = app
+        .login(json!({"name": "bob", "password": PASSWORD, "tenant": "acme"}))
+        .await;
+    assert_eq!(in_acme.body["role"], "developer");
+    let acme_token = in_acme.body["token"].as_str().unwrap().to_owned();
+
+    // An admin adds members up to admin, not owner.
+    let owner = app
+        .send_with(
+            "POST",
+            "/v1/tenants/default/members",
+            &admin_token,
+            Some(json!({"name": "carol", "role": "owner", "password": PASSWORD})),
+        )
+        .await;
+    assert_problem(&owner, StatusCode::FORBIDDEN, "forbidden");
+    let carol = app
+        .send_with(
+            "POST",
+            "/v1/tenants/default/members",
+            &admin_token,
+            Some(json!({"name": "carol", "role": "operator", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(carol.status, StatusCode::CREATED, "{}", carol.text);
+    // Another tenant's members are not the admin's business.
+    let foreign = app
+        .send_with("GET", "/v1/tenants/acme/members", &admin_token, None)
+        .await;
+    assert_problem(&foreign, StatusCode::NOT_FOUND, "not_found");
+
+    // A role change in acme ends bob's acme session only; removal ends the other.
+    app.add_member("acme", json!({"name": "bob", "role": "viewer"}))
+        .await;
+    let ended = app.send_with("GET", "/v1/whoami", &acme_token, None).await;
+    assert_problem(&ended, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let still = app.send_with("GET", "/v1/whoami", &admin_token, None).await;
+    assert_eq!(still.status, StatusCode::OK);
+    let removed = app
+        .send(
+            Request::delete("/v1/tenants/default/members/bob")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.text);
+    let gone = app.send_with("GET", "/v1/whoami", &admin_token, None).await;
+    assert_problem(&gone, StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    let members = app.get("/v1/tenants/default/members").await;
+    let names: Vec<&str> = members.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["carol"]);
+}
+
+#[tokio::test]
+async fn bad_logins_and_bad_members_are_refused_and_audited() {
+    let app = app().await;
+    app.add_member(
+        "default",
+        json!({"name": "dora", "role": "viewer", "password": PASSWORD}),
+    )
+    .await;
+    // Wrong password, unknown user, unknown tenant, not a member: the same 401.
+    app.post_json("/v1/tenants", json!({"name": "acme"}).to_string())
+        .await;
+    for body in [
+        json!({"name": "dora", "password": "wrong password here"}),
+        json!({"name": "nobody", "password": PASSWORD}),
+        json!({"name": "Not A Name", "password": PASSWORD}),
+        json!({"name": "dora", "password": PASSWORD, "tenant": "no-such-tenant"}),
+        json!({"name": "dora", "password": PASSWORD, "tenant": "acme"}),
+    ] {
+        let refused = app.login(body.clone()).await;
+        assert_problem(&refused, StatusCode::UNAUTHORIZED, "unauthenticated");
+        assert!(
+            refused.text.contains("wrong user name or password"),
+            "{body}: {}",
+            refused.text
+        );
+    }
+    for body in [
+        json!({"name": "dora"}),
+        json!({"name": "dora", "password": PASSWORD, "extra": 1}),
+        json!([]),
+    ] {
+        let malformed = app.login(body.clone()).await;
+        assert_eq!(
+            malformed.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            malformed.text
+        );
+    }
+    assert!(
+        app.actions("default")
+            .await
+            .iter()
+            .any(|a| a == "auth.login_failed")
+    );
+
+    let cases = [
+        (
+            json!({"name": "eve", "role": "viewer", "password": "short"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!({"name": "eve", "role": "viewer", "password": format!("{PASSWORD}\n")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!({"name": "eve", "role": "viewer", "password": "x".repeat(2000)}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!({"name": "Eve!", "role": "viewer", "password": PASSWORD}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!({"name": "eve", "role": "root", "password": PASSWORD}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            json!({"name": "nobody", "role": "viewer"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!({"name": "dora", "role": "viewer", "password": PASSWORD}),
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let refused = app.add_member("default", body.clone()).await;
+        assert_eq!(
+            (refused.status, refused.body["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {}",
+            refused.text
+        );
+        assert!(
+            !refused.text.contains(PASSWORD),
+            "{body}: the password leaked"
+        );
+    }
+    let missing = app
+        .send(
+            Request::delete("/v1/tenants/default/members/nobody")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_problem(&missing, StatusCode::NOT_FOUND, "not_found");
+}

@@ -1,0 +1,404 @@
+//! User accounts and logins: people who sign in with a password (`nexus login`) and act in a
+//! tenant with the role of their membership.
+//!
+//! A login checks the password (argon2id, off the async threads, at most
+//! [`MAX_CONCURRENT_PASSWORD_CHECKS`] at once) and opens a session: an API key naming the
+//! user, with the membership's role, expiring after [`SESSION_TTL`]. Sessions authenticate like
+//! any key (the same cache, revocation and audit); changing or ending a membership revokes the
+//! user's sessions in that tenant, and `logout` revokes the one presented.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nexus_auth::password;
+use nexus_core::identity::Role;
+use nexus_core::{
+    ApiKeyId, Caller, Membership, Name, NewApiKey, NewUser, Page, PageRequest, Principal, Tenant,
+    TenantId, User, UserId,
+};
+use nexus_store::StoreError;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::{Action, ControlError, ControlPlane, TenantRef, audit};
+
+/// How long a login lasts: a working day, after which the CLI asks for the password again.
+pub const SESSION_TTL: chrono::Duration = chrono::Duration::hours(12);
+/// Password checks running at once. Each costs ~20 ms of one core and 19 MiB: this bounds
+/// what a flood of logins can take from the node (the rest wait, up to [`PASSWORD_QUEUE_WAIT`]).
+pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 2;
+/// How long a login waits for a password check slot before it is refused as overloaded.
+pub const PASSWORD_QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// Longest display name of a user, in characters.
+pub const MAX_USER_DISPLAY_NAME_LEN: usize = 200;
+
+/// What `login` answers to a wrong name, a wrong password or an account without that tenant
+/// alike, so a guess learns nothing.
+const LOGIN_REFUSED: &str = "wrong user name or password";
+
+/// Bounds concurrent password hashing (see [`MAX_CONCURRENT_PASSWORD_CHECKS`]).
+#[derive(Debug)]
+pub(crate) struct PasswordChecks(Semaphore);
+
+impl Default for PasswordChecks {
+    fn default() -> Self {
+        Self(Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS))
+    }
+}
+
+/// Adding someone to a tenant: a new account (with a password) or an existing one (without).
+#[derive(Debug, Clone)]
+pub struct NewMemberRequest {
+    pub name: Name,
+    pub role: Role,
+    /// Creates the account with this password; absent: the account must exist.
+    pub password: Option<String>,
+    pub display_name: Option<String>,
+}
+
+/// A login attempt.
+#[derive(Clone)]
+pub struct LoginRequest {
+    pub name: String,
+    pub password: String,
+    /// The tenant to act in; may be left out when the account belongs to one tenant only.
+    pub tenant: Option<TenantRef>,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("name", &self.name)
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open session: the token to send as `Authorization: Bearer`, shown once.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Session {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub tenant: Tenant,
+    pub user: User,
+    pub role: Role,
+}
+
+/// Who the caller is, as the platform sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    pub tenant: Tenant,
+    /// `key:<id>`, `user:<name>`, `oidc:<subject>`, `agent:<id>` or `system`.
+    pub principal: String,
+    pub role: Role,
+    pub platform_admin: bool,
+}
+
+impl ControlPlane {
+    /// Adds a member to `tenant`: creates the account when a password is given, or adds an
+    /// existing account (changing its role if it is a member already). A caller cannot hand
+    /// out a role above its own.
+    pub async fn add_member(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        request: NewMemberRequest,
+    ) -> Result<Membership, ControlError> {
+        self.authorize(caller, tenant, Action::MemberWrite).await?;
+        if !caller.platform_admin && request.role > caller.role {
+            return Err(ControlError::Denied(format!(
+                "a `{}` cannot make someone `{}`",
+                caller.role, request.role
+            )));
+        }
+        let name = request.name;
+        let event = audit::event(
+            caller,
+            "member.put",
+            format!("users/{name}"),
+            serde_json::json!({ "role": request.role, "new_account": request.password.is_some() }),
+        );
+        let membership = match request.password {
+            Some(password) => {
+                password::check_password(&password)
+                    .map_err(|e| ControlError::Invalid(format!("password: {e}")))?;
+                let display_name = request.display_name.unwrap_or_else(|| name.to_string());
+                check_display_name(&display_name)?;
+                let password_hash = self.hash_password(password).await?;
+                let new = NewUser {
+                    id: UserId::new(),
+                    name: name.clone(),
+                    display_name,
+                    password_hash,
+                };
+                match self
+                    .store
+                    .create_user(tenant, new, request.role, event)
+                    .await
+                {
+                    Err(StoreError::AlreadyExists { .. }) => {
+                        return Err(ControlError::Conflict(format!(
+                            "a user named `{name}` exists; add them without a password"
+                        )));
+                    }
+                    other => other?,
+                }
+            }
+            None => match self
+                .store
+                .put_membership(tenant, &name, request.role, event)
+                .await
+            {
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(ControlError::Invalid(format!(
+                        "there is no user named `{name}`; give a password to create the account"
+                    )));
+                }
+                other => other?,
+            },
+        };
+        self.keys.forget_user(membership.user.id);
+        Ok(membership)
+    }
+
+    /// The tenant's members, by name.
+    pub async fn list_members(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        page: PageRequest,
+    ) -> Result<Page<Membership>, ControlError> {
+        self.authorize(caller, tenant, Action::MemberList).await?;
+        Ok(self.store.list_members(tenant, page).await?)
+    }
+
+    /// Removes a member from `tenant` and ends its sessions there; the account stays.
+    pub async fn remove_member(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        name: &Name,
+    ) -> Result<Membership, ControlError> {
+        self.authorize(caller, tenant, Action::MemberWrite).await?;
+        let event = audit::event(
+            caller,
+            "member.remove",
+            format!("users/{name}"),
+            serde_json::Value::Null,
+        );
+        let removed = self.store.remove_membership(tenant, name, event).await?;
+        self.keys.forget_user(removed.user.id);
+        Ok(removed)
+    }
+
+    /// Checks a user's password and opens a session in the tenant asked for (or the only one
+    /// the account belongs to). Every outcome about a known account is audited in the tenant
+    /// concerned: `user.login` or `auth.login_failed`.
+    pub async fn login(&self, request: LoginRequest) -> Result<Session, ControlError> {
+        let refused = || ControlError::Unauthenticated(LOGIN_REFUSED.into());
+        let name = Name::parse(&request.name).ok();
+        let account = match &name {
+            Some(name) => self.store.find_user(name).await?,
+            None => None,
+        };
+        let stored_hash = account.as_ref().map_or_else(
+            || password::decoy_hash().to_owned(),
+            |(_, hash)| hash.clone(),
+        );
+        let matches = self
+            .verify_password(request.password.clone(), stored_hash)
+            .await?;
+        let Some((user, _)) = account else {
+            metrics::counter!("nexus_auth_failures_total", "reason" => "unknown_user").increment(1);
+            return Err(refused());
+        };
+        let memberships = self.store.user_memberships(user.id).await?;
+        let wanted = match &request.tenant {
+            Some(reference) => Some(self.resolve_tenant_ref(reference).await?),
+            None => None,
+        };
+        if !matches {
+            metrics::counter!("nexus_auth_failures_total", "reason" => "wrong_password")
+                .increment(1);
+            for membership in &memberships {
+                if wanted.is_none_or(|t| t == membership.tenant_id) {
+                    self.audit_login_failure(membership.tenant_id, &user).await;
+                }
+            }
+            return Err(refused());
+        }
+        let membership = match wanted {
+            Some(tenant) => memberships
+                .into_iter()
+                .find(|m| m.tenant_id == tenant)
+                .ok_or_else(refused)?,
+            None => match memberships.len() {
+                0 => {
+                    return Err(ControlError::Denied(format!(
+                        "user `{}` is not a member of any tenant",
+                        user.name
+                    )));
+                }
+                1 => memberships.into_iter().next().ok_or_else(refused)?,
+                _ => {
+                    let mut names = Vec::new();
+                    for m in &memberships {
+                        names.push(self.store.get_tenant(m.tenant_id).await?.name.to_string());
+                    }
+                    return Err(ControlError::Invalid(format!(
+                        "user `{}` belongs to several tenants ({}); say which one",
+                        user.name,
+                        names.join(", ")
+                    )));
+                }
+            },
+        };
+        self.open_session(user, membership).await
+    }
+
+    async fn open_session(
+        &self,
+        user: User,
+        membership: Membership,
+    ) -> Result<Session, ControlError> {
+        let tenant = self.store.get_tenant(membership.tenant_id).await?;
+        let secret =
+            nexus_auth::generate_key().map_err(|e| ControlError::Internal(e.to_string()))?;
+        let expires_at = nexus_core::page::now() + SESSION_TTL;
+        let new = NewApiKey {
+            id: ApiKeyId::new(),
+            name: user.name.to_string(),
+            role: membership.role,
+            platform_admin: false,
+            prefix: secret.prefix,
+            secret_hash: secret.hash,
+            created_by: format!("user:{}", user.name),
+            expires_at: Some(expires_at),
+            user_id: Some(user.id),
+        };
+        let event = nexus_core::NewAuditEvent {
+            actor: format!("user:{}", user.name),
+            action: "user.login".into(),
+            target: format!("users/{}", user.name),
+            details: serde_json::json!({ "session": new.id, "role": membership.role }),
+        };
+        self.store.create_api_key(tenant.id, new, event).await?;
+        Ok(Session {
+            token: secret.secret,
+            expires_at,
+            tenant,
+            user,
+            role: membership.role,
+        })
+    }
+
+    /// Ends the session whose token is `credential`; the caller must be its user.
+    pub async fn logout(&self, caller: &Caller, credential: &str) -> Result<(), ControlError> {
+        let Principal::Account { id: user, name } = &caller.principal else {
+            return Err(ControlError::Invalid(
+                "only a login session can log out; revoke API keys with `nexus keys revoke`".into(),
+            ));
+        };
+        let hash = nexus_auth::hash_key(credential);
+        let Some(key) = self.store.find_api_key_by_hash(&hash).await? else {
+            return Err(ControlError::Unauthenticated(
+                "the session is not known".into(),
+            ));
+        };
+        if key.user_id != Some(*user) || key.tenant_id != caller.tenant {
+            return Err(ControlError::Unauthenticated(
+                "the session is not this caller's".into(),
+            ));
+        }
+        let event = audit::event(
+            caller,
+            "user.logout",
+            format!("users/{name}"),
+            serde_json::json!({ "session": key.id }),
+        );
+        self.store
+            .revoke_api_key(key.tenant_id, key.id, event)
+            .await?;
+        self.keys.forget(key.id);
+        Ok(())
+    }
+
+    /// Who the caller is. Needs no permission beyond being authenticated.
+    pub async fn whoami(&self, caller: &Caller) -> Result<WhoAmI, ControlError> {
+        Ok(WhoAmI {
+            tenant: self.store.get_tenant(caller.tenant).await?,
+            principal: caller.principal.id(),
+            role: caller.role,
+            platform_admin: caller.platform_admin,
+        })
+    }
+
+    async fn resolve_tenant_ref(&self, reference: &TenantRef) -> Result<TenantId, ControlError> {
+        let found = match reference {
+            TenantRef::Id(id) => self.store.get_tenant(*id).await,
+            TenantRef::Name(name) => self.store.get_tenant_by_name(name).await,
+        };
+        match found {
+            Ok(tenant) => Ok(tenant.id),
+            // As for a wrong password: an unknown tenant tells a guesser nothing.
+            Err(StoreError::NotFound { .. }) => {
+                Err(ControlError::Unauthenticated(LOGIN_REFUSED.into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn audit_login_failure(&self, tenant: TenantId, user: &User) {
+        let event = nexus_core::NewAuditEvent {
+            actor: format!("user:{}", user.name),
+            action: "auth.login_failed".into(),
+            target: format!("users/{}", user.name),
+            details: serde_json::json!({ "reason": "wrong password" }),
+        };
+        if let Err(e) = self.store.append_audit(tenant, event).await {
+            tracing::warn!(error = %e, "a failed login could not be audited");
+        }
+    }
+
+    async fn hash_password(&self, password: String) -> Result<String, ControlError> {
+        let _permit = self.password_slot().await?;
+        tokio::task::spawn_blocking(move || password::hash_password(&password))
+            .await
+            .map_err(|e| ControlError::Internal(format!("password hashing crashed: {e}")))?
+            .map_err(|e| ControlError::Internal(e.to_string()))
+    }
+
+    async fn verify_password(
+        &self,
+        password: String,
+        stored: String,
+    ) -> Result<bool, ControlError> {
+        let _permit = self.password_slot().await?;
+        tokio::task::spawn_blocking(move || password::verify_password(&password, &stored))
+            .await
+            .map_err(|e| ControlError::Internal(format!("password check crashed: {e}")))
+    }
+
+    async fn password_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ControlError> {
+        match tokio::time::timeout(PASSWORD_QUEUE_WAIT, self.password_checks.0.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(ControlError::Internal("password checks closed".into())),
+            Err(_) => Err(ControlError::Overloaded(
+                "too many logins at once; try again in a moment".into(),
+            )),
+        }
+    }
+}
+
+fn check_display_name(display_name: &str) -> Result<(), ControlError> {
+    let len = display_name.chars().count();
+    if display_name.trim().is_empty()
+        || len > MAX_USER_DISPLAY_NAME_LEN
+        || display_name.chars().any(char::is_control)
+    {
+        return Err(ControlError::Invalid(format!(
+            "display_name: must be 1 to {MAX_USER_DISPLAY_NAME_LEN} characters, not blank, without control characters"
+        )));
+    }
+    Ok(())
+}
