@@ -213,8 +213,8 @@ fn problem_error(status: StatusCode, body: &[u8]) -> CliError {
     }
     let message = match serde_json::from_slice::<Problem>(body) {
         Ok(problem) if problem.code == "unauthenticated" => format!(
-            "{} ({}); set NEXUS_API_KEY or pass --api-key (the server prints an admin key on its \
-             first start; `nexus keys create` makes more)",
+            "{} ({}); run `nexus login`, or set NEXUS_API_KEY or pass --api-key (the server \
+             prints an admin key on its first start; `nexus keys create` makes more)",
             problem.detail, problem.code
         ),
         Ok(problem) => format!("{} ({})", problem.detail, problem.code),

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod commands;
+mod credentials;
 mod exit;
 
 use exit::CliError;
@@ -23,7 +24,8 @@ struct Cli {
     /// Server URL for client commands.
     #[arg(long, global = true, env = "NEXUS_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
-    /// API key for client commands (`Authorization: Bearer`).
+    /// API key for client commands (`Authorization: Bearer`); without one, the session of
+    /// `nexus login` for this server is used.
     #[arg(long, global = true, env = "NEXUS_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Print machine-readable JSON on stdout.
@@ -58,6 +60,15 @@ enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenants(commands::tenants::TenantsCommand),
+    /// Log in with your user name and password; the session is kept for this server.
+    Login(commands::users::LoginArgs),
+    /// End this server's login session.
+    Logout,
+    /// Show who your credentials stand for.
+    Whoami,
+    /// Add, list and remove a tenant's members (user accounts with a role).
+    #[command(subcommand)]
+    Members(commands::users::MembersCommand),
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
@@ -75,6 +86,16 @@ enum Command {
         /// The shell to generate completions for.
         shell: clap_complete::Shell,
     },
+}
+
+/// A client for `server` with the API key given, or else the stored login session for that
+/// server, if any.
+fn connect(server: &str, api_key: Option<&str>) -> Result<client::Client, CliError> {
+    if let Some(key) = api_key {
+        return client::Client::new(server, Some(key));
+    }
+    let session = credentials::session_for(server)?;
+    client::Client::new(server, session.as_ref().map(|s| s.token.as_str()))
 }
 
 /// mimalloc rather than the system allocator: the server allocates per request from two
@@ -97,20 +118,30 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => commands::server::run(args).await,
+            Command::Login(args) => commands::users::login(args, &cli.server, output).await,
+            Command::Logout => commands::users::logout(&cli.server).await,
+            Command::Whoami => {
+                let client = connect(&cli.server, cli.api_key.as_deref())?;
+                commands::users::whoami(&client, output).await
+            }
+            Command::Members(cmd) => {
+                let client = connect(&cli.server, cli.api_key.as_deref())?;
+                commands::users::members(cmd, &client, output).await
+            }
             Command::Tenants(cmd) => {
-                let client = client::Client::new(&cli.server, cli.api_key.as_deref())?;
+                let client = connect(&cli.server, cli.api_key.as_deref())?;
                 commands::tenants::run(cmd, &client, output).await
             }
             Command::Keys(cmd) => {
-                let client = client::Client::new(&cli.server, cli.api_key.as_deref())?;
+                let client = connect(&cli.server, cli.api_key.as_deref())?;
                 commands::keys::keys(cmd, &client, output).await
             }
             Command::Policies(cmd) => {
-                let client = client::Client::new(&cli.server, cli.api_key.as_deref())?;
+                let client = connect(&cli.server, cli.api_key.as_deref())?;
                 commands::policies::run(cmd, &client, output).await
             }
             Command::Audit(cmd) => {
-                let client = client::Client::new(&cli.server, cli.api_key.as_deref())?;
+                let client = connect(&cli.server, cli.api_key.as_deref())?;
                 commands::keys::audit(cmd, &client, output).await
             }
             Command::Run(args) => commands::run::run(args, output).await,
@@ -118,7 +149,7 @@ fn main() -> ExitCode {
             Command::Deploy(args) => {
                 commands::agents::deploy(
                     args,
-                    &client::Client::new(&cli.server, cli.api_key.as_deref())?,
+                    &connect(&cli.server, cli.api_key.as_deref())?,
                     output,
                 )
                 .await
@@ -126,7 +157,7 @@ fn main() -> ExitCode {
             Command::Agents(cmd) => {
                 commands::agents::agents(
                     cmd,
-                    &client::Client::new(&cli.server, cli.api_key.as_deref())?,
+                    &connect(&cli.server, cli.api_key.as_deref())?,
                     output,
                 )
                 .await
@@ -134,7 +165,7 @@ fn main() -> ExitCode {
             Command::Rollback(args) => {
                 commands::agents::rollback(
                     args,
-                    &client::Client::new(&cli.server, cli.api_key.as_deref())?,
+                    &connect(&cli.server, cli.api_key.as_deref())?,
                     output,
                 )
                 .await
@@ -142,26 +173,18 @@ fn main() -> ExitCode {
             Command::Invoke(args) => {
                 commands::agents::invoke(
                     args,
-                    &client::Client::new(&cli.server, cli.api_key.as_deref())?,
+                    &connect(&cli.server, cli.api_key.as_deref())?,
                     output,
                 )
                 .await
             }
             Command::Tasks(cmd) => {
-                commands::agents::tasks(
-                    cmd,
-                    &client::Client::new(&cli.server, cli.api_key.as_deref())?,
-                    output,
-                )
-                .await
+                commands::agents::tasks(cmd, &connect(&cli.server, cli.api_key.as_deref())?, output)
+                    .await
             }
             Command::Logs(args) => {
-                commands::agents::logs(
-                    args,
-                    &client::Client::new(&cli.server, cli.api_key.as_deref())?,
-                    output,
-                )
-                .await
+                commands::agents::logs(args, &connect(&cli.server, cli.api_key.as_deref())?, output)
+                    .await
             }
             Command::Bench(cmd) => commands::bench::run(cmd, output).await,
             Command::Completions { shell } => {

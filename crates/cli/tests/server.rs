@@ -527,3 +527,86 @@ fn tenants_export_to_a_file_and_delete_for_good() {
     assert!(server.cli(&["tenants", "create", "acme"]).status.success());
     server.stop();
 }
+
+#[test]
+fn login_keeps_a_private_session_until_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let config = dir.path().join("config");
+    let password = "correct horse battery staple\n";
+
+    let added = server.cli_logged_in_as_admin(
+        &[
+            "members",
+            "add",
+            "alice",
+            "--role",
+            "developer",
+            "--password-stdin",
+        ],
+        password,
+    );
+    assert!(added.status.success(), "{added:?}");
+    assert!(String::from_utf8_lossy(&added.stderr).contains("alice is developer"));
+
+    // Without a session, client verbs say how to get one.
+    let anonymous = server.cli_logged_in(&config, &["whoami"], "");
+    assert_eq!(anonymous.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&anonymous.stderr).contains("nexus login"));
+
+    let wrong = server.cli_logged_in(
+        &config,
+        &["login", "--user", "alice", "--password-stdin"],
+        "not the password at all\n",
+    );
+    assert_eq!(wrong.status.code(), Some(4), "{wrong:?}");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong user name or password"));
+    assert!(!config.join("credentials.json").exists());
+
+    let login = server.cli_logged_in(
+        &config,
+        &["login", "--user", "alice", "--password-stdin"],
+        password,
+    );
+    assert!(login.status.success(), "{login:?}");
+    let file = config.join("credentials.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the token file is the owner's only");
+        let dir_mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dir_mode, 0o700);
+    }
+    let me = stdout_json(&server.cli_logged_in(&config, &["--json", "whoami"], ""));
+    assert_eq!(
+        (me["principal"].as_str(), me["role"].as_str()),
+        (Some("user:alice"), Some("developer"))
+    );
+    // The session acts as alice: she may deploy-level things but not manage keys.
+    let keys = server.cli_logged_in(&config, &["keys", "create", "ci", "--role", "viewer"], "");
+    assert_eq!(keys.status.code(), Some(4), "{keys:?}");
+    assert!(String::from_utf8_lossy(&keys.stderr).contains("forbidden"));
+
+    let out = server.cli_logged_in(&config, &["logout"], "");
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains("nxk_"),
+        "the token is gone from disk: {text}"
+    );
+    let after = server.cli_logged_in(&config, &["whoami"], "");
+    assert_eq!(after.status.code(), Some(4));
+    // A second logout is harmless.
+    assert!(
+        server
+            .cli_logged_in(&config, &["logout"], "")
+            .status
+            .success()
+    );
+
+    // Without a terminal or --password-stdin, login refuses to hang.
+    let no_tty = server.cli_logged_in(&config, &["login", "--user", "alice"], "");
+    assert_eq!(no_tty.status.code(), Some(2), "{no_tty:?}");
+    server.stop();
+}

@@ -52,7 +52,10 @@ fn every_route() -> Vec<(axum::http::Method, String)> {
         routes.push((method, fill(path)));
     }
     for (method, uri) in &routes {
-        assert!(!uri.contains('{'), "{method} {uri} still has a placeholder: teach `fill` it");
+        assert!(
+            !uri.contains('{'),
+            "{method} {uri} still has a placeholder: teach `fill` it"
+        );
     }
     routes
 }

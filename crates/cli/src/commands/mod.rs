@@ -8,6 +8,7 @@ pub mod policies;
 pub mod run;
 pub mod server;
 pub mod tenants;
+pub mod users;
 
 /// How client verbs print results.
 #[derive(Debug, Clone, Copy)]

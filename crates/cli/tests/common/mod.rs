@@ -103,6 +103,58 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Runs a client verb with no API key, keeping login sessions in `config_dir`, with
+    /// `stdin` piped in.
+    pub fn cli_logged_in(&self, config_dir: &Path, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(NEXUS)
+            .arg("--server")
+            .arg(&self.url)
+            .args(args)
+            .env_remove("NEXUS_SERVER")
+            .env_remove("NEXUS_API_KEY")
+            .env("NEXUS_CONFIG_DIR", config_dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Server {
+    /// Runs a client verb as the platform admin with `stdin` piped in.
+    pub fn cli_logged_in_as_admin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(NEXUS)
+            .arg("--server")
+            .arg(&self.url)
+            .args(args)
+            .env_remove("NEXUS_SERVER")
+            .env("NEXUS_API_KEY", API_KEY)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

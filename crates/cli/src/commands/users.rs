@@ -1,0 +1,265 @@
+//! `nexus login|logout|whoami` and `nexus members add|list|remove`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use clap::{Args, Subcommand};
+use nexus_core::identity::Role;
+use nexus_core::{Membership, Page};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Output;
+use crate::client::Client;
+use crate::credentials::{self, StoredSession};
+use crate::exit::CliError;
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Your user name (asked for when absent).
+    #[arg(long, short)]
+    user: Option<String>,
+    /// The tenant to act in; needed when you belong to several.
+    #[arg(long, env = "NEXUS_TENANT")]
+    tenant: Option<String>,
+    /// Read the password from the first line of standard input instead of asking.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// Add someone to the tenant: a new account (you are asked for its first password) or,
+    /// with --existing, an account that already exists. For a member, changes the role.
+    Add {
+        name: String,
+        #[arg(long)]
+        role: Role,
+        /// The account exists already: add it without setting a password.
+        #[arg(long)]
+        existing: bool,
+        /// Name for people (new accounts).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read the new account's password from standard input instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, env = "NEXUS_TENANT", default_value = "default")]
+        tenant: String,
+    },
+    /// List the tenant's members.
+    List {
+        #[arg(long, env = "NEXUS_TENANT", default_value = "default")]
+        tenant: String,
+    },
+    /// Remove someone from the tenant and end their sessions there.
+    Remove {
+        name: String,
+        #[arg(long, env = "NEXUS_TENANT", default_value = "default")]
+        tenant: String,
+    },
+}
+
+/// What `POST /v1/login` answers.
+#[derive(Debug, Deserialize)]
+struct Session {
+    token: String,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    tenant: nexus_core::Tenant,
+    user: nexus_core::User,
+    role: Role,
+}
+
+/// Logs in and stores the session for this server.
+pub async fn login(args: LoginArgs, server: &str, output: Output) -> Result<(), CliError> {
+    let client = Client::new(server, None)?;
+    let user = match args.user {
+        Some(user) => user,
+        None => prompt_line("user: ")?,
+    };
+    let password = read_password(args.password_stdin, "password: ")?;
+    let session: Session = client
+        .post(
+            &["v1", "login"],
+            &json!({ "name": user, "password": password, "tenant": args.tenant }),
+        )
+        .await?;
+    let path = credentials::save(
+        server,
+        StoredSession {
+            token: session.token,
+            user: session.user.name.to_string(),
+            tenant: session.tenant.name.to_string(),
+            expires_at: session.expires_at,
+        },
+    )?;
+    if output.json {
+        return output.print_json(&json!({
+            "user": session.user.name, "tenant": session.tenant.name,
+            "role": session.role, "expires_at": session.expires_at,
+        }));
+    }
+    eprintln!(
+        "logged in to {server} as {} ({} in tenant {}) until {}; session kept in {}",
+        session.user.name,
+        session.role,
+        session.tenant.name,
+        session.expires_at.format("%Y-%m-%d %H:%M UTC"),
+        path.display()
+    );
+    Ok(())
+}
+
+/// Ends this server's session, on the server and on disk.
+pub async fn logout(server: &str) -> Result<(), CliError> {
+    let Some(session) = credentials::session_for(server)? else {
+        credentials::remove(server)?;
+        eprintln!("not logged in to {server}");
+        return Ok(());
+    };
+    let client = Client::new(server, Some(&session.token))?;
+    let ended = client
+        .post::<_, serde::de::IgnoredAny>(&["v1", "logout"], &json!({}))
+        .await;
+    credentials::remove(server)?;
+    match ended {
+        Ok(_) => {
+            eprintln!("logged out of {server}");
+            Ok(())
+        }
+        // Already over on the server (expired, revoked, membership changed): gone here too.
+        Err(e) if e.code == CliError::REJECTED => {
+            eprintln!("logged out of {server} (the session had already ended there)");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Prints who the credentials stand for.
+pub async fn whoami(client: &Client, output: Output) -> Result<(), CliError> {
+    let me: serde_json::Value = client.get(&["v1", "whoami"], &[]).await?;
+    if output.json {
+        return output.print_json(&me);
+    }
+    println!(
+        "principal:      {}",
+        me["principal"].as_str().unwrap_or("?")
+    );
+    println!(
+        "tenant:         {}",
+        me["tenant"]["name"].as_str().unwrap_or("?")
+    );
+    println!("role:           {}", me["role"].as_str().unwrap_or("?"));
+    println!(
+        "platform admin: {}",
+        me["platform_admin"].as_bool().unwrap_or(false)
+    );
+    Ok(())
+}
+
+pub async fn members(cmd: MembersCommand, client: &Client, output: Output) -> Result<(), CliError> {
+    match cmd {
+        MembersCommand::Add {
+            name,
+            role,
+            existing,
+            display_name,
+            password_stdin,
+            tenant,
+        } => {
+            let password = if existing {
+                None
+            } else {
+                Some(read_password(
+                    password_stdin,
+                    &format!("password for {name}: "),
+                )?)
+            };
+            let membership: Membership = client
+                .post(
+                    &["v1", "tenants", &tenant, "members"],
+                    &json!({ "name": name, "role": role, "password": password,
+                             "display_name": display_name }),
+                )
+                .await?;
+            if output.json {
+                return output.print_json(&membership);
+            }
+            eprintln!(
+                "{} is {} in tenant {tenant}",
+                membership.user.name, membership.role
+            );
+            Ok(())
+        }
+        MembersCommand::List { tenant } => {
+            let page: Page<Membership> = client
+                .get(
+                    &["v1", "tenants", &tenant, "members"],
+                    &[("limit", "500".into())],
+                )
+                .await?;
+            if output.json {
+                return output.print_json(&page);
+            }
+            println!("{:<24} {:<10} {:<30} SINCE", "NAME", "ROLE", "DISPLAY NAME");
+            for m in &page.items {
+                println!(
+                    "{:<24} {:<10} {:<30} {}",
+                    m.user.name,
+                    m.role,
+                    m.user.display_name.chars().take(30).collect::<String>(),
+                    m.created_at.format("%Y-%m-%d")
+                );
+            }
+            Ok(())
+        }
+        MembersCommand::Remove { name, tenant } => {
+            let removed: Membership = client
+                .delete_json(&["v1", "tenants", &tenant, "members", &name])
+                .await?;
+            if output.json {
+                return output.print_json(&removed);
+            }
+            eprintln!("removed {} from tenant {tenant}", removed.user.name);
+            Ok(())
+        }
+    }
+}
+
+/// A password from standard input's first line (`from_stdin`) or typed at the terminal
+/// without echo.
+fn read_password(from_stdin: bool, prompt: &str) -> Result<String, CliError> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| CliError::usage(format!("cannot read the password: {e}")))?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(prompt)
+            .map_err(|e| CliError::usage(format!("cannot read the password: {e}")))?
+    } else {
+        return Err(CliError::usage(
+            "no terminal to ask for a password on; pass --password-stdin and pipe it in",
+        ));
+    };
+    if password.is_empty() {
+        return Err(CliError::usage("the password is empty"));
+    }
+    Ok(password)
+}
+
+fn prompt_line(prompt: &str) -> Result<String, CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage("no terminal to ask on; pass --user NAME"));
+    }
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::usage(format!("cannot read from the terminal: {e}")))?;
+    Ok(line.trim().to_owned())
+}
