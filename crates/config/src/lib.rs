@@ -10,6 +10,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod tls;
+
+pub use tls::{ClientAuth, TlsConfig, TlsOverrides, TlsVersion};
+
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -61,6 +65,8 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     pub max_in_flight: usize,
     pub shutdown_grace_secs: u64,
+    /// HTTPS; plain HTTP unless a certificate and key are set.
+    pub tls: TlsConfig,
 }
 
 /// `[database]`: which store backend to use.
@@ -339,6 +345,7 @@ impl Default for ServerConfig {
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -385,6 +392,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// `--tls-*` flags: `[server.tls]` keys.
+    pub tls: TlsOverrides,
 }
 
 #[derive(Serialize)]
@@ -400,6 +409,8 @@ struct ServerOverride<'a> {
     listen: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<&'a Path>,
+    #[serde(skip_serializing_if = "TlsOverrides::is_empty")]
+    tls: &'a TlsOverrides,
 }
 
 #[derive(Serialize)]
@@ -430,6 +441,7 @@ impl Config {
             server: ServerOverride {
                 listen: overrides.listen.as_deref(),
                 data_dir: overrides.data_dir.as_deref(),
+                tls: &overrides.tls,
             },
             database: overrides
                 .database_url
@@ -503,6 +515,7 @@ impl Config {
             });
         }
         self.database_backend()?;
+        self.server.tls.validate()?;
         if let Some(oidc) = &self.oidc {
             oidc.validate()?;
         }
