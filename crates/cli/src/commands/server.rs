@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use axum::serve::{Listener, ListenerExt};
 use clap::Args;
 use nexus_api::{AppState, Limits};
-use nexus_config::{Config, DatabaseBackend, LogFormat, Overrides};
+use nexus_config::{Config, DatabaseBackend, LogFormat, Overrides, TlsOverrides};
 use nexus_core::tenant::DEFAULT_TENANT;
 use nexus_core::{Name, NewTenant};
 use nexus_store::Store;
@@ -44,6 +44,24 @@ pub struct ServerArgs {
     /// gateway's cost (scripts/bench-gateway) or a laptop no one else reaches.
     #[arg(long, env = "NEXUS_INSECURE_NO_AUTH")]
     insecure_no_auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (server certificate first); needs
+    /// --tls-key. Re-read on SIGHUP and when the file changes.
+    #[arg(long, env = "NEXUS_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "NEXUS_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// PEM bundle of the CAs that sign client certificates: clients must present one
+    /// (mutual TLS; see --tls-client-auth).
+    #[arg(long, env = "NEXUS_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// Whether clients must present a certificate signed by --tls-client-ca (default with a
+    /// client CA: required).
+    #[arg(long, env = "NEXUS_TLS_CLIENT_AUTH", value_parser = ["none", "optional", "required"])]
+    tls_client_auth: Option<String>,
+    /// Oldest TLS version accepted (default 1.3).
+    #[arg(long, env = "NEXUS_TLS_MIN_VERSION", value_parser = ["1.2", "1.3"])]
+    tls_min_version: Option<String>,
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     print_config: bool,
@@ -54,6 +72,13 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         listen: args.listen,
         data_dir: args.data_dir,
         database_url: args.database_url,
+        tls: TlsOverrides {
+            cert: args.tls_cert,
+            key: args.tls_key,
+            client_ca: args.tls_client_ca,
+            client_auth: args.tls_client_auth,
+            min_version: args.tls_min_version,
+        },
     };
     let config = Config::load(args.config.as_deref(), &overrides)
         .map_err(|e| CliError::usage(format!("configuration: {e}")))?;
@@ -68,6 +93,12 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
     };
     nexus_telemetry::init_logging(style, &config.log.level)
         .map_err(|e| CliError::usage(e.to_string()))?;
+    // Before anything is created: a bad certificate is a usage error, found at once.
+    let tls = server_tls(&config.server.tls)?;
+    // Reloads on SIGHUP and when the files change, from now on.
+    let watching = tls
+        .as_ref()
+        .map(|tls| tls.watch(nexus_tls::RELOAD_POLL_INTERVAL));
 
     std::fs::create_dir_all(&config.server.data_dir).map_err(|e| {
         CliError::internal(format!(
@@ -104,22 +135,53 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
     let local = listener
         .local_addr()
         .map_err(|e| CliError::internal(e.to_string()))?;
+    let certificate_sha256 = tls.as_ref().map(|t| t.certificate_sha256());
     tracing::info!(
         address = %local,
-        url = %format!("http://{local}"),
+        url = %format!("{}://{local}", if tls.is_some() { "https" } else { "http" }),
+        tls_min_version = tls.as_ref().map(|t| t.settings().min_version.as_str()),
+        tls_client_auth = tls.as_ref().map(|t| t.settings().client_auth.as_str()),
+        certificate_sha256 = certificate_sha256.as_deref(),
         database = store.backend(),
         data_dir = %config.server.data_dir.display(),
         "listening"
     );
 
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    // Small request/response exchanges must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+    let outcome = match tls {
+        Some(tls) => match nexus_tls::TlsListener::new(listener, tls) {
+            Ok(listener) => serve(listener, app, grace).await,
+            Err(e) => Err(CliError::internal(format!(
+                "cannot start the TLS listener: {e}"
+            ))),
+        },
+        None => {
+            // Small request/response exchanges must not wait for Nagle's algorithm (the TLS
+            // listener does the same).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
+            serve(listener, app, grace).await
         }
-    });
+    };
+    if let Some(watching) = watching {
+        watching.abort();
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    outcome
+}
+
+/// Serves `app` on `listener` until SIGINT or SIGTERM, then lets in-flight requests finish
+/// for up to `grace`.
+async fn serve<L>(listener: L, app: axum::Router, grace: Duration) -> Result<(), CliError>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
@@ -128,7 +190,7 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
     // On a worker thread, not on the thread that blocks on `main`'s future: there, every
     // accepted connection would wake a thread of its own before a worker got the connection.
     let mut serving = tokio::spawn(server.into_future());
-    let outcome = tokio::select! {
+    tokio::select! {
         result = &mut serving => match result {
             Ok(served) => served.map_err(|e| CliError::internal(format!("server error: {e}"))),
             Err(e) => Err(CliError::internal(format!("the server's accept loop failed: {e}"))),
@@ -145,10 +207,39 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
             serving.abort();
             Ok(())
         }
+    }
+}
+
+/// The server's TLS from `[server.tls]` (validated when the config was loaded), with every
+/// file read and checked; `None` for plain HTTP.
+fn server_tls(
+    config: &nexus_config::TlsConfig,
+) -> Result<Option<Arc<nexus_tls::ServerTls>>, CliError> {
+    let (Some(cert), Some(key)) = (&config.cert, &config.key) else {
+        return Ok(None);
     };
-    store.close().await;
-    tracing::info!("stopped");
-    outcome
+    let ca = || {
+        config.client_ca.clone().ok_or_else(|| {
+            CliError::usage("server.tls.client_auth: client certificates need server.tls.client_ca")
+        })
+    };
+    let client_auth = match config.effective_client_auth() {
+        nexus_config::ClientAuth::None => nexus_tls::ClientAuth::None,
+        nexus_config::ClientAuth::Optional => nexus_tls::ClientAuth::Optional { ca: ca()? },
+        nexus_config::ClientAuth::Required => nexus_tls::ClientAuth::Required { ca: ca()? },
+    };
+    let settings = nexus_tls::TlsSettings {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_auth,
+        min_version: match config.min_version {
+            nexus_config::TlsVersion::Tls12 => nexus_tls::MinVersion::Tls12,
+            nexus_config::TlsVersion::Tls13 => nexus_tls::MinVersion::Tls13,
+        },
+    };
+    nexus_tls::ServerTls::load(settings)
+        .map(|tls| Some(Arc::new(tls)))
+        .map_err(|e| CliError::usage(format!("TLS: {e}")))
 }
 
 /// The control plane: packages in `<data-dir>/blobs`, compiled components cached in
