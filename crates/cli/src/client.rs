@@ -1,6 +1,8 @@
 //! The HTTP client used by client verbs: JSON in and out, problem+json errors turned into
 //! CLI errors with the right exit code.
 
+use std::path::Path;
+
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -16,8 +18,13 @@ pub struct Client {
 
 impl Client {
     /// A client for the server at `base` (e.g. `http://127.0.0.1:7700`) that authenticates
-    /// with `api_key` (sent as `Authorization: Bearer`).
-    pub fn new(base: &str, api_key: Option<&str>) -> Result<Self, CliError> {
+    /// with `api_key` (sent as `Authorization: Bearer`). An `https://` server's certificate
+    /// must chain to the CAs in the PEM file `ca_cert`, or, without one, to the Mozilla roots.
+    pub fn new(
+        base: &str,
+        api_key: Option<&str>,
+        ca_cert: Option<&Path>,
+    ) -> Result<Self, CliError> {
         let base = Url::parse(base)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
@@ -35,7 +42,10 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
+        let tls = nexus_tls::client_config(ca_cert)
+            .map_err(|e| CliError::usage(format!("--ca-cert: {e}")))?;
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .default_headers(headers)
             .user_agent(concat!("nexus-cli/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -101,10 +111,7 @@ impl Client {
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .send()
             .await
-            .map_err(|e| CliError {
-                code: CliError::UNREACHABLE,
-                message: format!("cannot reach the server at {}: {e}", self.base),
-            })?;
+            .map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         if !status.is_success() {
             let bytes = response.bytes().await.unwrap_or_default();
@@ -184,10 +191,7 @@ impl Client {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, CliError> {
-        let response = request.send().await.map_err(|e| CliError {
-            code: CliError::UNREACHABLE,
-            message: format!("cannot reach the server at {}: {e}", self.base),
-        })?;
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| CliError {
             code: CliError::UNREACHABLE,
@@ -201,6 +205,70 @@ impl Client {
             });
         }
         Err(problem_error(status, &bytes))
+    }
+
+    /// The error of a request that got no answer: every cause (reqwest's own message leaves
+    /// them out), and what to do about the usual TLS mistakes.
+    fn unreachable(&self, error: &reqwest::Error) -> CliError {
+        let mut message = format!("cannot reach the server at {}: {error}", self.base);
+        let mut hint = None;
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            hint = hint.or_else(|| tls_hint(cause, self.base.scheme()));
+            source = cause.source();
+        }
+        if let Some(hint) = hint {
+            message.push('\n');
+            message.push_str(hint);
+        }
+        CliError {
+            code: CliError::UNREACHABLE,
+            message,
+        }
+    }
+}
+
+/// What to do when `error` (a cause of a failed request to a `scheme` URL) is one of the usual
+/// TLS mistakes.
+fn tls_hint(mut error: &(dyn std::error::Error + 'static), scheme: &str) -> Option<&'static str> {
+    use nexus_tls::rustls::{CertificateError, Error};
+    if scheme == "http"
+        && error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+    {
+        return Some(
+            "The answer was not HTTP: if the server serves HTTPS, use an https:// URL in \
+             --server or NEXUS_SERVER.",
+        );
+    }
+    // rustls' error travels inside io::Errors (hyper-rustls wraps tokio-rustls' in another),
+    // whose `source` skips what they wrap.
+    while let Some(inner) = error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        error = inner;
+    }
+    match error.downcast_ref::<Error>()? {
+        Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => Some(
+            "The server's certificate is not signed by a CA this client trusts. If it comes \
+                 from a private CA or is self-signed, pass that CA's certificate (or the \
+                 server's own) with --ca-cert FILE or NEXUS_CA_CERT.",
+        ),
+        Error::InvalidCertificate(CertificateError::Other(other))
+            if format!("{other:?}").contains("CaUsedAsEndEntity") =>
+        {
+            Some(
+                "The server's certificate is marked as a CA (basicConstraints CA:TRUE, what \
+                 `openssl req -x509` makes by default); rustls accepts only end-entity \
+                 certificates from servers. Make one with CA:FALSE (see docs/cli.md, TLS).",
+            )
+        }
+        _ => None,
     }
 }
 

@@ -28,6 +28,10 @@ struct Cli {
     /// `nexus login` for this server is used.
     #[arg(long, global = true, env = "NEXUS_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// PEM file of the CA (or the self-signed certificate) an https:// server's certificate
+    /// must chain to, instead of the public roots.
+    #[arg(long, global = true, env = "NEXUS_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -90,12 +94,16 @@ enum Command {
 
 /// A client for `server` with the API key given, or else the stored login session for that
 /// server, if any.
-fn connect(server: &str, api_key: Option<&str>) -> Result<client::Client, CliError> {
+fn connect(
+    server: &str,
+    api_key: Option<&str>,
+    ca_cert: Option<&std::path::Path>,
+) -> Result<client::Client, CliError> {
     if let Some(key) = api_key {
-        return client::Client::new(server, Some(key));
+        return client::Client::new(server, Some(key), ca_cert);
     }
     let session = credentials::session_for(server)?;
-    client::Client::new(server, session.as_ref().map(|s| s.token.as_str()))
+    client::Client::new(server, session.as_ref().map(|s| s.token.as_str()), ca_cert)
 }
 
 /// mimalloc rather than the system allocator: the server allocates per request from two
@@ -116,76 +124,39 @@ fn main() -> ExitCode {
     };
     let output = commands::Output { json: cli.json };
     let result = runtime.block_on(async move {
+        let client = || connect(&cli.server, cli.api_key.as_deref(), cli.ca_cert.as_deref());
         match cli.command {
             Command::Server(args) => commands::server::run(args).await,
-            Command::Login(args) => commands::users::login(args, &cli.server, output).await,
-            Command::Logout => commands::users::logout(&cli.server).await,
-            Command::Whoami => {
-                let client = connect(&cli.server, cli.api_key.as_deref())?;
-                commands::users::whoami(&client, output).await
+            Command::Login(args) => {
+                commands::users::login(args, &cli.server, cli.ca_cert.as_deref(), output).await
             }
-            Command::Members(cmd) => {
-                let client = connect(&cli.server, cli.api_key.as_deref())?;
-                commands::users::members(cmd, &client, output).await
-            }
+            Command::Logout => commands::users::logout(&cli.server, cli.ca_cert.as_deref()).await,
+            Command::Whoami => commands::users::whoami(&client()?, output).await,
+            Command::Members(cmd) => commands::users::members(cmd, &client()?, output).await,
             Command::Tenants(cmd) => {
-                let client = connect(&cli.server, cli.api_key.as_deref())?;
+                let client = client()?;
                 commands::tenants::run(cmd, &client, output).await
             }
             Command::Keys(cmd) => {
-                let client = connect(&cli.server, cli.api_key.as_deref())?;
+                let client = client()?;
                 commands::keys::keys(cmd, &client, output).await
             }
             Command::Policies(cmd) => {
-                let client = connect(&cli.server, cli.api_key.as_deref())?;
+                let client = client()?;
                 commands::policies::run(cmd, &client, output).await
             }
             Command::Audit(cmd) => {
-                let client = connect(&cli.server, cli.api_key.as_deref())?;
+                let client = client()?;
                 commands::keys::audit(cmd, &client, output).await
             }
             Command::Run(args) => commands::run::run(args, output).await,
             Command::Build(args) => commands::agents::build(args, output).await,
-            Command::Deploy(args) => {
-                commands::agents::deploy(
-                    args,
-                    &connect(&cli.server, cli.api_key.as_deref())?,
-                    output,
-                )
-                .await
-            }
-            Command::Agents(cmd) => {
-                commands::agents::agents(
-                    cmd,
-                    &connect(&cli.server, cli.api_key.as_deref())?,
-                    output,
-                )
-                .await
-            }
-            Command::Rollback(args) => {
-                commands::agents::rollback(
-                    args,
-                    &connect(&cli.server, cli.api_key.as_deref())?,
-                    output,
-                )
-                .await
-            }
-            Command::Invoke(args) => {
-                commands::agents::invoke(
-                    args,
-                    &connect(&cli.server, cli.api_key.as_deref())?,
-                    output,
-                )
-                .await
-            }
-            Command::Tasks(cmd) => {
-                commands::agents::tasks(cmd, &connect(&cli.server, cli.api_key.as_deref())?, output)
-                    .await
-            }
-            Command::Logs(args) => {
-                commands::agents::logs(args, &connect(&cli.server, cli.api_key.as_deref())?, output)
-                    .await
-            }
+            Command::Deploy(args) => commands::agents::deploy(args, &client()?, output).await,
+            Command::Agents(cmd) => commands::agents::agents(cmd, &client()?, output).await,
+            Command::Rollback(args) => commands::agents::rollback(args, &client()?, output).await,
+            Command::Invoke(args) => commands::agents::invoke(args, &client()?, output).await,
+            Command::Tasks(cmd) => commands::agents::tasks(cmd, &client()?, output).await,
+            Command::Logs(args) => commands::agents::logs(args, &client()?, output).await,
             Command::Bench(cmd) => commands::bench::run(cmd, output).await,
             Command::Completions { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();

@@ -7,7 +7,7 @@
 mod common;
 
 use base64::Engine;
-use common::Server;
+use common::{Server, reqwest_client};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -74,7 +74,7 @@ async fn oidc_tokens_authenticate_api_calls_with_their_tenant_and_role() {
         });
         jsonwebtoken::encode(&header, &claims, &signing).unwrap()
     };
-    let http = reqwest::Client::new();
+    let http = reqwest_client().build().unwrap();
     let get = |path: &str, bearer: String| {
         http.get(format!("{}{path}", server.url))
             .bearer_auth(bearer)

@@ -118,7 +118,10 @@ impl OpenAiProvider {
         api_key: Option<String>,
         default_model: &str,
     ) -> Result<Self, ProviderError> {
+        // An explicit ring configuration: reqwest is built without a crypto provider of its
+        // own (see the workspace Cargo.toml).
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::http::tls_config())
             .timeout(PROVIDER_TIMEOUT)
             .build()
             .map_err(|e| ProviderError::Unavailable(e.to_string()))?;

@@ -70,8 +70,13 @@ struct Session {
 }
 
 /// Logs in and stores the session for this server.
-pub async fn login(args: LoginArgs, server: &str, output: Output) -> Result<(), CliError> {
-    let client = Client::new(server, None)?;
+pub async fn login(
+    args: LoginArgs,
+    server: &str,
+    ca_cert: Option<&std::path::Path>,
+    output: Output,
+) -> Result<(), CliError> {
+    let client = Client::new(server, None, ca_cert)?;
     let user = match args.user {
         Some(user) => user,
         None => prompt_line("user: ")?,
@@ -110,13 +115,13 @@ pub async fn login(args: LoginArgs, server: &str, output: Output) -> Result<(), 
 }
 
 /// Ends this server's session, on the server and on disk.
-pub async fn logout(server: &str) -> Result<(), CliError> {
+pub async fn logout(server: &str, ca_cert: Option<&std::path::Path>) -> Result<(), CliError> {
     let Some(session) = credentials::session_for(server)? else {
         credentials::remove(server)?;
         eprintln!("not logged in to {server}");
         return Ok(());
     };
-    let client = Client::new(server, Some(&session.token))?;
+    let client = Client::new(server, Some(&session.token), ca_cert)?;
     let ended = client
         .post::<_, serde::de::IgnoredAny>(&["v1", "logout"], &json!({}))
         .await;

@@ -60,10 +60,7 @@ impl Server {
             reqwest::header::AUTHORIZATION,
             format!("Bearer {API_KEY}").parse().unwrap(),
         );
-        reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap()
+        reqwest_client().default_headers(headers).build().unwrap()
     }
 
     /// Blocks until a log line containing `needle` arrives (or the server exits).
@@ -160,6 +157,12 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A reqwest client builder: reqwest is built without a crypto provider of its own, so every
+/// client gets rustls on ring explicitly (a plain `reqwest::Client::new()` would panic).
+pub fn reqwest_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().tls_backend_preconfigured(nexus_tls::client_config(None).unwrap())
 }
 
 pub fn stdout_json(output: &Output) -> Value {

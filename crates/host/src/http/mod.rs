@@ -14,6 +14,8 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 mod send;
 
+pub(crate) use send::tls_config;
+
 /// An outbound grant that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid outbound host `{pattern}`: {reason}")]

@@ -32,21 +32,22 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The TLS client of every agent: Mozilla's root certificates, built once.
-static TLS: LazyLock<TlsConnector> = LazyLock::new(|| {
+static TLS: LazyLock<TlsConnector> = LazyLock::new(|| TlsConnector::from(Arc::new(tls_config())));
+
+/// A TLS client configuration on ring with Mozilla's root certificates (also the LLM
+/// provider's, through reqwest).
+pub(crate) fn tls_config() -> rustls::ClientConfig {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.into(),
     };
     // ring's default protocol versions are always available, so the fallback never runs; it
     // keeps a provider mismatch from being a panic.
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap_or_else(|_| rustls::ClientConfig::builder())
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
-});
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| rustls::ClientConfig::builder())
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
 
 /// What `send_request` returns: the response, and the connection's I/O to drive to its end.
 pub(crate) type Sent = (
