@@ -140,10 +140,7 @@ impl Client {
             .get(self.url(segments))
             .send()
             .await
-            .map_err(|e| CliError {
-                code: CliError::UNREACHABLE,
-                message: format!("cannot reach the server at {}: {e}", self.base),
-            })?;
+            .map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         if !status.is_success() {
             let bytes = response.bytes().await.unwrap_or_default();
