@@ -335,6 +335,22 @@ async fn agents_call_agents_as_child_tasks() {
         assert_eq!(task.context_id, relayed.task.context_id);
         assert_eq!(task.state, TaskState::Completed);
     }
+    // Each task records who started it: the client, then each calling agent.
+    assert_eq!(relayed.task.started_by.as_deref(), Some("system"));
+    let agent_id = |name: &str| {
+        let store = p.control.store().clone();
+        let tenant = p.tenant;
+        let name = Name::parse(name).unwrap();
+        async move { store.get_agent(tenant, &name).await.unwrap().id }
+    };
+    assert_eq!(
+        delegate.started_by,
+        Some(format!("agent:{}", agent_id("relay").await))
+    );
+    assert_eq!(
+        echo.started_by,
+        Some(format!("agent:{}", agent_id("delegate").await))
+    );
 }
 
 /// Cycles, chains past the depth limit, other tenants' agents and unknown agents are refused,

@@ -136,6 +136,11 @@ pub struct Task {
     /// Human-readable reason for the current state (e.g. why it failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
+    /// Who started the task: the principal id (`key:<id>`, `user:<name>`, `oidc:<subject>`,
+    /// `agent:<id>` for an agent-to-agent call, `system`). Absent on tasks stored before
+    /// principals were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -150,6 +155,8 @@ pub struct NewTask {
     pub agent_revision: u32,
     pub context_id: String,
     pub parent_task_id: Option<TaskId>,
+    /// The principal id of the caller that starts it (see [`Task::started_by`]).
+    pub started_by: String,
     /// Create the task already `WORKING`: its log still records `submitted`, then the events
     /// given at creation, then `working`, all in one transaction (one write instead of two on
     /// the hot path of every invocation).

@@ -185,6 +185,7 @@ mod tests {
             parent_task_id: None,
             state: TaskState::Working,
             status_message: None,
+            started_by: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }

@@ -36,7 +36,7 @@ impl TaskBatchSql for TaskBatches {
         for chunk in ids.chunks(TASKS_PER_STATEMENT) {
             let mut select = QueryBuilder::<Postgres>::new(
                 "SELECT id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
-                 state, status_message, created_at, updated_at, last_seq FROM tasks WHERE id IN (",
+                 state, status_message, started_by, created_at, updated_at, last_seq FROM tasks WHERE id IN (",
             );
             let mut list = select.separated(", ");
             for id in chunk {
@@ -79,7 +79,7 @@ impl TaskBatchSql for TaskBatches {
 fn insert_tasks(chunk: &[PlannedTask]) -> QueryBuilder<Postgres> {
     let mut query = QueryBuilder::new(
         "INSERT INTO tasks (id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
-         state, status_message, last_seq, created_at, updated_at) ",
+         state, status_message, started_by, last_seq, created_at, updated_at) ",
     );
     query.push_values(chunk, |mut row, planned| {
         let task = &planned.task;
@@ -91,6 +91,7 @@ fn insert_tasks(chunk: &[PlannedTask]) -> QueryBuilder<Postgres> {
             .push_bind(task.parent_task_id.map(|p| *p.as_uuid()))
             .push_bind(task.state.as_str())
             .push_bind(task.status_message.as_deref())
+            .push_bind(task.started_by.as_deref())
             .push_bind(to_i64(planned.last_seq))
             .push_bind(task.created_at)
             .push_bind(task.updated_at);

@@ -272,6 +272,7 @@ pub struct TaskRow {
     pub parent_task_id: Option<Uuid>,
     pub state: String,
     pub status_message: Option<String>,
+    pub started_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -288,6 +289,7 @@ impl TryFrom<TaskRow> for Task {
             parent_task_id: row.parent_task_id.map(TaskId::from_uuid),
             state: parse(&row.state, "tasks.state")?,
             status_message: row.status_message,
+            started_by: row.started_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })

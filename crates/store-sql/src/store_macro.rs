@@ -719,7 +719,7 @@ macro_rules! impl_store {
                 async fn get_task(&self, tenant: TenantId, id: TaskId) -> Result<Task> {
                     sqlx::query_as::<_, TaskRow>(
                         "SELECT id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
-                         state, status_message, created_at, updated_at FROM tasks WHERE tenant_id = $1 AND id = $2",
+                         state, status_message, started_by, created_at, updated_at FROM tasks WHERE tenant_id = $1 AND id = $2",
                     )
                     .bind(tenant.as_uuid())
                     .bind(id.as_uuid())
@@ -739,7 +739,7 @@ macro_rules! impl_store {
                     let after = parse_cursor(page.after.as_ref())?;
                     let rows = sqlx::query_as::<_, TaskRow>(
                         "SELECT id, tenant_id, agent_id, agent_revision, context_id, parent_task_id, \
-                         state, status_message, created_at, updated_at FROM tasks \
+                         state, status_message, started_by, created_at, updated_at FROM tasks \
                          WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) \
                          AND ($3 IS NULL OR agent_id = $3) AND ($4 IS NULL OR context_id = $4) \
                          AND ($5 IS NULL OR state = $5) ORDER BY id LIMIT $6",

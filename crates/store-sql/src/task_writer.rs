@@ -800,6 +800,7 @@ fn plan_one(
                 TaskState::Submitted
             },
             status_message: None,
+            started_by: Some(new.started_by.clone()),
             created_at: at,
             updated_at: at,
         };

@@ -210,6 +210,11 @@ fn migrator() -> sqlx::migrate::Migrator {
             include_str!("../migrations/0006_policies.sql"),
         ),
         (7, "users", include_str!("../migrations/0007_users.sql")),
+        (
+            8,
+            "task principal",
+            include_str!("../migrations/0008_task_principal.sql"),
+        ),
     ])
 }
 

@@ -25,11 +25,11 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, ffi, params};
 use uuid::Uuid;
 
 const SELECT_TASK: &str = "SELECT tenant_id, agent_id, agent_revision, context_id, \
-    parent_task_id, state, status_message, created_at, updated_at, last_seq \
+    parent_task_id, state, status_message, created_at, updated_at, last_seq, started_by \
     FROM tasks WHERE id = ?1";
 const INSERT_TASK: &str = "INSERT INTO tasks (id, tenant_id, agent_id, agent_revision, \
-    context_id, parent_task_id, state, status_message, last_seq, created_at, updated_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+    context_id, parent_task_id, state, status_message, last_seq, created_at, updated_at, \
+    started_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 const UPDATE_TASK: &str = "UPDATE tasks SET state = ?2, status_message = ?3, last_seq = ?4, \
     updated_at = ?5 WHERE id = ?1";
 const INSERT_EVENT: &str = "INSERT INTO task_events (task_id, tenant_id, seq, kind, payload, \
@@ -134,6 +134,7 @@ impl TaskBatchSql for TaskBatches {
                     to_i64(planned.last_seq),
                     timestamp(&task.created_at),
                     timestamp(&task.updated_at),
+                    task.started_by,
                 ])?;
             }
         }
@@ -214,6 +215,7 @@ fn locked_task_row(id: Uuid, row: &Row<'_>) -> rusqlite::Result<LockedTaskRow> {
             parent_task_id: row.get::<_, Option<[u8; 16]>>(4)?.map(Uuid::from_bytes),
             state: row.get(5)?,
             status_message: row.get(6)?,
+            started_by: row.get(10)?,
             created_at: parse_timestamp(row, 7)?,
             updated_at: parse_timestamp(row, 8)?,
         },

@@ -176,6 +176,7 @@ fn new_task(agent_id: AgentId, context: &str) -> NewTask {
         agent_revision: 1,
         context_id: context.to_owned(),
         parent_task_id: None,
+        started_by: "key:test".into(),
         start_working: false,
     }
 }
@@ -722,6 +723,17 @@ pub async fn tasks_follow_the_state_machine(store: Arc<dyn Store>) {
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].kind, TaskEventKind::Status);
     assert_eq!(events[1].kind, TaskEventKind::Message);
+    // The principal that started it is kept and read back.
+    assert_eq!(task.started_by.as_deref(), Some("key:test"));
+    assert_eq!(
+        store
+            .get_task(t, task.id)
+            .await
+            .unwrap()
+            .started_by
+            .as_deref(),
+        Some("key:test")
+    );
 
     // Illegal: SUBMITTED -> COMPLETED. Nothing changes, nothing is logged.
     let illegal = store

@@ -98,7 +98,7 @@ impl ControlPlane {
         let agent = self
             .agent_for(caller, tenant, Action::TaskSend, agent_name)
             .await?;
-        self.start_authorized(tenant, agent, request).await
+        self.start_authorized(caller, tenant, agent, request).await
     }
 
     /// [`start`](Self::start) for an agent the caller has already looked up.
@@ -111,12 +111,13 @@ impl ControlPlane {
     ) -> Result<Started, ControlError> {
         self.authorize_agent(caller, tenant, Action::TaskSend, &agent)
             .await?;
-        self.start_authorized(tenant, agent, request).await
+        self.start_authorized(caller, tenant, agent, request).await
     }
 
     /// [`start_agent`](Self::start_agent) once the caller is authorized.
     async fn start_authorized(
         self: &Arc<Self>,
+        caller: &Caller,
         tenant: TenantId,
         agent: Agent,
         request: InvokeRequest,
@@ -218,6 +219,7 @@ impl ControlPlane {
                     agent_revision: agent.current_revision,
                     context_id,
                     parent_task_id: chain.parent,
+                    started_by: caller.principal.id(),
                     start_working: true,
                 },
                 user_event,

@@ -129,6 +129,7 @@ impl TaskBatchSql for Mock {
                         parent_task_id: task.parent_task_id.map(|id| *id.as_uuid()),
                         state: task.state.as_str().to_owned(),
                         status_message: task.status_message,
+                        started_by: task.started_by,
                         created_at: task.created_at,
                         updated_at: task.updated_at,
                     },
@@ -196,6 +197,7 @@ fn new_task(agent: AgentId) -> NewTask {
         agent_revision: 1,
         context_id: "s".into(),
         parent_task_id: None,
+        started_by: "key:test".into(),
         start_working: false,
     }
 }
