@@ -29,6 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 mod authn;
+mod cors;
 pub mod error;
 pub mod extract;
 mod middleware;
@@ -79,7 +80,7 @@ impl axum::extract::FromRequestParts<AppState> for Scope {
 }
 
 /// Request limits enforced by the gateway layers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
@@ -88,6 +89,8 @@ pub struct Limits {
     pub rate_limit: nexus_config::RateLimitConfig,
     /// Whether requests must authenticate.
     pub authentication: Authentication,
+    /// Which browser origins may call the API (none by default).
+    pub cors: nexus_config::CorsConfig,
 }
 
 /// Whether the gateway asks for credentials.
@@ -274,7 +277,13 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
-    with_security_headers(routes)
+    let routes = with_security_headers(routes);
+    // Outermost: a browser's preflight carries no credentials and must be answered before
+    // authentication would refuse it.
+    match cors::layer(&limits.cors) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    }
 }
 
 /// Headers every response carries: the API serves JSON, never pages, so browsers are told
@@ -312,6 +321,7 @@ impl Default for Limits {
             max_in_flight: 1024,
             rate_limit: nexus_config::RateLimitConfig::default(),
             authentication: Authentication::Required,
+            cors: nexus_config::CorsConfig::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ use tower::ServiceExt;
 use super::*;
 
 mod access;
+mod cors;
 mod limits;
 mod users;
 

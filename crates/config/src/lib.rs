@@ -10,8 +10,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod cors;
 mod tls;
 
+pub use cors::{CorsConfig, DEFAULT_CORS_MAX_AGE_SECS, MAX_CORS_ORIGINS};
 pub use tls::{ClientAuth, TlsConfig, TlsOverrides, TlsVersion};
 
 use figment::Figment;
@@ -67,6 +69,8 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// HTTPS; plain HTTP unless a certificate and key are set.
     pub tls: TlsConfig,
+    /// Cross-origin requests from browsers; none allowed unless origins are listed.
+    pub cors: CorsConfig,
 }
 
 /// `[database]`: which store backend to use.
@@ -346,6 +350,7 @@ impl Default for ServerConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
             tls: TlsConfig::default(),
+            cors: CorsConfig::default(),
         }
     }
 }
@@ -516,6 +521,7 @@ impl Config {
         }
         self.database_backend()?;
         self.server.tls.validate()?;
+        self.server.cors.validate()?;
         if let Some(oidc) = &self.oidc {
             oidc.validate()?;
         }

@@ -116,6 +116,7 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         max_in_flight: config.server.max_in_flight,
         rate_limit: config.rate_limit,
         authentication: authentication(&config, args.insecure_no_auth, default_tenant)?,
+        cors: config.server.cors.clone(),
     };
     let control = control_plane(&config, store.clone())?;
     bootstrap_key(&control, default_tenant, args.bootstrap_api_key.as_deref()).await?;
