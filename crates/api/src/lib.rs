@@ -168,6 +168,13 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes::users::list_members
         ))
         .routes(routes!(routes::users::remove_member))
+        .routes(routes!(
+            routes::teams::create_team,
+            routes::teams::list_teams
+        ))
+        .routes(routes!(routes::teams::delete_team))
+        .routes(routes!(routes::teams::add_team_member))
+        .routes(routes!(routes::teams::remove_team_member))
         .routes(routes!(routes::keys::create_key, routes::keys::list_keys))
         .routes(routes!(routes::keys::revoke_key))
         .routes(routes!(routes::keys::list_audit))

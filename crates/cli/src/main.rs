@@ -73,6 +73,9 @@ enum Command {
     /// Add, list and remove a tenant's members (user accounts with a role).
     #[command(subcommand)]
     Members(commands::users::MembersCommand),
+    /// Create and delete teams, and add and remove their members.
+    #[command(subcommand)]
+    Teams(commands::teams::TeamsCommand),
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
             Command::Logout => commands::users::logout(&cli.server, cli.ca_cert.as_deref()).await,
             Command::Whoami => commands::users::whoami(&client()?, output).await,
             Command::Members(cmd) => commands::users::members(cmd, &client()?, output).await,
+            Command::Teams(cmd) => commands::teams::run(cmd, &client()?, output).await,
             Command::Tenants(cmd) => {
                 let client = client()?;
                 commands::tenants::run(cmd, &client, output).await

@@ -610,3 +610,49 @@ fn login_keeps_a_private_session_until_logout() {
     assert_eq!(no_tty.status.code(), Some(2), "{no_tty:?}");
     server.stop();
 }
+
+#[test]
+fn teams_are_made_filled_and_emptied_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let added = server.cli_logged_in_as_admin(
+        &[
+            "members",
+            "add",
+            "gina",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        "correct horse battery staple\n",
+    );
+    assert!(added.status.success(), "{added:?}");
+    for args in [
+        &["teams", "create", "sre", "--role", "developer"][..],
+        &["teams", "add", "sre", "gina"],
+    ] {
+        let done = server.cli(args);
+        assert!(done.status.success(), "{args:?}: {done:?}");
+    }
+    let teams = stdout_json(&server.cli(&["--json", "teams", "list"]));
+    assert_eq!(teams[0]["name"], "sre");
+    assert_eq!(teams[0]["members"], serde_json::json!(["gina"]));
+    for (args, code) in [
+        (&["teams", "add", "sre", "nobody"][..], Some(4)),
+        (&["teams", "create", "sre", "--role", "viewer"], Some(4)),
+        (&["teams", "create", "x", "--role", "root"], Some(2)),
+    ] {
+        let refused = server.cli(args);
+        assert_eq!(refused.status.code(), code, "{args:?}: {refused:?}");
+    }
+    assert!(
+        server
+            .cli(&["teams", "remove", "sre", "gina"])
+            .status
+            .success()
+    );
+    assert!(server.cli(&["teams", "delete", "sre"]).status.success());
+    let teams = stdout_json(&server.cli(&["--json", "teams", "list"]));
+    assert_eq!(teams, serde_json::json!([]));
+    server.stop();
+}

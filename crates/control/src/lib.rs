@@ -15,6 +15,7 @@
 //! - `export`: all of a tenant's data, as one stream of records (GDPR);
 //! - `keys` and `oidc`: authentication, by API key or by a token of the configured OIDC issuer;
 //! - `users`: accounts, memberships, password logins (sessions are keys naming their user);
+//!   `teams`: groups of members that give each the team's role;
 //! - `audit`: the tenant's audit chain, written with the real principal.
 
 use std::collections::HashMap;
@@ -45,6 +46,7 @@ mod push;
 mod secrets;
 mod state;
 mod tasks;
+mod teams;
 mod tenants;
 mod users;
 

@@ -3,7 +3,7 @@
 //!
 //! A login checks the password (argon2id, off the async threads, at most
 //! [`MAX_CONCURRENT_PASSWORD_CHECKS`] at once) and opens a session: an API key naming the
-//! user, with the membership's role, expiring after [`SESSION_TTL`]. Sessions authenticate like
+//! user, with the highest role of its membership and its teams (`teams`), expiring after [`SESSION_TTL`]. Sessions authenticate like
 //! any key (the same cache, revocation and audit); changing or ending a membership revokes the
 //! user's sessions in that tenant, and `logout` revokes the one presented.
 
@@ -253,7 +253,11 @@ impl ControlPlane {
                 }
             },
         };
-        self.open_session(user, membership).await
+        // The role is the highest of the membership's and the user's teams' there.
+        let team_roles = self.store.team_roles(membership.tenant_id, user.id).await?;
+        let role = team_roles.into_iter().fold(membership.role, std::cmp::max);
+        self.open_session(user, Membership { role, ..membership })
+            .await
     }
 
     async fn open_session(

@@ -122,6 +122,11 @@ typed_id!(
     UserId,
     "user"
 );
+typed_id!(
+    /// Identifies a team of a tenant.
+    TeamId,
+    "team"
+);
 
 #[cfg(test)]
 mod tests {

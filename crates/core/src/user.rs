@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Role;
-use crate::{Name, TenantId, UserId};
+use crate::{Name, TeamId, TenantId, UserId};
 
 /// A user account. Accounts are global (one person, one password); what they may do is set
 /// per tenant by their [`Membership`]s.
@@ -45,4 +45,18 @@ impl std::fmt::Debug for NewUser {
             .field("display_name", &self.display_name)
             .finish_non_exhaustive()
     }
+}
+
+/// A named group of a tenant's members; each member has at least the team's role there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Team {
+    pub id: TeamId,
+    pub tenant_id: TenantId,
+    #[schema(value_type = String)]
+    pub name: Name,
+    pub role: Role,
+    /// Members' user names, sorted.
+    #[schema(value_type = Vec<String>)]
+    pub members: Vec<Name>,
+    pub created_at: DateTime<Utc>,
 }

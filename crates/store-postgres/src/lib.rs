@@ -165,6 +165,7 @@ fn migrator() -> sqlx::migrate::Migrator {
             "task principal",
             include_str!("../migrations/0008_task_principal.sql"),
         ),
+        (9, "teams", include_str!("../migrations/0009_teams.sql")),
     ])
 }
 

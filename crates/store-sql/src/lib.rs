@@ -455,6 +455,28 @@ impl TryFrom<MembershipRow> for Membership {
     }
 }
 
+/// A team from its row and its members' names.
+pub fn team_from_parts(
+    tenant: TenantId,
+    id: Uuid,
+    name: String,
+    role: &str,
+    created_at: DateTime<Utc>,
+    members: Vec<(String,)>,
+) -> Result<nexus_core::Team, StoreError> {
+    Ok(nexus_core::Team {
+        id: nexus_core::TeamId::from_uuid(id),
+        tenant_id: tenant,
+        name: self::name(name, "teams.name")?,
+        role: parse::<Role>(role, "teams.role")?,
+        members: members
+            .into_iter()
+            .map(|(member,)| self::name(member, "users.name"))
+            .collect::<Result<_, _>>()?,
+        created_at,
+    })
+}
+
 /// A `users` row with its password hash.
 #[derive(Debug, FromRow)]
 pub struct UserRow {

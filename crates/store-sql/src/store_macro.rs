@@ -24,7 +24,7 @@ macro_rules! impl_store {
                 NewAgentRevision, NewApiKey, NewAuditEvent, NewPackage, NewPolicy, NewTask,
                 NewTenant, Package, PackageRef, Page, PageRequest, Policy, Task, TaskEvent, TaskId,
                 TaskState, Tenant, TenantId, audit::GENESIS_HASH, page::now, Membership, NewUser,
-                User, UserId, identity::Role,
+                User, UserId, identity::Role, Team, TeamId,
             };
             use $crate::__private::nexus_store::{
                 AgentStore, ApiKeyStore, AuditStore, NewTaskEvent, PackageStore, PolicyStore,
@@ -1030,6 +1030,29 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            /// The team `name` of `tenant` with its members, read within `tx`.
+            async fn team_in_tx(tx: &mut Tx, tenant: TenantId, name: &Name) -> Result<Team> {
+                let row: Option<(Uuid, String, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                    "SELECT id, name, role, created_at FROM teams WHERE tenant_id = $1 AND name = $2",
+                )
+                .bind(tenant.as_uuid())
+                .bind(name.as_str())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                let (id, team_name, role, created_at) =
+                    row.ok_or_else(|| StoreError::not_found("team", name))?;
+                let members: Vec<(String,)> = sqlx::query_as(
+                    "SELECT u.name FROM team_members m JOIN users u ON u.id = m.user_id \
+                     WHERE m.team_id = $1 ORDER BY u.name",
+                )
+                .bind(id)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                $crate::team_from_parts(tenant, id, team_name, &role, created_at, members)
+            }
+
             #[async_trait]
             impl UserStore for $store {
                 async fn create_user(
@@ -1130,6 +1153,15 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await
                         .map_err(map_err)?;
+                    sqlx::query(
+                        "DELETE FROM team_members WHERE user_id = $1 \
+                         AND team_id IN (SELECT id FROM teams WHERE tenant_id = $2)",
+                    )
+                    .bind(user)
+                    .bind(tenant.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
                     revoke_sessions_in_tx(&mut tx, tenant, user).await?;
                     tx.commit().await.map_err(map_err)?;
                     Ok(membership)
@@ -1160,6 +1192,153 @@ macro_rules! impl_store {
                     .map_err(map_err)?
                     .map(TryInto::try_into)
                     .transpose()
+                }
+
+                async fn create_team(
+                    &self,
+                    tenant: TenantId,
+                    id: TeamId,
+                    name: &Name,
+                    role: Role,
+                    audit: NewAuditEvent,
+                ) -> Result<Team> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    sqlx::query(
+                        "INSERT INTO teams (id, tenant_id, name, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(id.as_uuid())
+                    .bind(tenant.as_uuid())
+                    .bind(name.as_str())
+                    .bind(role.as_str())
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            StoreError::already_exists("team", name)
+                        } else {
+                            map_err(e)
+                        }
+                    })?;
+                    let team = team_in_tx(&mut tx, tenant, name).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(team)
+                }
+
+                async fn list_teams(&self, tenant: TenantId) -> Result<Vec<Team>> {
+                    let mut tx = self.reader().begin().await.map_err(map_err)?;
+                    let names: Vec<(String,)> =
+                        sqlx::query_as("SELECT name FROM teams WHERE tenant_id = $1 ORDER BY name")
+                            .bind(tenant.as_uuid())
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                    let mut teams = Vec::with_capacity(names.len());
+                    for (name,) in names {
+                        let name = Name::parse(&name)
+                            .map_err(|e| StoreError::Corrupt(format!("teams.name: {e}")))?;
+                        teams.push(team_in_tx(&mut tx, tenant, &name).await?);
+                    }
+                    Ok(teams)
+                }
+
+                async fn delete_team(
+                    &self,
+                    tenant: TenantId,
+                    name: &Name,
+                    audit: NewAuditEvent,
+                ) -> Result<Team> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    let team = team_in_tx(&mut tx, tenant, name).await?;
+                    sqlx::query(
+                        "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND revoked_at IS NULL \
+                         AND user_id IN (SELECT user_id FROM team_members WHERE team_id = $3)",
+                    )
+                    .bind(now())
+                    .bind(tenant.as_uuid())
+                    .bind(team.id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    sqlx::query("DELETE FROM teams WHERE id = $1")
+                        .bind(team.id.as_uuid())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(team)
+                }
+
+                async fn set_team_member(
+                    &self,
+                    tenant: TenantId,
+                    team: &Name,
+                    user: &Name,
+                    add: bool,
+                    audit: NewAuditEvent,
+                ) -> Result<Team> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    let found = team_in_tx(&mut tx, tenant, team).await?;
+                    // Only members of the tenant join its teams.
+                    let member: Option<(Uuid,)> = sqlx::query_as(
+                        "SELECT u.id FROM users u JOIN memberships m ON m.user_id = u.id \
+                         WHERE u.name = $1 AND m.tenant_id = $2",
+                    )
+                    .bind(user.as_str())
+                    .bind(tenant.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    let (user_id,) = member.ok_or_else(|| StoreError::not_found("member", user))?;
+                    let changed = if add {
+                        sqlx::query(
+                            "INSERT INTO team_members (team_id, user_id, created_at) VALUES ($1, $2, $3) \
+                             ON CONFLICT (team_id, user_id) DO NOTHING",
+                        )
+                        .bind(found.id.as_uuid())
+                        .bind(user_id)
+                        .bind(now())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?
+                        .rows_affected()
+                    } else {
+                        sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2")
+                            .bind(found.id.as_uuid())
+                            .bind(user_id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map_err)?
+                            .rows_affected()
+                    };
+                    if !add && changed == 0 {
+                        return Err(StoreError::not_found("team member", user));
+                    }
+                    revoke_sessions_in_tx(&mut tx, tenant, user_id).await?;
+                    let team = team_in_tx(&mut tx, tenant, team).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(team)
+                }
+
+                async fn team_roles(&self, tenant: TenantId, user: UserId) -> Result<Vec<Role>> {
+                    let rows: Vec<(String,)> = sqlx::query_as(
+                        "SELECT t.role FROM teams t JOIN team_members m ON m.team_id = t.id \
+                         WHERE t.tenant_id = $1 AND m.user_id = $2",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(user.as_uuid())
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    rows.into_iter()
+                        .map(|(role,)| {
+                            role.parse::<Role>()
+                                .map_err(|e| StoreError::Corrupt(format!("teams.role: {e}")))
+                        })
+                        .collect()
                 }
 
                 async fn user_memberships(&self, user: UserId) -> Result<Vec<Membership>> {

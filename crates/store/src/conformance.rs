@@ -12,7 +12,7 @@ use nexus_core::identity::Role;
 use nexus_core::{
     AgentId, ApiKey, ApiKeyId, Cursor, Grants, Name, NewAgentRevision, NewApiKey, NewAuditEvent,
     NewPackage, NewPolicy, NewTask, NewTenant, NewUser, PackageRef, PageRequest, Policy, PolicyId,
-    TaskEventKind, TaskId, TaskState, TenantId, UserId,
+    TaskEventKind, TaskId, TaskState, TeamId, TenantId, UserId,
 };
 use serde_json::json;
 
@@ -74,7 +74,8 @@ macro_rules! conformance_tests {
             tenants_delete_removes_everything_and_is_audited_elsewhere,
             tenant_keys_are_destroyed_on_demand,
             users_join_tenants_and_sessions_follow_their_membership,
-            users_listing_pages_by_name_and_refusals_store_nothing
+            users_listing_pages_by_name_and_refusals_store_nothing,
+            teams_give_their_role_and_changes_end_sessions
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -3666,4 +3667,158 @@ pub async fn users_listing_pages_by_name_and_refusals_store_nothing(store: Arc<d
             .len(),
         3
     );
+}
+
+pub async fn teams_give_their_role_and_changes_end_sessions(store: Arc<dyn Store>) {
+    let acme = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let alice = store
+        .create_user(
+            acme,
+            new_user("alice"),
+            Role::Viewer,
+            audit_event("user.create", "alice"),
+        )
+        .await
+        .unwrap();
+    store
+        .create_user(
+            other,
+            new_user("olga"),
+            Role::Viewer,
+            audit_event("user.create", "olga"),
+        )
+        .await
+        .unwrap();
+    let sre = store
+        .create_team(
+            acme,
+            TeamId::new(),
+            &name("sre"),
+            Role::Developer,
+            audit_event("team.create", "sre"),
+        )
+        .await
+        .unwrap();
+    assert!(sre.members.is_empty());
+    let taken = store
+        .create_team(
+            acme,
+            TeamId::new(),
+            &name("sre"),
+            Role::Viewer,
+            audit_event("team.create", "sre"),
+        )
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::AlreadyExists { .. })),
+        "{taken:?}"
+    );
+
+    let session_before = session(&*store, acme, &alice.user, 1).await;
+    let joined = store
+        .set_team_member(
+            acme,
+            &name("sre"),
+            &name("alice"),
+            true,
+            audit_event("team.add", "sre"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(joined.members, [name("alice")]);
+    assert_eq!(
+        store.team_roles(acme, alice.user.id).await.unwrap(),
+        [Role::Developer]
+    );
+    assert!(
+        store
+            .team_roles(other, alice.user.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .get_api_key(acme, session_before.id)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_some(),
+        "joining a team ends the sessions opened with the old role"
+    );
+    // Only members of the tenant join its teams; unknown teams are not found.
+    for (team, user) in [("sre", "olga"), ("sre", "nobody"), ("dba", "alice")] {
+        let refused = store
+            .set_team_member(
+                acme,
+                &name(team),
+                &name(user),
+                true,
+                audit_event("team.add", team),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::NotFound { .. })),
+            "{team}/{user}: {refused:?}"
+        );
+    }
+    assert_eq!(store.list_teams(acme).await.unwrap().len(), 1);
+    assert!(store.list_teams(other).await.unwrap().is_empty());
+
+    // Leaving the tenant leaves its teams.
+    store
+        .remove_membership(acme, &name("alice"), audit_event("member.remove", "alice"))
+        .await
+        .unwrap();
+    assert!(store.list_teams(acme).await.unwrap()[0].members.is_empty());
+    store
+        .put_membership(
+            acme,
+            &name("alice"),
+            Role::Viewer,
+            audit_event("member.put", "alice"),
+        )
+        .await
+        .unwrap();
+    store
+        .set_team_member(
+            acme,
+            &name("sre"),
+            &name("alice"),
+            true,
+            audit_event("team.add", "sre"),
+        )
+        .await
+        .unwrap();
+    let session_in_team = session(&*store, acme, &alice.user, 2).await;
+    let deleted = store
+        .delete_team(acme, &name("sre"), audit_event("team.delete", "sre"))
+        .await
+        .unwrap();
+    assert_eq!(deleted.members, [name("alice")]);
+    assert!(
+        store
+            .get_api_key(acme, session_in_team.id)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(
+        store
+            .team_roles(acme, alice.user.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let before = audit_actions(&*store, acme).await;
+    let missing = store
+        .delete_team(acme, &name("sre"), audit_event("team.delete", "sre"))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    assert_eq!(audit_actions(&*store, acme).await, before);
 }

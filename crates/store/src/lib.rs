@@ -18,7 +18,7 @@ use nexus_core::{
     Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, Membership, Name,
     NewAgentRevision, NewApiKey, NewAuditEvent, NewPackage, NewPolicy, NewTask, NewTenant, NewUser,
     Package, PackageRef, Page, PageRequest, Policy, Task, TaskEvent, TaskEventKind, TaskId,
-    TaskState, Tenant, TenantId, User, UserId,
+    TaskState, Team, TeamId, Tenant, TenantId, User, UserId,
 };
 
 pub mod conformance;
@@ -376,6 +376,39 @@ pub trait UserStore: Send + Sync {
     async fn find_user(&self, name: &Name) -> Result<Option<(User, String)>>;
     /// Every membership of an account, oldest first.
     async fn user_memberships(&self, user: UserId) -> Result<Vec<Membership>>;
+    /// Creates an empty team, appending `audit`, atomically. `AlreadyExists` if the tenant has
+    /// a team of that name.
+    async fn create_team(
+        &self,
+        tenant: TenantId,
+        id: TeamId,
+        name: &Name,
+        role: Role,
+        audit: NewAuditEvent,
+    ) -> Result<Team>;
+    /// The tenant's teams by name, with their members.
+    async fn list_teams(&self, tenant: TenantId) -> Result<Vec<Team>>;
+    /// Deletes a team and revokes its members' sessions in the tenant, appending `audit`,
+    /// atomically. `NotFound` (and no event) if there is no such team.
+    async fn delete_team(
+        &self,
+        tenant: TenantId,
+        name: &Name,
+        audit: NewAuditEvent,
+    ) -> Result<Team>;
+    /// Adds (`add = true`) or removes the member `user` to or from `team`, revoking the user's
+    /// sessions in the tenant, appending `audit`, atomically. `NotFound` if there is no such
+    /// team, or (adding) `user` is not a member of the tenant, or (removing) not of the team.
+    async fn set_team_member(
+        &self,
+        tenant: TenantId,
+        team: &Name,
+        user: &Name,
+        add: bool,
+        audit: NewAuditEvent,
+    ) -> Result<Team>;
+    /// The roles the teams of `user` in `tenant` give it.
+    async fn team_roles(&self, tenant: TenantId, user: UserId) -> Result<Vec<Role>>;
 }
 
 /// Tenant policies (Cedar text, parsed by the control plane), each change audited in the same

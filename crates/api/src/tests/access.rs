@@ -17,6 +17,7 @@ fn every_route() -> Vec<(axum::http::Method, String)> {
             .replace("{key}", &nexus_core::ApiKeyId::new().to_string())
             .replace("{policy}", "some-policy")
             .replace("{user}", "someone")
+            .replace("{team}", "some-team")
     };
     let mut routes = Vec::new();
     for (path, item) in openapi().paths.paths {
@@ -69,7 +70,9 @@ fn request(method: &axum::http::Method, uri: &str, key: Option<&str>) -> Request
         "tasks" => r#"{"text": "hi"}"#,
         "policies" => r#"{"name": "p", "text": "permit(principal, action, resource);"}"#,
         "explain" => r#"{"action": "agent.read"}"#,
+        "members" if uri.contains("/teams/") => r#"{"name": "newcomer"}"#,
         "members" => r#"{"name": "newcomer", "role": "viewer"}"#,
+        "teams" => r#"{"name": "newcomers", "role": "viewer"}"#,
         // Public: a body it refuses as malformed shows the gateway let it through.
         "login" => "{}",
         _ => "{}",

@@ -330,3 +330,123 @@ async fn bad_logins_and_bad_members_are_refused_and_audited() {
         .await;
     assert_problem(&missing, StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn a_team_lifts_its_members_role_until_it_lets_them_go() {
+    let app = app().await;
+    app.add_member(
+        "default",
+        json!({"name": "erin", "role": "viewer", "password": PASSWORD}),
+    )
+    .await;
+    let team = app
+        .post_json(
+            "/v1/tenants/default/teams",
+            json!({"name": "sre", "role": "developer"}).to_string(),
+        )
+        .await;
+    assert_eq!(team.status, StatusCode::CREATED, "{}", team.text);
+    assert_eq!(
+        team.headers[header::LOCATION],
+        "/v1/tenants/default/teams/sre"
+    );
+    let joined = app
+        .post_json(
+            "/v1/tenants/default/teams/sre/members",
+            json!({"name": "erin"}).to_string(),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
+    assert_eq!(joined.body["members"], json!(["erin"]));
+
+    let session = app
+        .login(json!({"name": "erin", "password": PASSWORD}))
+        .await;
+    assert_eq!(
+        session.body["role"], "developer",
+        "the team's role, above her own"
+    );
+    let token = session.body["token"].as_str().unwrap().to_owned();
+    let listed = app
+        .send_with("GET", "/v1/tenants/default/teams", &token, None)
+        .await;
+    assert_problem(&listed, StatusCode::FORBIDDEN, "forbidden");
+
+    // Leaving the team ends the session; the next login is a viewer again.
+    let left = app
+        .send(
+            Request::delete("/v1/tenants/default/teams/sre/members/erin")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(left.status, StatusCode::OK, "{}", left.text);
+    let ended = app.send_with("GET", "/v1/whoami", &token, None).await;
+    assert_problem(&ended, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let again = app
+        .login(json!({"name": "erin", "password": PASSWORD}))
+        .await;
+    assert_eq!(again.body["role"], "viewer");
+
+    // Refusals: a taken name, a non-member, an unknown team, a role above the caller's.
+    let cases = [
+        (
+            "/v1/tenants/default/teams",
+            json!({"name": "sre", "role": "viewer"}),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "/v1/tenants/default/teams/sre/members",
+            json!({"name": "stranger"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/tenants/default/teams/nope/members",
+            json!({"name": "erin"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/tenants/default/teams",
+            json!({"name": "Bad Name", "role": "viewer"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ];
+    for (uri, body, status) in cases {
+        let refused = app.post_json(uri, body.to_string()).await;
+        assert_eq!(refused.status, status, "{uri} {body}: {}", refused.text);
+    }
+    app.add_member(
+        "default",
+        json!({"name": "frank", "role": "admin", "password": PASSWORD}),
+    )
+    .await;
+    let admin = app
+        .login(json!({"name": "frank", "password": PASSWORD}))
+        .await;
+    let admin_token = admin.body["token"].as_str().unwrap().to_owned();
+    let owners = app
+        .send_with(
+            "POST",
+            "/v1/tenants/default/teams",
+            &admin_token,
+            Some(json!({"name": "owners", "role": "owner"})),
+        )
+        .await;
+    assert_problem(&owners, StatusCode::FORBIDDEN, "forbidden");
+
+    let deleted = app
+        .send(
+            Request::delete("/v1/tenants/default/teams/sre")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+    let actions = app.actions("default").await;
+    for action in ["team.create", "team.add", "team.remove", "team.delete"] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
+}
