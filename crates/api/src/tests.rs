@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use nexus_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -28,44 +27,27 @@ struct TestApp {
 
 async fn app_with(limits: Limits) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/nexus.db", dir.path().display());
-    let store: Arc<dyn nexus_store::Store> = Arc::new(SqliteStore::open(&url, 2).await.unwrap());
-    let default = store
-        .ensure_tenant(nexus_core::NewTenant {
-            name: nexus_core::Name::parse("default").unwrap(),
-            display_name: "Default".into(),
+    let platform = nexus_server::PlatformBuilder::new(dir.path())
+        .runtime(nexus_runtime::RuntimeConfig {
+            max_instances: 4,
+            ..nexus_runtime::RuntimeConfig::default()
         })
+        .build()
         .await
         .unwrap();
-    let runtime = nexus_runtime::Runtime::new(nexus_runtime::RuntimeConfig {
-        max_instances: 4,
-        ..nexus_runtime::RuntimeConfig::default()
-    })
-    .unwrap();
-    let control = nexus_control::ControlPlane::new(
-        store.clone(),
-        nexus_blob::BlobStore::local(&dir.path().join("blobs")).unwrap(),
-        Arc::new(runtime),
-        Arc::new(nexus_host::llm::EchoProvider),
-        Arc::new(
-            nexus_secrets::LocalKeyFile::open_or_create(dir.path())
-                .unwrap()
-                .0,
-        ),
-    );
-    control
-        .bootstrap_key(default.id, Some(ADMIN_KEY))
+    platform
+        .control
+        .bootstrap_key(platform.default_tenant, Some(ADMIN_KEY))
         .await
         .unwrap();
-    let control = Arc::new(control);
     let state = AppState {
-        control: control.clone(),
+        control: platform.control.clone(),
         metrics: nexus_telemetry::init_metrics().unwrap(),
     };
     TestApp {
         router: router(state, limits),
-        control,
-        store,
+        control: platform.control,
+        store: platform.store,
         dir,
     }
 }

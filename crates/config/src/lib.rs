@@ -559,20 +559,7 @@ impl Config {
 
     /// Which backend the database URL selects.
     pub fn database_backend(&self) -> Result<DatabaseBackend, ConfigError> {
-        let url = self.database_url();
-        if url.starts_with("sqlite:") {
-            Ok(DatabaseBackend::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(DatabaseBackend::Postgres)
-        } else {
-            Err(ConfigError::Invalid {
-                key: "database.url",
-                reason: format!(
-                    "`{}` must start with sqlite:// or postgres://",
-                    redact_url(&url)
-                ),
-            })
-        }
+        DatabaseBackend::of_url(&self.database_url())
     }
 
     /// The effective configuration as TOML, with secrets (database passwords) redacted.
@@ -588,6 +575,25 @@ impl Config {
 pub enum DatabaseBackend {
     Sqlite,
     Postgres,
+}
+
+impl DatabaseBackend {
+    /// The backend a database URL names: `sqlite:` or `postgres://` (`postgresql://`).
+    pub fn of_url(url: &str) -> Result<Self, ConfigError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(ConfigError::Invalid {
+                key: "database.url",
+                reason: format!(
+                    "`{}` must start with sqlite:// or postgres://",
+                    redact_url(url)
+                ),
+            })
+        }
+    }
 }
 
 /// Replaces the password in `scheme://user:password@host` with `***`.

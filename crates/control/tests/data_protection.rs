@@ -15,9 +15,6 @@ use nexus_control::{
 };
 use nexus_core::message::Part;
 use nexus_core::{Caller, Name, NewAuditEvent, NewTenant, TenantId};
-use nexus_store::Store;
-use nexus_store_postgres::PgStore;
-use nexus_store_sqlite::SqliteStore;
 
 /// What the agent stores (reversed by the guest, so it appears in no message) and what it is
 /// given as a secret: neither may appear in the database's bytes.
@@ -47,23 +44,16 @@ fn postgres_url() -> String {
 
 async fn platform(backend: Backend) -> Platform {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = match &backend {
-        Backend::Sqlite => {
-            let url = format!("sqlite://{}/nexus.db", dir.path().display());
-            Arc::new(SqliteStore::open(&url, 2).await.unwrap())
-        }
-        Backend::Postgres { url, schema } => {
-            Arc::new(PgStore::open(url, 4, Some(schema)).await.unwrap())
-        }
+    let builder = nexus_server::PlatformBuilder::new(dir.path());
+    let builder = match &backend {
+        Backend::Sqlite => builder,
+        Backend::Postgres { url, schema } => builder.database_url(url).postgres_schema(schema),
     };
-    let home = store
-        .ensure_tenant(NewTenant {
-            name: Name::parse("default").unwrap(),
-            display_name: "Default".into(),
-        })
-        .await
-        .unwrap()
-        .id;
+    let nexus_server::Platform {
+        store,
+        control,
+        default_tenant: home,
+    } = builder.build().await.unwrap();
     let acme = store
         .create_tenant(
             NewTenant {
@@ -80,14 +70,6 @@ async fn platform(backend: Backend) -> Platform {
         .await
         .unwrap()
         .id;
-    let (kms, _) = nexus_secrets::LocalKeyFile::open_or_create(dir.path()).unwrap();
-    let control = Arc::new(ControlPlane::new(
-        store,
-        nexus_blob::BlobStore::local(&dir.path().join("blobs")).unwrap(),
-        Arc::new(common::runtime(nexus_runtime::RuntimeConfig::default())),
-        Arc::new(nexus_host::llm::EchoProvider),
-        Arc::new(kms),
-    ));
     let p = Platform {
         control,
         home,

@@ -13,8 +13,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use nexus_control::{ControlError, ControlPlane, OidcSettings, TenantRef};
 use nexus_core::identity::Role;
 use nexus_core::{Name, NewTenant, Principal, TenantId};
-use nexus_store::Store;
-use nexus_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
 
 const AUDIENCE: &str = "nexus";
@@ -164,7 +162,7 @@ impl Issuer {
 }
 
 struct Platform {
-    control: ControlPlane,
+    control: Arc<ControlPlane>,
     default: TenantId,
     acme: TenantId,
     _dir: tempfile::TempDir,
@@ -174,35 +172,24 @@ struct Platform {
 /// tokens as `settings` says.
 async fn platform(settings: Option<OidcSettings>) -> Platform {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/nexus.db", dir.path().display());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, 2).await.unwrap());
-    let mut tenants = Vec::new();
-    for name in ["default", "acme"] {
-        let tenant = store
-            .ensure_tenant(NewTenant {
-                name: Name::parse(name).unwrap(),
-                display_name: name.into(),
-            })
-            .await
-            .unwrap();
-        tenants.push(tenant.id);
-    }
-    let (kms, _) = nexus_secrets::LocalKeyFile::open_or_create(dir.path()).unwrap();
-    let runtime = nexus_runtime::Runtime::new(nexus_runtime::RuntimeConfig::default()).unwrap();
-    let mut control = ControlPlane::new(
-        store,
-        nexus_blob::BlobStore::local(&dir.path().join("blobs")).unwrap(),
-        Arc::new(runtime),
-        Arc::new(nexus_host::llm::EchoProvider),
-        Arc::new(kms),
-    );
+    let mut builder = nexus_server::PlatformBuilder::new(dir.path());
     if let Some(settings) = settings {
-        control = control.with_oidc(settings).unwrap();
+        builder = builder.oidc(settings);
     }
+    let platform = builder.build().await.unwrap();
+    let acme = platform
+        .store
+        .ensure_tenant(NewTenant {
+            name: Name::parse("acme").unwrap(),
+            display_name: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .id;
     Platform {
-        control,
-        default: tenants[0],
-        acme: tenants[1],
+        control: platform.control,
+        default: platform.default_tenant,
+        acme,
         _dir: dir,
     }
 }
@@ -584,10 +571,14 @@ async fn jwt_shaped_credentials_are_api_keys_without_oidc_and_issuers_must_be_ht
     let message = refusal(&p.control, &token).await;
     assert!(message.contains("API key"), "{message}");
 
-    let p = platform(None).await;
-    let refused = p
-        .control
-        .with_oidc(OidcSettings::new("http://idp.example.com", AUDIENCE))
+    let dir = tempfile::tempdir().unwrap();
+    let refused = nexus_server::PlatformBuilder::new(dir.path())
+        .oidc(OidcSettings::new("http://idp.example.com", AUDIENCE))
+        .build()
+        .await
         .unwrap_err();
-    assert!(refused.to_string().contains("oidc.issuer"), "{refused}");
+    assert!(
+        matches!(&refused, nexus_server::ServerError::Usage(m) if m.contains("oidc.issuer")),
+        "{refused}"
+    );
 }

@@ -14,10 +14,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use nexus_control::{ControlPlane, DeployRequest, InvokeRequest, NewPushConfig};
 use nexus_core::message::Part;
-use nexus_core::{Caller, Name, NewTenant, TaskState, TenantId};
+use nexus_core::{Caller, Name, TaskState, TenantId};
 use nexus_protocol::a2a::Version;
 use nexus_store::Store;
-use nexus_store_sqlite::SqliteStore;
 use serde_json::Value;
 
 type Seen = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
@@ -34,31 +33,19 @@ struct Platform {
 /// A control plane that may deliver to loopback, `agents` deployed, and a webhook receiver.
 async fn platform(agents: &[&str]) -> Platform {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/nexus.db", dir.path().display());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, 2).await.unwrap());
-    let tenant = store
-        .ensure_tenant(NewTenant {
-            name: Name::parse("default").unwrap(),
-            display_name: "Default".into(),
-        })
-        .await
-        .unwrap()
-        .id;
-    let (kms, _) = nexus_secrets::LocalKeyFile::open_or_create(dir.path()).unwrap();
-    let control = Arc::new(
-        ControlPlane::new(
-            store.clone(),
-            nexus_blob::BlobStore::local(&dir.path().join("blobs")).unwrap(),
-            Arc::new(common::runtime(nexus_runtime::RuntimeConfig::default())),
-            Arc::new(nexus_host::llm::EchoProvider),
-            Arc::new(kms),
-        )
-        .with_push(nexus_push::Settings {
+    let nexus_server::Platform {
+        store,
+        control,
+        default_tenant: tenant,
+    } = nexus_server::PlatformBuilder::new(dir.path())
+        .push(nexus_push::Settings {
             allow_private_addresses: true,
             base_delay: Duration::from_millis(10),
             ..nexus_push::Settings::default()
-        }),
-    );
+        })
+        .build()
+        .await
+        .unwrap();
     for name in agents {
         let manifest = format!(
             "[agent]\nname = \"{name}\"\nnamespace = \"tests\"\nversion = \"0.1.0\"\n\

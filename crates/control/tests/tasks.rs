@@ -11,8 +11,6 @@ use std::sync::Arc;
 use nexus_control::{ControlPlane, DeployRequest, InvokeRequest};
 use nexus_core::message::Part;
 use nexus_core::{Caller, Name, NewTenant, TaskEventKind, TaskState, TenantId};
-use nexus_store::Store;
-use nexus_store_sqlite::SqliteStore;
 
 struct Platform {
     control: Arc<ControlPlane>,
@@ -33,29 +31,17 @@ async fn empty_platform() -> Platform {
     empty_platform_on(nexus_runtime::RuntimeConfig::default()).await
 }
 
+/// A platform from the composition root on a fresh SQLite file, its `default` tenant empty.
 async fn empty_platform_on(runtime: nexus_runtime::RuntimeConfig) -> Platform {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/nexus.db", dir.path().display());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, 2).await.unwrap());
-    let tenant = store
-        .ensure_tenant(NewTenant {
-            name: Name::parse("default").unwrap(),
-            display_name: "Default".into(),
-        })
+    let platform = nexus_server::PlatformBuilder::new(dir.path())
+        .runtime(runtime)
+        .build()
         .await
-        .unwrap()
-        .id;
-    let (kms, _) = nexus_secrets::LocalKeyFile::open_or_create(dir.path()).unwrap();
-    let control = Arc::new(ControlPlane::new(
-        store,
-        nexus_blob::BlobStore::local(&dir.path().join("blobs")).unwrap(),
-        Arc::new(common::runtime(runtime)),
-        Arc::new(nexus_host::llm::EchoProvider),
-        Arc::new(kms),
-    ));
+        .unwrap();
     Platform {
-        control,
-        tenant,
+        control: platform.control,
+        tenant: platform.default_tenant,
         _dir: dir,
     }
 }

@@ -8,18 +8,11 @@ use std::time::Duration;
 use axum::serve::{Listener, ListenerExt};
 use clap::Args;
 use nexus_api::{AppState, Limits};
-use nexus_config::{Config, DatabaseBackend, LogFormat, Overrides, TlsOverrides};
-use nexus_core::tenant::DEFAULT_TENANT;
-use nexus_core::{Name, NewTenant};
-use nexus_store::Store;
+use nexus_config::{Config, LogFormat, Overrides, TlsOverrides};
 use nexus_telemetry::LogStyle;
 use tokio::net::TcpListener;
 
 use crate::exit::CliError;
-
-/// Why tasks that were running when the server stopped end up FAILED.
-const INTERRUPTED_TASK_REASON: &str =
-    "the server stopped while this task was running; send the message again to retry";
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -100,14 +93,11 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         .as_ref()
         .map(|tls| tls.watch(nexus_tls::RELOAD_POLL_INTERVAL));
 
-    std::fs::create_dir_all(&config.server.data_dir).map_err(|e| {
-        CliError::internal(format!(
-            "cannot create data directory {}: {e}",
-            config.server.data_dir.display()
-        ))
-    })?;
-    let store = open_store(&config).await?;
-    let default_tenant = bootstrap(store.as_ref()).await?;
+    let nexus_server::Platform {
+        store,
+        control,
+        default_tenant,
+    } = platform(&config).await?;
 
     let metrics = nexus_telemetry::init_metrics().map_err(|e| CliError::internal(e.to_string()))?;
     let limits = Limits {
@@ -118,7 +108,6 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         authentication: authentication(&config, args.insecure_no_auth, default_tenant)?,
         cors: config.server.cors.clone(),
     };
-    let control = control_plane(&config, store.clone())?;
     bootstrap_key(&control, default_tenant, args.bootstrap_api_key.as_deref()).await?;
     // The OIDC issuer's keys, fetched while the listener comes up (logged if unreachable).
     tokio::spawn({
@@ -243,135 +232,16 @@ fn server_tls(
         .map_err(|e| CliError::usage(format!("TLS: {e}")))
 }
 
-/// The control plane: packages in `<data-dir>/blobs`, compiled components cached in
-/// `<data-dir>/cache`, the deterministic `echo` model provider, push notifications as `[push]`
-/// says, OIDC tokens accepted as `[oidc]` says.
-pub(crate) fn control_plane(
-    config: &Config,
-    store: Arc<dyn Store>,
-) -> Result<Arc<nexus_control::ControlPlane>, CliError> {
-    let data_dir = &config.server.data_dir;
-    let blobs = nexus_blob::BlobStore::local(&data_dir.join("blobs"))
-        .map_err(|e| CliError::internal(e.to_string()))?;
-    let runtime = nexus_runtime::Runtime::new(nexus_runtime::RuntimeConfig {
-        cache_dir: Some(data_dir.join("cache")),
-        ..nexus_runtime::RuntimeConfig::default()
-    })
-    .map_err(|e| CliError::internal(e.to_string()))?;
-    let mut control = nexus_control::ControlPlane::new(
-        store,
-        blobs,
-        Arc::new(runtime),
-        Arc::new(nexus_host::llm::EchoProvider),
-        Arc::new(master_key(data_dir)?),
-    )
-    .with_push(nexus_push::Settings {
-        allow_private_addresses: config.push.allow_private_addresses,
-        ..nexus_push::Settings::default()
-    });
-    if let Some(oidc) = &config.oidc {
-        control = control
-            .with_oidc(oidc_settings(oidc)?)
-            .map_err(|e| CliError::usage(e.to_string()))?;
-    }
-    Ok(Arc::new(control))
-}
-
-/// The control plane's OIDC settings from `[oidc]` (validated when the config was loaded).
-fn oidc_settings(
-    config: &nexus_config::OidcConfig,
-) -> Result<nexus_control::OidcSettings, CliError> {
-    let usage = |key: &str, e: &dyn std::fmt::Display| CliError::usage(format!("{key}: {e}"));
-    let default_tenant = config
-        .default_tenant
-        .as_deref()
-        .map(Name::parse)
-        .transpose()
-        .map_err(|e| usage("oidc.default_tenant", &e))?;
-    let default_role = config
-        .default_role
-        .parse()
-        .map_err(|e| usage("oidc.default_role", &e))?;
-    Ok(nexus_control::OidcSettings {
-        issuer: config.issuer.clone(),
-        audience: config.audience.clone(),
-        tenant_claim: config.tenant_claim.clone(),
-        default_tenant,
-        role_claim: config.role_claim.clone(),
-        default_role,
-        subject_claim: config.subject_claim.clone(),
-        leeway: Duration::from_secs(config.leeway_secs),
-        jwks_refresh: Duration::from_secs(config.jwks_refresh_secs),
-        refetch_interval: nexus_control::MIN_REFETCH_INTERVAL,
-    })
-}
-
-/// The key that protects deployment secrets, `<data-dir>/master.key`, created on first start.
-/// A key file that is malformed or readable by others stops the server.
-fn master_key(data_dir: &std::path::Path) -> Result<nexus_secrets::LocalKeyFile, CliError> {
-    use nexus_secrets::SecretsError;
-    match nexus_secrets::LocalKeyFile::open_or_create(data_dir) {
-        Ok((key, created)) => {
-            if created {
-                tracing::warn!(
-                    path = %key.path().display(),
-                    "created the master key that encrypts secrets; back it up apart from the \
-                     database: without it stored secrets cannot be recovered"
-                );
-            }
-            Ok(key)
-        }
-        Err(
-            e @ (SecretsError::KeyFileMalformed { .. }
-            | SecretsError::KeyFileLength { .. }
-            | SecretsError::KeyFilePermissions { .. }),
-        ) => Err(CliError::usage(e.to_string())),
-        Err(e) => Err(CliError::internal(e.to_string())),
-    }
-}
-
-pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
-    let url = config.database_url();
-    let backend = config
-        .database_backend()
-        .map_err(|e| CliError::usage(e.to_string()))?;
-    let store: Arc<dyn Store> = match backend {
-        DatabaseBackend::Sqlite => Arc::new(
-            nexus_store_sqlite::SqliteStore::open(&url, config.database.max_connections)
-                .await
-                .map_err(|e| CliError::internal(format!("opening the database: {e}")))?,
-        ),
-        DatabaseBackend::Postgres => Arc::new(
-            nexus_store_postgres::PgStore::open(&url, config.database.max_connections, None)
-                .await
-                .map_err(|e| CliError::internal(format!("opening the database: {e}")))?,
-        ),
+/// The platform `config` describes, from the composition root.
+pub(crate) async fn platform(config: &Config) -> Result<nexus_server::Platform, CliError> {
+    let built = match nexus_server::PlatformBuilder::from_config(config) {
+        Ok(builder) => builder.build().await,
+        Err(e) => Err(e),
     };
-    Ok(store)
-}
-
-/// Makes a fresh data directory usable and cleans up after a crash: the `default` tenant
-/// exists, and no task is left running. Returns the `default` tenant's id.
-pub(crate) async fn bootstrap(store: &dyn Store) -> Result<nexus_core::TenantId, CliError> {
-    let name = Name::parse(DEFAULT_TENANT).map_err(|e| CliError::internal(e.to_string()))?;
-    let tenant = store
-        .ensure_tenant(NewTenant {
-            name,
-            display_name: "Default".into(),
-        })
-        .await
-        .map_err(|e| CliError::internal(format!("creating the default tenant: {e}")))?;
-    let failed = store
-        .fail_unfinished_tasks(INTERRUPTED_TASK_REASON)
-        .await
-        .map_err(|e| CliError::internal(format!("recovering interrupted tasks: {e}")))?;
-    if failed > 0 {
-        tracing::warn!(
-            tasks = failed,
-            "marked tasks interrupted by the last stop as failed"
-        );
-    }
-    Ok(tenant.id)
+    built.map_err(|e| match e {
+        nexus_server::ServerError::Usage(why) => CliError::usage(why),
+        nexus_server::ServerError::Internal(why) => CliError::internal(why),
+    })
 }
 
 /// Whether requests must authenticate: always, unless `--insecure-no-auth` on loopback.

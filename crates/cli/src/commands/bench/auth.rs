@@ -32,9 +32,11 @@ pub async fn auth(iterations: usize) -> Result<AuthReport, CliError> {
     let dir = tempfile::tempdir().map_err(internal)?;
     let mut config = nexus_config::Config::default();
     config.server.data_dir = dir.path().to_owned();
-    let store = super::super::server::open_store(&config).await?;
-    let tenant = super::super::server::bootstrap(store.as_ref()).await?;
-    let control = super::super::server::control_plane(&config, store.clone())?;
+    let nexus_server::Platform {
+        store,
+        control,
+        default_tenant: tenant,
+    } = super::super::server::platform(&config).await?;
     let system = Caller::system(tenant);
     // A tenant policy, so the decision evaluates one besides the built-in roles.
     control
