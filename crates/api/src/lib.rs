@@ -175,6 +175,11 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::teams::delete_team))
         .routes(routes!(routes::teams::add_team_member))
         .routes(routes!(routes::teams::remove_team_member))
+        .routes(routes!(
+            routes::service_accounts::create_service_account,
+            routes::service_accounts::list_service_accounts
+        ))
+        .routes(routes!(routes::service_accounts::delete_service_account))
         .routes(routes!(routes::keys::create_key, routes::keys::list_keys))
         .routes(routes!(routes::keys::revoke_key))
         .routes(routes!(routes::keys::list_audit))

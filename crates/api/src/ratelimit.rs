@@ -76,6 +76,7 @@ impl RateLimits {
             Principal::ApiKey { id, .. } => Some((id.as_uuid().as_u128(), "key")),
             Principal::User { subject } => Some((user_key(subject), "user")),
             Principal::Account { id, .. } => Some((id.as_uuid().as_u128(), "user")),
+            Principal::Service { id, .. } => Some((id.as_uuid().as_u128(), "service")),
             Principal::Agent { .. } | Principal::System => None,
         };
         if let Some((key, scope)) = own {

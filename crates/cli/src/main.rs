@@ -76,6 +76,9 @@ enum Command {
     /// Create and delete teams, and add and remove their members.
     #[command(subcommand)]
     Teams(commands::teams::TeamsCommand),
+    /// Create, list and delete service accounts (machine identities with keys).
+    #[command(subcommand)]
+    ServiceAccounts(commands::service_accounts::ServiceAccountsCommand),
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
@@ -137,6 +140,9 @@ fn main() -> ExitCode {
             Command::Whoami => commands::users::whoami(&client()?, output).await,
             Command::Members(cmd) => commands::users::members(cmd, &client()?, output).await,
             Command::Teams(cmd) => commands::teams::run(cmd, &client()?, output).await,
+            Command::ServiceAccounts(cmd) => {
+                commands::service_accounts::run(cmd, &client()?, output).await
+            }
             Command::Tenants(cmd) => {
                 let client = client()?;
                 commands::tenants::run(cmd, &client, output).await

@@ -656,3 +656,49 @@ fn teams_are_made_filled_and_emptied_from_the_cli() {
     assert_eq!(teams, serde_json::json!([]));
     server.stop();
 }
+
+#[test]
+fn service_account_keys_are_made_and_die_with_their_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let created = server.cli(&["service-accounts", "create", "ci", "--role", "viewer"]);
+    assert!(created.status.success(), "{created:?}");
+    let key = server.cli(&["keys", "create", "ci-key", "--service-account", "ci"]);
+    assert!(key.status.success(), "{key:?}");
+    assert!(
+        String::from_utf8_lossy(&key.stderr).contains("(viewer)"),
+        "{key:?}"
+    );
+    let secret = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+    let me = Command::new(NEXUS)
+        .args(["--server", &server.url, "--json", "whoami"])
+        .env("NEXUS_API_KEY", &secret)
+        .output()
+        .unwrap();
+    assert_eq!(stdout_json(&me)["principal"], "service:ci");
+    let both = server.cli(&[
+        "keys",
+        "create",
+        "k",
+        "--role",
+        "viewer",
+        "--service-account",
+        "ci",
+    ]);
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+    let listed = stdout_json(&server.cli(&["--json", "service-accounts", "list"]));
+    assert_eq!(listed[0]["name"], "ci");
+    assert!(
+        server
+            .cli(&["service-accounts", "delete", "ci"])
+            .status
+            .success()
+    );
+    let after = Command::new(NEXUS)
+        .args(["--server", &server.url, "whoami"])
+        .env("NEXUS_API_KEY", &secret)
+        .output()
+        .unwrap();
+    assert_eq!(after.status.code(), Some(4), "{after:?}");
+    server.stop();
+}

@@ -80,6 +80,12 @@ impl KeyCache {
         keys.retain(|_, (key, _)| key.user_id != Some(user));
     }
 
+    /// Forgets every key of a deleted service account.
+    pub(crate) fn forget_service_account(&self, account: nexus_core::ServiceAccountId) {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.retain(|_, (key, _)| key.service_account_id != Some(account));
+    }
+
     /// Forgets every key of a deleted tenant.
     pub(crate) fn forget_tenant(&self, tenant: TenantId) {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
@@ -144,6 +150,17 @@ impl ControlPlane {
         tenant: TenantId,
         request: NewKeyRequest,
     ) -> Result<CreatedKey, ControlError> {
+        self.create_key_for(caller, tenant, request, None).await
+    }
+
+    /// [`create_key`](Self::create_key), for a service account when `account` is given.
+    pub(crate) async fn create_key_for(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        request: NewKeyRequest,
+        account: Option<(nexus_core::ServiceAccountId, nexus_core::Name)>,
+    ) -> Result<CreatedKey, ControlError> {
         self.authorize(caller, tenant, Action::KeyCreate).await?;
         if !caller.platform_admin && request.role > caller.role {
             return Err(ControlError::Denied(format!(
@@ -168,7 +185,7 @@ impl ControlPlane {
         let secret =
             nexus_auth::generate_key().map_err(|e| ControlError::Internal(e.to_string()))?;
         let key = self
-            .store_key(caller, tenant, request, secret.prefix, secret.hash)
+            .store_key(caller, tenant, request, secret.prefix, secret.hash, account)
             .await?;
         Ok(CreatedKey {
             key,
@@ -183,6 +200,7 @@ impl ControlPlane {
         request: NewKeyRequest,
         prefix: String,
         hash: String,
+        account: Option<(nexus_core::ServiceAccountId, nexus_core::Name)>,
     ) -> Result<ApiKey, ControlError> {
         let new = NewApiKey {
             id: ApiKeyId::new(),
@@ -194,6 +212,7 @@ impl ControlPlane {
             created_by: caller.principal.id(),
             expires_at: request.expires_at,
             user_id: None,
+            service_account: account,
         };
         let event = audit::event(
             caller,
@@ -204,6 +223,7 @@ impl ControlPlane {
                 "role": new.role,
                 "platform_admin": new.platform_admin,
                 "expires_at": new.expires_at,
+                "service_account": new.service_account.as_ref().map(|(_, name)| name),
             }),
         );
         Ok(self.store.create_api_key(tenant, new, event).await?)
@@ -264,7 +284,7 @@ impl ControlPlane {
                 .await?
                 .is_none()
             {
-                self.store_key(&system, tenant, request, secret.prefix, secret.hash)
+                self.store_key(&system, tenant, request, secret.prefix, secret.hash, None)
                     .await?;
             }
             return Ok(None);
@@ -274,7 +294,7 @@ impl ControlPlane {
         }
         let secret =
             nexus_auth::generate_key().map_err(|e| ControlError::Internal(e.to_string()))?;
-        self.store_key(&system, tenant, request, secret.prefix, secret.hash)
+        self.store_key(&system, tenant, request, secret.prefix, secret.hash, None)
             .await?;
         Ok(Some(secret.secret))
     }

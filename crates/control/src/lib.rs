@@ -13,6 +13,7 @@
 //! - `calls`: agent-to-agent calls as child tasks;
 //! - `secrets`: deployment secrets, sealed at rest; `state`: agent state, sealed the same way;
 //! - `export`: all of a tenant's data, as one stream of records (GDPR);
+//! - `service_accounts`: machine identities whose keys act as them;
 //! - `keys` and `oidc`: authentication, by API key or by a token of the configured OIDC issuer;
 //! - `users`: accounts, memberships, password logins (sessions are keys naming their user);
 //!   `teams`: groups of members that give each the team's role;
@@ -44,6 +45,7 @@ mod packages;
 mod policies;
 mod push;
 mod secrets;
+mod service_accounts;
 mod state;
 mod tasks;
 mod teams;
@@ -66,6 +68,7 @@ pub use push::{
     MAX_PUSH_SCHEME_LEN, MAX_PUSH_TOKEN_LEN, MAX_PUSH_URL_LEN, NewPushConfig,
 };
 pub use secrets::{MAX_SECRET_NAME_LEN, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_AGENT};
+pub use service_accounts::MAX_SERVICE_ACCOUNT_DESCRIPTION_LEN;
 pub use tasks::{Invocation, InvokeRequest, MAX_CONTEXT_ID_LEN, Started};
 pub use tenants::TenantRef;
 pub use users::{

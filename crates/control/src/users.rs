@@ -279,6 +279,7 @@ impl ControlPlane {
             created_by: format!("user:{}", user.name),
             expires_at: Some(expires_at),
             user_id: Some(user.id),
+            service_account: None,
         };
         let event = nexus_core::NewAuditEvent {
             actor: format!("user:{}", user.name),

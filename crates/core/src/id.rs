@@ -127,6 +127,11 @@ typed_id!(
     TeamId,
     "team"
 );
+typed_id!(
+    /// Identifies a service account (a machine identity of a tenant).
+    ServiceAccountId,
+    "service account"
+);
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{AgentId, ApiKeyId, Name, TenantId, UserId};
+use crate::{AgentId, ApiKeyId, Name, ServiceAccountId, TenantId, UserId};
 
 /// Longest API key label accepted, in characters.
 pub const MAX_KEY_NAME_LEN: usize = 100;
@@ -115,6 +115,13 @@ pub struct ApiKey {
     /// user's name). Absent for keys made with `nexus keys create`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<UserId>,
+    /// The service account the key belongs to, if any: it acts as that account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_id: Option<ServiceAccountId>,
+    /// That account's name (names never change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub service_account: Option<Name>,
 }
 
 impl ApiKey {
@@ -138,6 +145,8 @@ pub struct NewApiKey {
     pub expires_at: Option<DateTime<Utc>>,
     /// The user account a login session stands for; `None` for other keys.
     pub user_id: Option<UserId>,
+    /// The service account the key belongs to (its id and name); `None` for other keys.
+    pub service_account: Option<(ServiceAccountId, Name)>,
 }
 
 impl NewApiKey {
@@ -155,6 +164,8 @@ impl NewApiKey {
             expires_at: self.expires_at,
             revoked_at: None,
             user_id: self.user_id,
+            service_account_id: self.service_account.as_ref().map(|(id, _)| *id),
+            service_account: self.service_account.map(|(_, name)| name),
         }
     }
 }
@@ -171,19 +182,22 @@ pub enum Principal {
     User { subject: String },
     /// A user account of this platform, logged in with its password (`nexus login`).
     Account { id: UserId, name: Name },
+    /// A service account of a tenant, acting through one of its API keys.
+    Service { id: ServiceAccountId, name: Name },
     /// The platform itself: bootstrap, recovery, tests of the control plane.
     System,
 }
 
 impl Principal {
     /// A stable id for audit and policies: `key:<uuid>`, `agent:<uuid>`, `oidc:<subject>`,
-    /// `user:<name>` or `system`.
+    /// `user:<name>`, `service:<name>` or `system`.
     pub fn id(&self) -> String {
         match self {
             Self::ApiKey { id, .. } => format!("key:{id}"),
             Self::Agent { id, .. } => format!("agent:{id}"),
             Self::User { subject } => format!("oidc:{subject}"),
             Self::Account { name, .. } => format!("user:{name}"),
+            Self::Service { name, .. } => format!("service:{name}"),
             Self::System => "system".to_owned(),
         }
     }
@@ -222,7 +236,12 @@ impl Caller {
         let account = key
             .user_id
             .zip(Name::parse(&key.name).ok())
-            .map(|(id, name)| Principal::Account { id, name });
+            .map(|(id, name)| Principal::Account { id, name })
+            .or_else(|| {
+                key.service_account_id
+                    .zip(key.service_account.clone())
+                    .map(|(id, name)| Principal::Service { id, name })
+            });
         Self {
             tenant: key.tenant_id,
             principal: account.unwrap_or_else(|| Principal::ApiKey {
@@ -305,6 +324,7 @@ mod tests {
             created_by: "system".into(),
             expires_at: None,
             user_id: None,
+            service_account: None,
         }
         .into_key(TenantId::new());
         assert!(key.is_active(now));

@@ -23,8 +23,8 @@ pub use agent::{Agent, AgentRevision, Grants, NewAgentRevision};
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use error::ErrorCode;
 pub use id::{
-    AgentId, ApiKeyId, AuditEventId, IdParseError, PackageId, PolicyId, TaskId, TeamId, TenantId,
-    UserId,
+    AgentId, ApiKeyId, AuditEventId, IdParseError, PackageId, PolicyId, ServiceAccountId, TaskId,
+    TeamId, TenantId, UserId,
 };
 pub use identity::{ApiKey, Caller, NewApiKey, Principal};
 pub use message::{Artifact, Message, Part, Role};
@@ -34,4 +34,4 @@ pub use page::{Cursor, Page, PageRequest};
 pub use policy::{NewPolicy, Policy};
 pub use task::{IllegalTransition, NewTask, Task, TaskEvent, TaskEventKind, TaskState};
 pub use tenant::{NewTenant, Tenant};
-pub use user::{Membership, NewUser, Team, User};
+pub use user::{Membership, NewUser, ServiceAccount, Team, User};

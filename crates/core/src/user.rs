@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Role;
-use crate::{Name, TeamId, TenantId, UserId};
+use crate::{Name, ServiceAccountId, TeamId, TenantId, UserId};
 
 /// A user account. Accounts are global (one person, one password); what they may do is set
 /// per tenant by their [`Membership`]s.
@@ -58,5 +58,21 @@ pub struct Team {
     /// Members' user names, sorted.
     #[schema(value_type = Vec<String>)]
     pub members: Vec<Name>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A machine identity of a tenant (a CI pipeline, a backend calling agents): it holds API keys,
+/// which act as the account (`service:<name>`) with its role, and go when it goes. Its name
+/// and role never change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ServiceAccount {
+    pub id: ServiceAccountId,
+    pub tenant_id: TenantId,
+    #[schema(value_type = String)]
+    pub name: Name,
+    pub role: Role,
+    pub description: String,
+    /// Who created it (a principal id).
+    pub created_by: String,
     pub created_at: DateTime<Utc>,
 }

@@ -374,6 +374,8 @@ pub struct ApiKeyRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub user_id: Option<Uuid>,
+    pub service_account_id: Option<Uuid>,
+    pub service_account: Option<String>,
 }
 
 impl TryFrom<ApiKeyRow> for ApiKey {
@@ -391,6 +393,13 @@ impl TryFrom<ApiKeyRow> for ApiKey {
             expires_at: row.expires_at,
             revoked_at: row.revoked_at,
             user_id: row.user_id.map(UserId::from_uuid),
+            service_account_id: row
+                .service_account_id
+                .map(nexus_core::ServiceAccountId::from_uuid),
+            service_account: row
+                .service_account
+                .map(|n| name(n, "api_keys.service_account"))
+                .transpose()?,
         })
     }
 }
@@ -451,6 +460,33 @@ impl TryFrom<MembershipRow> for Membership {
                 display_name: row.display_name,
                 created_at: row.user_created_at,
             },
+        })
+    }
+}
+
+/// A `service_accounts` row.
+#[derive(Debug, FromRow)]
+pub struct ServiceAccountRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub role: String,
+    pub description: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<ServiceAccountRow> for nexus_core::ServiceAccount {
+    type Error = StoreError;
+    fn try_from(row: ServiceAccountRow) -> Result<Self, StoreError> {
+        Ok(nexus_core::ServiceAccount {
+            id: nexus_core::ServiceAccountId::from_uuid(row.id),
+            tenant_id: TenantId::from_uuid(row.tenant_id),
+            name: name(row.name, "service_accounts.name")?,
+            role: parse::<Role>(&row.role, "service_accounts.role")?,
+            description: row.description,
+            created_by: row.created_by,
+            created_at: row.created_at,
         })
     }
 }
@@ -589,6 +625,8 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             user_id: None,
+            service_account_id: None,
+            service_account: None,
         }
     }
 

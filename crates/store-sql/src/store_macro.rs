@@ -24,7 +24,7 @@ macro_rules! impl_store {
                 NewAgentRevision, NewApiKey, NewAuditEvent, NewPackage, NewPolicy, NewTask,
                 NewTenant, Package, PackageRef, Page, PageRequest, Policy, Task, TaskEvent, TaskId,
                 TaskState, Tenant, TenantId, audit::GENESIS_HASH, page::now, Membership, NewUser,
-                User, UserId, identity::Role, Team, TeamId,
+                User, UserId, identity::Role, Team, TeamId, ServiceAccount,
             };
             use $crate::__private::nexus_store::{
                 AgentStore, ApiKeyStore, AuditStore, NewTaskEvent, PackageStore, PolicyStore,
@@ -35,7 +35,7 @@ macro_rules! impl_store {
             use $crate::__private::uuid::Uuid;
             use $crate::{
                 AgentRow, ApiKeyRow, AuditRow, MembershipRow, PackageRow, PolicyRow, RevisionRow,
-                TaskEventRow, TaskRow, UserRow, MEMBERSHIP_COLUMNS,
+                TaskEventRow, TaskRow, UserRow, MEMBERSHIP_COLUMNS, ServiceAccountRow,
                 TenantRow, convert, is_foreign_key_violation, is_unique_violation, map_err,
                 parse_cursor, status_payload, to_i64, to_u64, with_revision, EVENTS_PER_INSERT,
                 RUNNING_STATES,
@@ -888,10 +888,10 @@ macro_rules! impl_store {
                     append_audit_in_tx(&mut tx, tenant, audit).await?;
                     let key: ApiKey = sqlx::query_as::<_, ApiKeyRow>(
                         "INSERT INTO api_keys (id, tenant_id, name, role, platform_admin, prefix, \
-                         secret_hash, created_by, created_at, expires_at, revoked_at, user_id) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11) \
+                         secret_hash, created_by, created_at, expires_at, revoked_at, user_id, service_account_id, service_account) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13) \
                          RETURNING id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at, user_id",
+                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account",
                     )
                     .bind(new.id.as_uuid())
                     .bind(tenant.as_uuid())
@@ -904,6 +904,8 @@ macro_rules! impl_store {
                     .bind(now())
                     .bind(new.expires_at)
                     .bind(new.user_id.map(|id| *id.as_uuid()))
+                    .bind(new.service_account.as_ref().map(|(id, _)| *id.as_uuid()))
+                    .bind(new.service_account.as_ref().map(|(_, name)| name.as_str()))
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| {
@@ -923,7 +925,7 @@ macro_rules! impl_store {
                 async fn find_api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
                     sqlx::query_as::<_, ApiKeyRow>(
                         "SELECT id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at, user_id FROM api_keys WHERE secret_hash = $1",
+                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account FROM api_keys WHERE secret_hash = $1",
                     )
                     .bind(secret_hash)
                     .fetch_optional(self.reader())
@@ -936,7 +938,7 @@ macro_rules! impl_store {
                 async fn get_api_key(&self, tenant: TenantId, id: ApiKeyId) -> Result<ApiKey> {
                     sqlx::query_as::<_, ApiKeyRow>(
                         "SELECT id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at, user_id FROM api_keys WHERE tenant_id = $1 AND id = $2",
+                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account FROM api_keys WHERE tenant_id = $1 AND id = $2",
                     )
                     .bind(tenant.as_uuid())
                     .bind(id.as_uuid())
@@ -951,7 +953,7 @@ macro_rules! impl_store {
                     let after = parse_cursor(page.after.as_ref())?;
                     let rows = sqlx::query_as::<_, ApiKeyRow>(
                         "SELECT id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at, user_id FROM api_keys \
+                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account FROM api_keys \
                          WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
                     )
                     .bind(tenant.as_uuid())
@@ -977,7 +979,7 @@ macro_rules! impl_store {
                         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) \
                          WHERE tenant_id = $2 AND id = $3 \
                          RETURNING id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at, user_id",
+                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account",
                     )
                     .bind(now())
                     .bind(tenant.as_uuid())
@@ -989,6 +991,86 @@ macro_rules! impl_store {
                     .try_into()?;
                     tx.commit().await.map_err(map_err)?;
                     Ok(key)
+                }
+
+                async fn create_service_account(
+                    &self,
+                    account: ServiceAccount,
+                    audit: NewAuditEvent,
+                ) -> Result<ServiceAccount> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    append_audit_in_tx(&mut tx, account.tenant_id, audit).await?;
+                    sqlx::query(
+                        "INSERT INTO service_accounts (id, tenant_id, name, role, description, created_by, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(account.id.as_uuid())
+                    .bind(account.tenant_id.as_uuid())
+                    .bind(account.name.as_str())
+                    .bind(account.role.as_str())
+                    .bind(&account.description)
+                    .bind(&account.created_by)
+                    .bind(account.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            StoreError::already_exists("service account", &account.name)
+                        } else {
+                            map_err(e)
+                        }
+                    })?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(account)
+                }
+
+                async fn list_service_accounts(&self, tenant: TenantId) -> Result<Vec<ServiceAccount>> {
+                    let rows = sqlx::query_as::<_, ServiceAccountRow>(
+                        "SELECT id, tenant_id, name, role, description, created_by, created_at \
+                         FROM service_accounts WHERE tenant_id = $1 ORDER BY name",
+                    )
+                    .bind(tenant.as_uuid())
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    convert(rows)
+                }
+
+                async fn get_service_account(&self, tenant: TenantId, name: &Name) -> Result<ServiceAccount> {
+                    sqlx::query_as::<_, ServiceAccountRow>(
+                        "SELECT id, tenant_id, name, role, description, created_by, created_at \
+                         FROM service_accounts WHERE tenant_id = $1 AND name = $2",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(name.as_str())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("service account", name))?
+                    .try_into()
+                }
+
+                async fn delete_service_account(
+                    &self,
+                    tenant: TenantId,
+                    name: &Name,
+                    audit: NewAuditEvent,
+                ) -> Result<ServiceAccount> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    let account: ServiceAccount = sqlx::query_as::<_, ServiceAccountRow>(
+                        "DELETE FROM service_accounts WHERE tenant_id = $1 AND name = $2 \
+                         RETURNING id, tenant_id, name, role, description, created_by, created_at",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(name.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("service account", name))?
+                    .try_into()?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(account)
                 }
 
                 async fn any_api_key(&self) -> Result<bool> {

@@ -216,6 +216,11 @@ fn migrator() -> sqlx::migrate::Migrator {
             include_str!("../migrations/0008_task_principal.sql"),
         ),
         (9, "teams", include_str!("../migrations/0009_teams.sql")),
+        (
+            10,
+            "service accounts",
+            include_str!("../migrations/0010_service_accounts.sql"),
+        ),
     ])
 }
 

@@ -75,7 +75,8 @@ macro_rules! conformance_tests {
             tenant_keys_are_destroyed_on_demand,
             users_join_tenants_and_sessions_follow_their_membership,
             users_listing_pages_by_name_and_refusals_store_nothing,
-            teams_give_their_role_and_changes_end_sessions
+            teams_give_their_role_and_changes_end_sessions,
+            service_accounts_own_their_keys
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -2041,6 +2042,7 @@ fn new_key(name: &str, hash_seed: u8) -> NewApiKey {
         created_by: "system".to_owned(),
         expires_at: None,
         user_id: None,
+        service_account: None,
     }
 }
 
@@ -3821,4 +3823,92 @@ pub async fn teams_give_their_role_and_changes_end_sessions(store: Arc<dyn Store
         "{missing:?}"
     );
     assert_eq!(audit_actions(&*store, acme).await, before);
+}
+
+pub async fn service_accounts_own_their_keys(store: Arc<dyn Store>) {
+    let acme = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let account = |t: TenantId, n: &str| nexus_core::ServiceAccount {
+        id: nexus_core::ServiceAccountId::new(),
+        tenant_id: t,
+        name: name(n),
+        role: Role::Operator,
+        description: "the CI pipeline".into(),
+        created_by: "key:admin".into(),
+        created_at: nexus_core::page::now(),
+    };
+    let ci = store
+        .create_service_account(
+            account(acme, "ci"),
+            audit_event("service_account.create", "ci"),
+        )
+        .await
+        .unwrap();
+    let taken = store
+        .create_service_account(
+            account(acme, "ci"),
+            audit_event("service_account.create", "ci"),
+        )
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::AlreadyExists { .. })),
+        "{taken:?}"
+    );
+    // The same name in another tenant is another account.
+    store
+        .create_service_account(
+            account(other, "ci"),
+            audit_event("service_account.create", "ci"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_service_account(acme, &name("ci")).await.unwrap(),
+        ci
+    );
+    assert_eq!(
+        store.list_service_accounts(acme).await.unwrap(),
+        [ci.clone()]
+    );
+
+    let mut new = new_key("ci-key", 0x5a);
+    new.role = ci.role;
+    new.service_account = Some((ci.id, ci.name.clone()));
+    let hash = new.secret_hash.clone();
+    let key = create_key(&*store, acme, new).await;
+    assert_eq!(
+        (key.service_account_id, key.service_account.clone()),
+        (Some(ci.id), Some(name("ci")))
+    );
+    let found = store.find_api_key_by_hash(&hash).await.unwrap().unwrap();
+    assert_eq!(found, key);
+
+    let deleted = store
+        .delete_service_account(
+            acme,
+            &name("ci"),
+            audit_event("service_account.delete", "ci"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted.id, ci.id);
+    assert_eq!(
+        store.find_api_key_by_hash(&hash).await.unwrap(),
+        None,
+        "its keys go with it"
+    );
+    let before = audit_actions(&*store, acme).await;
+    let missing = store
+        .delete_service_account(
+            acme,
+            &name("ci"),
+            audit_event("service_account.delete", "ci"),
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    assert_eq!(audit_actions(&*store, acme).await, before);
+    assert_eq!(store.list_service_accounts(other).await.unwrap().len(), 1);
 }

@@ -17,8 +17,8 @@ use nexus_core::task::IllegalTransition;
 use nexus_core::{
     Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, Membership, Name,
     NewAgentRevision, NewApiKey, NewAuditEvent, NewPackage, NewPolicy, NewTask, NewTenant, NewUser,
-    Package, PackageRef, Page, PageRequest, Policy, Task, TaskEvent, TaskEventKind, TaskId,
-    TaskState, Team, TeamId, Tenant, TenantId, User, UserId,
+    Package, PackageRef, Page, PageRequest, Policy, ServiceAccount, Task, TaskEvent, TaskEventKind,
+    TaskId, TaskState, Team, TeamId, Tenant, TenantId, User, UserId,
 };
 
 pub mod conformance;
@@ -334,6 +334,24 @@ pub trait ApiKeyStore: Send + Sync {
     ) -> Result<ApiKey>;
     /// Whether any key exists in any tenant: a fresh data directory has none.
     async fn any_api_key(&self) -> Result<bool>;
+    /// Stores a service account, appending `audit`, atomically. `AlreadyExists` if the tenant
+    /// has one of that name.
+    async fn create_service_account(
+        &self,
+        account: ServiceAccount,
+        audit: NewAuditEvent,
+    ) -> Result<ServiceAccount>;
+    /// The tenant's service accounts by name.
+    async fn list_service_accounts(&self, tenant: TenantId) -> Result<Vec<ServiceAccount>>;
+    async fn get_service_account(&self, tenant: TenantId, name: &Name) -> Result<ServiceAccount>;
+    /// Deletes a service account with its keys, appending `audit`, atomically. `NotFound` (and
+    /// no event) if there is none.
+    async fn delete_service_account(
+        &self,
+        tenant: TenantId,
+        name: &Name,
+        audit: NewAuditEvent,
+    ) -> Result<ServiceAccount>;
 }
 
 /// User accounts (global, with an argon2id password hash the store never interprets) and their

@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use nexus_control::NewKeyRequest;
 use nexus_core::identity::Role;
-use nexus_core::{ApiKey, ApiKeyId, AuditEvent, ErrorCode, Page};
+use nexus_core::{ApiKey, ApiKeyId, AuditEvent, ErrorCode, Name, Page};
 use serde::{Deserialize, Serialize};
 
 use crate::Scope;
@@ -21,7 +21,10 @@ pub struct CreateKey {
     /// A label for people, e.g. `ci`.
     #[schema(example = "ci")]
     pub name: String,
-    pub role: Role,
+    /// The key's role; leave it out for a service account's key, which has the account's.
+    pub role: Option<Role>,
+    /// Make the key a service account's: it acts as that account, with its role.
+    pub service_account: Option<String>,
     /// Manage tenants and act in all of them; only a platform admin may grant it.
     #[serde(default)]
     pub platform_admin: bool,
@@ -51,19 +54,45 @@ pub async fn create_key(
     Json(body): Json<CreateKey>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
-    let created = state
-        .control
-        .create_key(
-            &state.caller,
-            tenant.id,
-            NewKeyRequest {
-                name: body.name,
-                role: body.role,
-                platform_admin: body.platform_admin,
-                expires_at: body.expires_at,
-            },
-        )
-        .await?;
+    let created = match (body.role, body.service_account) {
+        (Some(role), None) => {
+            state
+                .control
+                .create_key(
+                    &state.caller,
+                    tenant.id,
+                    NewKeyRequest {
+                        name: body.name,
+                        role,
+                        platform_admin: body.platform_admin,
+                        expires_at: body.expires_at,
+                    },
+                )
+                .await?
+        }
+        (None, Some(account)) if !body.platform_admin => {
+            let account = Name::parse(&account).map_err(|e| {
+                ApiError::new(ErrorCode::ValidationFailed, format!("service_account: {e}"))
+            })?;
+            state
+                .control
+                .create_service_key(
+                    &state.caller,
+                    tenant.id,
+                    &account,
+                    body.name,
+                    body.expires_at,
+                )
+                .await?
+        }
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::ValidationFailed,
+                "give either `role` or `service_account` (a service account's key has its \
+                 role and no platform rights)",
+            ));
+        }
+    };
     let location = format!("/v1/tenants/{}/keys/{}", tenant.name, created.key.id);
     Ok((
         StatusCode::CREATED,

@@ -8,6 +8,7 @@ pub mod health;
 pub mod keys;
 pub mod mcp;
 pub mod policies;
+pub mod service_accounts;
 pub mod teams;
 pub mod tenants;
 pub mod users;

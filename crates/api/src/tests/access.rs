@@ -18,6 +18,7 @@ fn every_route() -> Vec<(axum::http::Method, String)> {
             .replace("{policy}", "some-policy")
             .replace("{user}", "someone")
             .replace("{team}", "some-team")
+            .replace("{account}", "some-account")
     };
     let mut routes = Vec::new();
     for (path, item) in openapi().paths.paths {
@@ -73,6 +74,7 @@ fn request(method: &axum::http::Method, uri: &str, key: Option<&str>) -> Request
         "members" if uri.contains("/teams/") => r#"{"name": "newcomer"}"#,
         "members" => r#"{"name": "newcomer", "role": "viewer"}"#,
         "teams" => r#"{"name": "newcomers", "role": "viewer"}"#,
+        "service-accounts" => r#"{"name": "robot", "role": "viewer"}"#,
         // Public: a body it refuses as malformed shows the gateway let it through.
         "login" => "{}",
         _ => "{}",

@@ -450,3 +450,100 @@ async fn a_team_lifts_its_members_role_until_it_lets_them_go() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_service_accounts_keys_act_as_it_until_it_is_deleted() {
+    let app = app().await;
+    let account = app
+        .post_json(
+            "/v1/tenants/default/service-accounts",
+            json!({"name": "ci", "role": "operator", "description": "the pipeline"}).to_string(),
+        )
+        .await;
+    assert_eq!(account.status, StatusCode::CREATED, "{}", account.text);
+    let key = app
+        .post_json(
+            "/v1/tenants/default/keys",
+            json!({"name": "ci-2026", "service_account": "ci"}).to_string(),
+        )
+        .await;
+    assert_eq!(key.status, StatusCode::CREATED, "{}", key.text);
+    assert_eq!(
+        (
+            key.body["role"].clone(),
+            key.body["service_account"].clone()
+        ),
+        (json!("operator"), json!("ci"))
+    );
+    let secret = key.body["secret"].as_str().unwrap().to_owned();
+    let me = app.send_with("GET", "/v1/whoami", &secret, None).await;
+    assert_eq!(me.body["principal"], "service:ci", "{}", me.text);
+
+    // Policies name the account, whichever key it uses.
+    let policy = app
+        .post_json(
+            "/v1/tenants/default/policies",
+            json!({"name": "ci-reads-no-tasks",
+                   "text": "forbid(principal == Nexus::ServiceAccount::\"ci\", action == Nexus::Action::\"task.list\", resource);"})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(policy.status, StatusCode::CREATED, "{}", policy.text);
+    let listed = app
+        .send_with("GET", "/v1/tenants/default/tasks", &secret, None)
+        .await;
+    assert_problem(&listed, StatusCode::FORBIDDEN, "forbidden");
+    let agents = app
+        .send_with("GET", "/v1/tenants/default/agents", &secret, None)
+        .await;
+    assert_eq!(agents.status, StatusCode::OK, "{}", agents.text);
+
+    // Refusals: both a role and an account, neither, an unknown account, a taken name.
+    for (uri, body, status) in [
+        (
+            "/v1/tenants/default/keys",
+            json!({"name": "k", "role": "viewer", "service_account": "ci"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/v1/tenants/default/keys",
+            json!({"name": "k"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/v1/tenants/default/keys",
+            json!({"name": "k", "service_account": "nobody"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/tenants/default/service-accounts",
+            json!({"name": "ci", "role": "viewer"}),
+            StatusCode::CONFLICT,
+        ),
+    ] {
+        let refused = app.post_json(uri, body.to_string()).await;
+        assert_eq!(refused.status, status, "{uri} {body}: {}", refused.text);
+    }
+
+    let deleted = app
+        .send(
+            Request::delete("/v1/tenants/default/service-accounts/ci")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+    let gone = app.send_with("GET", "/v1/whoami", &secret, None).await;
+    assert_problem(&gone, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let actions = app.actions("default").await;
+    for action in [
+        "service_account.create",
+        "key.create",
+        "service_account.delete",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
+}

@@ -17,9 +17,12 @@ pub enum KeysCommand {
     Create {
         /// A label for people, e.g. `ci`.
         name: String,
-        /// viewer, operator, developer, admin or owner.
-        #[arg(long, default_value = "developer")]
-        role: Role,
+        /// viewer, operator, developer, admin or owner (default developer).
+        #[arg(long, conflicts_with = "service_account")]
+        role: Option<Role>,
+        /// Make it a key of this service account: it acts as the account, with its role.
+        #[arg(long, conflicts_with = "platform_admin")]
+        service_account: Option<String>,
         /// Expire the key after this long: `30d`, `12h`, `90m`.
         #[arg(long, value_parser = parse_lifetime)]
         expires_in: Option<chrono::Duration>,
@@ -96,22 +99,29 @@ pub async fn keys(cmd: KeysCommand, client: &Client, output: Output) -> Result<(
         KeysCommand::Create {
             name,
             role,
+            service_account,
             expires_in,
             platform_admin,
             tenant,
         } => {
             let expires_at = expires_in.map(|d| chrono::Utc::now() + d);
+            let role = match (&service_account, role) {
+                (None, role) => Some(role.unwrap_or(Role::Developer)),
+                (Some(_), _) => None,
+            };
             let created: serde_json::Value = client
                 .post(
                     &["v1", "tenants", &tenant, "keys"],
                     &json!({
                         "name": name,
                         "role": role,
+                        "service_account": service_account,
                         "platform_admin": platform_admin,
                         "expires_at": expires_at,
                     }),
                 )
                 .await?;
+            let role = created["role"].as_str().unwrap_or_default().to_owned();
             if output.json {
                 return output.print_json(&created);
             }

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod policies;
 pub mod run;
 pub mod server;
+pub mod service_accounts;
 pub mod teams;
 pub mod tenants;
 pub mod users;

@@ -3,7 +3,8 @@
 //!
 //! Entities (namespace `Nexus`):
 //! - principals: `Nexus::Key::"<key id>"`, `Nexus::Account::"<user name>"` (a user logged in
-//!   with a password), `Nexus::User::"<subject>"` (a holder of an OIDC
+//!   with a password), `Nexus::ServiceAccount::"<name>"` (a key of a service account),
+//!   `Nexus::User::"<subject>"` (a holder of an OIDC
 //!   token; its `name` is the subject too) and `Nexus::Agent::"<agent id>"` (an agent calling
 //!   another), with `role`, `tenant` (its tenant's id), `name` and `platform_admin`;
 //! - resources: `Nexus::Tenant::"<id>"` with `tenant`, or `Nexus::Agent::"<name>"` with
@@ -152,6 +153,10 @@ pub fn decide(
         Principal::Agent { id, name } => (uid("Nexus::Agent", &id.to_string()), name.to_string()),
         Principal::User { subject } => (uid("Nexus::User", subject), subject.clone()),
         Principal::Account { name, .. } => (uid("Nexus::Account", name.as_str()), name.to_string()),
+        Principal::Service { name, .. } => (
+            uid("Nexus::ServiceAccount", name.as_str()),
+            name.to_string(),
+        ),
         Principal::System => (uid("Nexus::System", "system"), "system".to_owned()),
     };
     let tenant_text = tenant.to_string();

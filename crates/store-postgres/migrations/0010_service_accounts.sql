@@ -1,0 +1,16 @@
+-- Service accounts: named identities of machines in a tenant, with a role. Their API keys
+-- carry the account (its id, and its name, which never changes) and its role; deleting the
+-- account deletes its keys.
+CREATE TABLE service_accounts (
+    id          UUID PRIMARY KEY,
+    tenant_id   UUID NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL,
+    UNIQUE (tenant_id, name)
+);
+
+ALTER TABLE api_keys ADD COLUMN service_account_id UUID REFERENCES service_accounts (id) ON DELETE CASCADE;
+ALTER TABLE api_keys ADD COLUMN service_account TEXT;
