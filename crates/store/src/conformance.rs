@@ -3868,7 +3868,7 @@ pub async fn service_accounts_own_their_keys(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store.list_service_accounts(acme).await.unwrap(),
-        [ci.clone()]
+        std::slice::from_ref(&ci)
     );
 
     let mut new = new_key("ci-key", 0x5a);
