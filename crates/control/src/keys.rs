@@ -102,10 +102,15 @@ impl ControlPlane {
         if let Some(oidc) = &self.oidc
             && nexus_auth::jwt::looks_like_jwt(credential)
         {
-            return oidc.authenticate(self.store.as_ref(), credential).await;
+            let authenticated = oidc.authenticate(self.store.as_ref(), credential).await;
+            if let Err(ControlError::Unauthenticated(_)) = &authenticated {
+                self.record_auth_failure("oidc_token").await;
+            }
+            return authenticated;
         }
         if credential.len() > nexus_auth::MAX_CREDENTIAL_LEN {
             metrics::counter!("nexus_auth_failures_total", "reason" => "unknown_key").increment(1);
+            self.record_auth_failure("unknown_key").await;
             return Err(unauthenticated());
         }
         let hash = nexus_auth::hash_key(credential);
@@ -115,6 +120,7 @@ impl ControlPlane {
                 let Some(key) = self.store.find_api_key_by_hash(&hash).await? else {
                     metrics::counter!("nexus_auth_failures_total", "reason" => "unknown_key")
                         .increment(1);
+                    self.record_auth_failure("unknown_key").await;
                     return Err(unauthenticated());
                 };
                 self.keys.put(hash, key.clone());

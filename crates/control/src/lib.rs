@@ -33,6 +33,7 @@ use nexus_store::Store;
 use tokio::sync::Mutex;
 
 mod audit;
+mod auth_failures;
 mod authz;
 mod calls;
 mod deployments;
@@ -53,6 +54,7 @@ mod tenants;
 mod users;
 
 pub use audit::MAX_AUDIT_PAGE;
+pub use auth_failures::AUTH_FAILURE_AUDIT_INTERVAL;
 pub use authz::{Action, POLICY_CACHE_TTL};
 pub use calls::{CallChain, MAX_CALL_DEPTH, trace_id_from_traceparent};
 pub use deployments::{AgentCard, AgentDetail, DeployRequest, check_grants};
@@ -113,6 +115,8 @@ pub struct ControlPlane {
     tags: std::sync::Mutex<HashMap<String, Arc<[String]>>>,
     /// Bounds the password hashing of logins and new accounts.
     password_checks: users::PasswordChecks,
+    /// Failed authentications naming no tenant, audited in batches.
+    auth_failures: auth_failures::AuthFailures,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -148,12 +152,21 @@ impl ControlPlane {
             policies: authz::PolicyCache::default(),
             tags: std::sync::Mutex::new(HashMap::new()),
             password_checks: users::PasswordChecks::default(),
+            auth_failures: auth_failures::AuthFailures::default(),
         }
     }
 
     /// Checks that the database answers (readiness); touches no tenant's data.
     pub async fn ping(&self) -> Result<(), ControlError> {
         Ok(self.store.ping().await?)
+    }
+
+    /// Writes failed authentications that name no tenant at most once per `interval`
+    /// (default [`AUTH_FAILURE_AUDIT_INTERVAL`]; zero writes each one, for tests).
+    #[must_use]
+    pub fn with_auth_failure_audit_interval(mut self, interval: std::time::Duration) -> Self {
+        self.auth_failures = auth_failures::AuthFailures::new(interval);
+        self
     }
 
     /// Drops everything this node remembers of a deleted tenant: its keys (so they stop

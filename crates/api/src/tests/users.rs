@@ -547,3 +547,35 @@ async fn a_service_accounts_keys_act_as_it_until_it_is_deleted() {
         );
     }
 }
+
+/// Credentials that name no tenant (unknown keys) are audited in the platform's own tenant,
+/// in batches: the first failure at once, later ones counted into the next event.
+#[tokio::test]
+async fn unknown_credentials_are_audited_in_the_platforms_tenant() {
+    let app = app().await;
+    for _ in 0..3 {
+        let refused = app
+            .send_with(
+                "GET",
+                "/v1/tenants",
+                "nxk_never-issued-key-000000000000",
+                None,
+            )
+            .await;
+        assert_problem(&refused, StatusCode::UNAUTHORIZED, "unauthenticated");
+    }
+    let chain = app.get("/v1/tenants/default/audit?limit=500").await;
+    let failures: Vec<&Value> = chain
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "auth.fail" && e["actor"] == "anonymous")
+        .collect();
+    assert!(!failures.is_empty(), "{}", chain.text);
+    assert_eq!(failures[0]["details"]["failures"]["unknown_key"], 1);
+    assert!(
+        !chain.text.contains("never-issued"),
+        "the credential itself is never recorded"
+    );
+}
