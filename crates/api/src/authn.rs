@@ -95,7 +95,9 @@ pub async fn authenticate(
         },
         Err(nexus_auth::BearerError::Missing) => ApiError::new(
             ErrorCode::Unauthenticated,
-            "this endpoint needs an API key: send `Authorization: Bearer <key>`",
+            "this endpoint needs credentials: send `Authorization: Bearer <credential>`, an API \
+             key (`nexus keys create`), a session token (`nexus login`) or a token of the \
+             configured OIDC issuer",
         ),
         Err(nexus_auth::BearerError::Malformed) => ApiError::new(
             ErrorCode::Unauthenticated,
@@ -146,17 +148,20 @@ pub(crate) fn base_url(headers: &axum::http::HeaderMap) -> String {
 /// `Authorization` header; the API keys come from `nexus keys create`, not from an
 /// authorization server.
 pub async fn mcp_resource_metadata(
+    State(state): State<crate::AppState>,
     axum::extract::Path(tenant): axum::extract::Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Response {
     let base = base_url(&headers);
     let tenant: String = tenant.chars().take(64).collect();
+    // The OIDC issuer, when one is configured, is where MCP clients can get a token.
+    let authorization_servers: Vec<&str> = state.control.oidc_issuer().into_iter().collect();
     axum::Json(serde_json::json!({
         "resource": format!("{base}/mcp/{tenant}"),
-        "authorization_servers": [],
+        "authorization_servers": authorization_servers,
         "bearer_methods_supported": ["header"],
         "resource_name": format!("NexusCore tenant {tenant}"),
-        "resource_documentation": "Send an API key made with `nexus keys create` as `Authorization: Bearer <key>`.",
+        "resource_documentation": "Send `Authorization: Bearer <credential>`: an API key made with `nexus keys create`, a session token from `nexus login`, or a token of the authorization server listed here.",
     }))
     .into_response()
 }

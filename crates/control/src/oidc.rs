@@ -531,4 +531,10 @@ impl ControlPlane {
             oidc.prefetch().await;
         }
     }
+
+    /// The OIDC issuer whose tokens are accepted, if one is configured (public: clients are
+    /// told where to get a token).
+    pub fn oidc_issuer(&self) -> Option<&str> {
+        self.oidc.as_ref().map(|oidc| oidc.settings.issuer.as_str())
+    }
 }

@@ -376,3 +376,53 @@ async fn every_response_carries_the_security_headers() {
         assert!(!reply.headers.contains_key("access-control-allow-origin"));
     }
 }
+
+/// MCP's protected-resource metadata names where to get a token: the OIDC issuer when one is
+/// configured, none otherwise (API keys and sessions come from the CLI).
+#[tokio::test]
+async fn mcp_metadata_names_the_oidc_issuer_when_there_is_one() {
+    let uri = "/.well-known/oauth-protected-resource/mcp/default";
+    let plain = app().await;
+    let without = plain
+        .send_as_is(Request::get(uri).body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(without.status, StatusCode::OK, "{}", without.text);
+    assert_eq!(without.body["authorization_servers"], serde_json::json!([]));
+    assert!(
+        without.body["resource"]
+            .as_str()
+            .unwrap()
+            .ends_with("/mcp/default")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let platform = nexus_server::PlatformBuilder::new(dir.path())
+        .oidc(nexus_control::OidcSettings::new(
+            "https://idp.example.com",
+            "nexus",
+        ))
+        .build()
+        .await
+        .unwrap();
+    let router = crate::router(
+        crate::AppState {
+            control: platform.control,
+            metrics: nexus_telemetry::init_metrics().unwrap(),
+        },
+        crate::Limits::default(),
+    );
+    let response =
+        tower::ServiceExt::oneshot(router, Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        body["authorization_servers"],
+        serde_json::json!(["https://idp.example.com"])
+    );
+}
