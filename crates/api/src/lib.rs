@@ -163,6 +163,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::users::login))
         .routes(routes!(routes::users::logout))
         .routes(routes!(routes::users::whoami))
+        .routes(routes!(routes::users::change_password))
+        .routes(routes!(routes::users::reset_password))
         .routes(routes!(
             routes::users::add_member,
             routes::users::list_members

@@ -70,6 +70,8 @@ enum Command {
     Logout,
     /// Show who your credentials stand for.
     Whoami,
+    /// Change your password, or (platform admins) set someone's with --user.
+    Passwd(commands::users::PasswdArgs),
     /// Add, list and remove a tenant's members (user accounts with a role).
     #[command(subcommand)]
     Members(commands::users::MembersCommand),
@@ -138,6 +140,7 @@ fn main() -> ExitCode {
             }
             Command::Logout => commands::users::logout(&cli.server, cli.ca_cert.as_deref()).await,
             Command::Whoami => commands::users::whoami(&client()?, output).await,
+            Command::Passwd(args) => commands::users::passwd(args, &client()?, &cli.server).await,
             Command::Members(cmd) => commands::users::members(cmd, &client()?, output).await,
             Command::Teams(cmd) => commands::teams::run(cmd, &client()?, output).await,
             Command::ServiceAccounts(cmd) => {

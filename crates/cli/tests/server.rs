@@ -702,3 +702,59 @@ fn service_account_keys_are_made_and_die_with_their_account() {
     assert_eq!(after.status.code(), Some(4), "{after:?}");
     server.stop();
 }
+
+#[test]
+fn passwd_changes_the_password_and_ends_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let config = dir.path().join("config");
+    let old = "correct horse battery staple";
+    let new = "another long passphrase";
+    assert!(
+        server
+            .cli_logged_in_as_admin(
+                &[
+                    "members",
+                    "add",
+                    "jo",
+                    "--role",
+                    "viewer",
+                    "--password-stdin"
+                ],
+                &format!("{old}\n")
+            )
+            .status
+            .success()
+    );
+    let login = server.cli_logged_in(
+        &config,
+        &["login", "--user", "jo", "--password-stdin"],
+        &format!("{old}\n"),
+    );
+    assert!(login.status.success(), "{login:?}");
+    let changed = server.cli_logged_in(
+        &config,
+        &["passwd", "--password-stdin"],
+        &format!("{old}\n{new}\n"),
+    );
+    assert!(changed.status.success(), "{changed:?}");
+    assert!(String::from_utf8_lossy(&changed.stderr).contains("nexus login"));
+    let after = server.cli_logged_in(&config, &["whoami"], "");
+    assert_eq!(
+        after.status.code(),
+        Some(4),
+        "the session is gone: {after:?}"
+    );
+    let relogin = server.cli_logged_in(
+        &config,
+        &["login", "--user", "jo", "--password-stdin"],
+        &format!("{new}\n"),
+    );
+    assert!(relogin.status.success(), "{relogin:?}");
+    let reset = server.cli_logged_in_as_admin(
+        &["passwd", "--user", "jo", "--password-stdin"],
+        &format!("{old}\n"),
+    );
+    assert!(reset.status.success(), "{reset:?}");
+    server.stop();
+}

@@ -43,6 +43,7 @@ mod keys;
 mod live;
 mod oidc;
 mod packages;
+mod passwords;
 mod policies;
 mod push;
 mod secrets;

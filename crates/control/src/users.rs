@@ -353,7 +353,7 @@ impl ControlPlane {
         }
     }
 
-    async fn audit_login_failure(&self, tenant: TenantId, user: &User) {
+    pub(crate) async fn audit_login_failure(&self, tenant: TenantId, user: &User) {
         let event = nexus_core::NewAuditEvent {
             actor: format!("user:{}", user.name),
             action: "auth.login_failed".into(),
@@ -365,7 +365,7 @@ impl ControlPlane {
         }
     }
 
-    async fn hash_password(&self, password: String) -> Result<String, ControlError> {
+    pub(crate) async fn hash_password(&self, password: String) -> Result<String, ControlError> {
         let _permit = self.password_slot().await?;
         tokio::task::spawn_blocking(move || password::hash_password(&password))
             .await
@@ -373,7 +373,7 @@ impl ControlPlane {
             .map_err(|e| ControlError::Internal(e.to_string()))
     }
 
-    async fn verify_password(
+    pub(crate) async fn verify_password(
         &self,
         password: String,
         stored: String,

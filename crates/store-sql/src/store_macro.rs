@@ -1423,6 +1423,36 @@ macro_rules! impl_store {
                         .collect()
                 }
 
+                async fn set_password(
+                    &self,
+                    user: UserId,
+                    password_hash: &str,
+                    audit_tenant: TenantId,
+                    audit: NewAuditEvent,
+                ) -> Result<()> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    append_audit_in_tx(&mut tx, audit_tenant, audit).await?;
+                    let changed = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                        .bind(password_hash)
+                        .bind(user.as_uuid())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?
+                        .rows_affected();
+                    if changed == 0 {
+                        return Err(StoreError::not_found("user", user));
+                    }
+                    sqlx::query(
+                        "UPDATE api_keys SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                    )
+                    .bind(now())
+                    .bind(user.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    tx.commit().await.map_err(map_err)
+                }
+
                 async fn user_memberships(&self, user: UserId) -> Result<Vec<Membership>> {
                     let rows = sqlx::query_as::<_, MembershipRow>(sqlx::AssertSqlSafe(format!(
                         "SELECT {MEMBERSHIP_COLUMNS} FROM memberships m JOIN users u ON u.id = m.user_id \

@@ -76,7 +76,8 @@ macro_rules! conformance_tests {
             users_join_tenants_and_sessions_follow_their_membership,
             users_listing_pages_by_name_and_refusals_store_nothing,
             teams_give_their_role_and_changes_end_sessions,
-            service_accounts_own_their_keys
+            service_accounts_own_their_keys,
+            passwords_change_and_end_every_session
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -3911,4 +3912,72 @@ pub async fn service_accounts_own_their_keys(store: Arc<dyn Store>) {
     );
     assert_eq!(audit_actions(&*store, acme).await, before);
     assert_eq!(store.list_service_accounts(other).await.unwrap().len(), 1);
+}
+
+pub async fn passwords_change_and_end_every_session(store: Arc<dyn Store>) {
+    let acme = tenant(&*store, "acme").await;
+    let other = tenant(&*store, "other").await;
+    let kim = store
+        .create_user(
+            acme,
+            new_user("kim"),
+            Role::Viewer,
+            audit_event("user.create", "kim"),
+        )
+        .await
+        .unwrap();
+    store
+        .put_membership(
+            other,
+            &name("kim"),
+            Role::Viewer,
+            audit_event("member.put", "kim"),
+        )
+        .await
+        .unwrap();
+    let here = session(&*store, acme, &kim.user, 1).await;
+    let there = session(&*store, other, &kim.user, 2).await;
+    store
+        .set_password(
+            kim.user.id,
+            "$argon2id$new",
+            acme,
+            audit_event("user.password", "kim"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_user(&name("kim")).await.unwrap().unwrap().1,
+        "$argon2id$new"
+    );
+    assert!(
+        store
+            .get_api_key(acme, here.id)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(
+        store
+            .get_api_key(other, there.id)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    let before = audit_actions(&*store, acme).await;
+    let missing = store
+        .set_password(
+            UserId::new(),
+            "$argon2id$x",
+            acme,
+            audit_event("user.password", "x"),
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    assert_eq!(audit_actions(&*store, acme).await, before);
 }

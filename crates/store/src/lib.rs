@@ -394,6 +394,16 @@ pub trait UserStore: Send + Sync {
     async fn find_user(&self, name: &Name) -> Result<Option<(User, String)>>;
     /// Every membership of an account, oldest first.
     async fn user_memberships(&self, user: UserId) -> Result<Vec<Membership>>;
+    /// Replaces an account's password hash and revokes all its sessions, in every tenant,
+    /// appending `audit` to `audit_tenant`'s chain, atomically. `NotFound` (and no event) if
+    /// there is no such account.
+    async fn set_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        audit_tenant: TenantId,
+        audit: NewAuditEvent,
+    ) -> Result<()>;
     /// Creates an empty team, appending `audit`, atomically. `AlreadyExists` if the tenant has
     /// a team of that name.
     async fn create_team(

@@ -204,3 +204,76 @@ impl std::fmt::Debug for AddMember {
             .finish_non_exhaustive()
     }
 }
+
+/// Body of `POST /v1/password`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    pub current_password: String,
+    /// At least 12 characters.
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for ChangePassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangePassword").finish_non_exhaustive()
+    }
+}
+
+/// Change your own password (a login session). Ends all your sessions, this one too.
+#[utoipa::path(post, path = "/v1/password", tag = "access", request_body = ChangePassword,
+    responses(
+        (status = 204, description = "Changed; log in again"),
+        (status = 403, description = "The current password is wrong", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 422, description = "Not a login session, or a weak new password", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn change_password(
+    state: Scope,
+    Json(body): Json<ChangePassword>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .control
+        .change_password(&state.caller, body.current_password, body.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /v1/users/{user}/password`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPassword {
+    /// At least 12 characters.
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for ResetPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResetPassword").finish_non_exhaustive()
+    }
+}
+
+/// Set a user's password (platform admins: accounts span tenants). Ends all its sessions.
+#[utoipa::path(post, path = "/v1/users/{user}/password", tag = "access", request_body = ResetPassword,
+    params(("user" = String, Path, description = "User name")),
+    responses(
+        (status = 204, description = "Set"),
+        (status = 403, description = "Not a platform admin", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn reset_password(
+    state: Scope,
+    Path(user): Path<String>,
+    Json(body): Json<ResetPassword>,
+) -> Result<StatusCode, ApiError> {
+    let name = Name::parse(&user)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, format!("`user`: {e}")))?;
+    state
+        .control
+        .reset_password(&state.caller, &name, body.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

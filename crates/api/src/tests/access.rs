@@ -72,6 +72,8 @@ fn request(method: &axum::http::Method, uri: &str, key: Option<&str>) -> Request
         "policies" => r#"{"name": "p", "text": "permit(principal, action, resource);"}"#,
         "explain" => r#"{"action": "agent.read"}"#,
         "members" if uri.contains("/teams/") => r#"{"name": "newcomer"}"#,
+        "password" if uri.starts_with("/v1/users/") => r#"{"new_password": "a long new password"}"#,
+        "password" => r#"{"current_password": "old one", "new_password": "a long new password"}"#,
         "members" => r#"{"name": "newcomer", "role": "viewer"}"#,
         "teams" => r#"{"name": "newcomers", "role": "viewer"}"#,
         "service-accounts" => r#"{"name": "robot", "role": "viewer"}"#,
@@ -170,8 +172,9 @@ async fn every_route_refuses_strangers_other_tenants_and_viewers() {
             );
         }
         let mutation = *method != axum::http::Method::GET;
-        // Ending one's own session needs no role: any authenticated caller may.
-        let own_session = uri == "/v1/logout";
+        // Ending one's own session or changing one's own password needs no role: any
+        // authenticated caller may (API keys are refused as not being sessions).
+        let own_session = uri == "/v1/logout" || uri == "/v1/password";
         if mutation && uri.starts_with("/v1/") && !own_session {
             let viewed = app.send_as_is(request(method, uri, Some(&viewer))).await;
             assert_problem(&viewed, StatusCode::FORBIDDEN, "forbidden");

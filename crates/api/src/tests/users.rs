@@ -579,3 +579,103 @@ async fn unknown_credentials_are_audited_in_the_platforms_tenant() {
         "the credential itself is never recorded"
     );
 }
+
+#[tokio::test]
+async fn passwords_change_with_the_old_one_or_by_a_platform_admin() {
+    let app = app().await;
+    app.add_member(
+        "default",
+        json!({"name": "hana", "role": "admin", "password": PASSWORD}),
+    )
+    .await;
+    let session = app
+        .login(json!({"name": "hana", "password": PASSWORD}))
+        .await;
+    let token = session.body["token"].as_str().unwrap().to_owned();
+    const NEW: &str = "a brand new passphrase";
+
+    let wrong = app
+        .send_with(
+            "POST",
+            "/v1/password",
+            &token,
+            Some(json!({"current_password": "not my password", "new_password": NEW})),
+        )
+        .await;
+    assert_problem(&wrong, StatusCode::FORBIDDEN, "forbidden");
+    let weak = app
+        .send_with(
+            "POST",
+            "/v1/password",
+            &token,
+            Some(json!({"current_password": PASSWORD, "new_password": "short"})),
+        )
+        .await;
+    assert_problem(&weak, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let changed = app
+        .send_with(
+            "POST",
+            "/v1/password",
+            &token,
+            Some(json!({"current_password": PASSWORD, "new_password": NEW})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text);
+    let ended = app.send_with("GET", "/v1/whoami", &token, None).await;
+    assert_problem(&ended, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let old = app
+        .login(json!({"name": "hana", "password": PASSWORD}))
+        .await;
+    assert_problem(&old, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let again = app.login(json!({"name": "hana", "password": NEW})).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+    let admin_session = again.body["token"].as_str().unwrap().to_owned();
+
+    // An API key has no password; a tenant admin may not reset accounts, a platform admin may.
+    let key = app
+        .post_json(
+            "/v1/password",
+            json!({"current_password": "x", "new_password": NEW}).to_string(),
+        )
+        .await;
+    assert_problem(&key, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    app.add_member(
+        "default",
+        json!({"name": "ivan", "role": "viewer", "password": PASSWORD}),
+    )
+    .await;
+    let by_tenant_admin = app
+        .send_with(
+            "POST",
+            "/v1/users/ivan/password",
+            &admin_session,
+            Some(json!({"new_password": "reset by someone else"})),
+        )
+        .await;
+    assert_problem(&by_tenant_admin, StatusCode::FORBIDDEN, "forbidden");
+    let reset = app
+        .post_json(
+            "/v1/users/ivan/password",
+            json!({"new_password": "reset by the platform"}).to_string(),
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::NO_CONTENT, "{}", reset.text);
+    let ivan = app
+        .login(json!({"name": "ivan", "password": "reset by the platform"}))
+        .await;
+    assert_eq!(ivan.status, StatusCode::CREATED, "{}", ivan.text);
+    let nobody = app
+        .post_json(
+            "/v1/users/nobody/password",
+            json!({"new_password": "reset by the platform"}).to_string(),
+        )
+        .await;
+    assert_problem(&nobody, StatusCode::NOT_FOUND, "not_found");
+    let actions = app.actions("default").await;
+    for action in ["user.password", "user.password_reset"] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
+}

@@ -1,4 +1,4 @@
-//! `nexus login|logout|whoami` and `nexus members add|list|remove`.
+//! `nexus login|logout|whoami|passwd` and `nexus members add|list|remove`.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -22,6 +22,16 @@ pub struct LoginArgs {
     #[arg(long, env = "NEXUS_TENANT")]
     tenant: Option<String>,
     /// Read the password from the first line of standard input instead of asking.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PasswdArgs {
+    /// Set this user's password instead of your own (platform admins).
+    #[arg(long, short)]
+    user: Option<String>,
+    /// Read the passwords from standard input, one per line (yours: current, then new).
     #[arg(long)]
     password_stdin: bool,
 }
@@ -137,6 +147,54 @@ pub async fn logout(server: &str, ca_cert: Option<&std::path::Path>) -> Result<(
             Ok(())
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Changes your password (ending your sessions) or, with `--user`, resets someone's.
+pub async fn passwd(args: PasswdArgs, client: &Client, server: &str) -> Result<(), CliError> {
+    let mut lines = PasswordSource::new(args.password_stdin);
+    match args.user {
+        Some(user) => {
+            let new = lines.next(&format!("new password for {user}: "))?;
+            client
+                .post::<_, serde::de::IgnoredAny>(
+                    &["v1", "users", &user, "password"],
+                    &json!({ "new_password": new }),
+                )
+                .await?;
+            eprintln!("set the password of {user}; their sessions are over");
+        }
+        None => {
+            let current = lines.next("current password: ")?;
+            let new = lines.next("new password: ")?;
+            if !args.password_stdin && lines.next("new password again: ")? != new {
+                return Err(CliError::usage("the new passwords differ; nothing changed"));
+            }
+            client
+                .post::<_, serde::de::IgnoredAny>(
+                    &["v1", "password"],
+                    &json!({ "current_password": current, "new_password": new }),
+                )
+                .await?;
+            credentials::remove(server)?;
+            eprintln!("password changed; every session has ended: run `nexus login` again");
+        }
+    }
+    Ok(())
+}
+
+/// Passwords from standard input's lines, or typed at the terminal without echo.
+struct PasswordSource {
+    from_stdin: bool,
+}
+
+impl PasswordSource {
+    fn new(from_stdin: bool) -> Self {
+        Self { from_stdin }
+    }
+
+    fn next(&mut self, prompt: &str) -> Result<String, CliError> {
+        read_password(self.from_stdin, prompt)
     }
 }
 

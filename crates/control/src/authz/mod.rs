@@ -173,11 +173,12 @@ pub enum Action {
     AuditRead,
     MemberList,
     MemberWrite,
+    PasswordReset,
 }
 
 impl Action {
     /// Every action, for tables and tests.
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 27] = [
         Action::TenantList,
         Action::TenantCreate,
         Action::TenantRead,
@@ -204,6 +205,7 @@ impl Action {
         Action::AuditRead,
         Action::MemberList,
         Action::MemberWrite,
+        Action::PasswordReset,
     ];
 
     /// The action's stable name, e.g. `agent.deploy`.
@@ -235,6 +237,7 @@ impl Action {
             Self::AuditRead => "audit.read",
             Self::MemberList => "member.list",
             Self::MemberWrite => "member.write",
+            Self::PasswordReset => "user.password_reset",
         }
     }
 
@@ -270,13 +273,17 @@ impl Action {
             // All of the tenant's data, in the clear: its owners decide who takes it out.
             Self::TenantExport => Role::Owner,
             // Only platform admins, whatever their role (see `authorize`).
-            Self::TenantCreate | Self::TenantDelete => Role::Owner,
+            // Accounts span tenants: resetting one's password is the platform's business.
+            Self::TenantCreate | Self::TenantDelete | Self::PasswordReset => Role::Owner,
         }
     }
 
     /// Whether only a platform admin may do this.
     pub const fn platform_only(self) -> bool {
-        matches!(self, Self::TenantCreate | Self::TenantDelete)
+        matches!(
+            self,
+            Self::TenantCreate | Self::TenantDelete | Self::PasswordReset
+        )
     }
 }
 
