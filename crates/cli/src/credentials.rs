@@ -120,6 +120,12 @@ fn write(path: &Path, file: &File) -> Result<(), CliError> {
     let text = serde_json::to_vec_pretty(file)
         .map_err(|e| CliError::internal(format!("cannot render credentials: {e}")))?;
     let temporary = dir.join(format!(".{FILE_NAME}.{}", std::process::id()));
+    // Whatever is there (a stale file, a planted symlink) goes; the new file is made fresh.
+    match std::fs::remove_file(&temporary) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(failed(e)),
+    }
     let mut out = private_file(&temporary).map_err(failed)?;
     out.write_all(&text).map_err(failed)?;
     out.sync_all().map_err(failed)?;
@@ -146,8 +152,7 @@ fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)
 }

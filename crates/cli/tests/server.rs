@@ -499,6 +499,15 @@ fn tenants_export_to_a_file_and_delete_for_good() {
     );
     assert_eq!(records.last().unwrap()["records"], records.len() - 1);
     assert!(!dir.path().join("acme.ndjson.partial").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "an export holds the tenant's data in the clear"
+        );
+    }
 
     // Deleting needs --yes, the tenant must exist, and the admin's own tenant is refused.
     let unconfirmed = server.cli(&["tenants", "delete", "acme"]);

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 use nexus_core::page::{Cursor, MAX_PAGE_SIZE};
 use nexus_core::{
-    Agent, AgentId, AgentRevision, ApiKey, AuditEvent, Caller, Package, PageRequest, Policy, Task,
-    TaskEvent, TaskId, Tenant, TenantId,
+    Agent, AgentId, AgentRevision, ApiKey, AuditEvent, Caller, Membership, Package, PageRequest,
+    Policy, ServiceAccount, Task, TaskEvent, TaskId, Team, Tenant, TenantId,
 };
 use nexus_store::{StateStore, TaskFilter};
 use serde::Serialize;
@@ -62,6 +62,10 @@ pub enum ExportRecord {
         created_at: DateTime<Utc>,
     },
     ApiKey(ApiKey),
+    /// A user's membership (the account's name and display name, never its password).
+    Member(Membership),
+    Team(Team),
+    ServiceAccount(ServiceAccount),
     Policy(Policy),
     AuditEvent(AuditEvent),
 }
@@ -99,15 +103,31 @@ impl ControlPlane {
             out: sender,
         };
         let first = ExportRecord::Tenant(tenant.clone());
-        tokio::spawn(async move {
+        let reading = tokio::spawn(async move {
             if let Err(e) = exporter.run(first).await {
                 // The consumer may be gone already; then there is no one to tell.
                 let _ = exporter.out.send(Err(e)).await;
             }
         });
-        let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|item| (item, receiver))
-        });
+        // When the records stop, the reader either finished or crashed: a crash must end the
+        // stream with an error, never look like a complete export.
+        let stream = futures::stream::unfold(
+            (receiver, Some(reading)),
+            |(mut receiver, reading)| async move {
+                if let Some(item) = receiver.recv().await {
+                    return Some((item, (receiver, reading)));
+                }
+                match reading?.await {
+                    Ok(()) => None,
+                    Err(crashed) => Some((
+                        Err(ControlError::Internal(format!(
+                            "the export stopped part-way: {crashed}"
+                        ))),
+                        (receiver, None),
+                    )),
+                }
+            },
+        );
         Ok((tenant, Box::pin(stream)))
     }
 }
@@ -191,6 +211,26 @@ impl Exporter {
                 Some(next) => after = Some(next),
                 None => break,
             }
+        }
+
+        let mut after: Option<Cursor> = None;
+        loop {
+            let page = store
+                .list_members(tenant, PageRequest::after(after, EXPORT_PAGE))
+                .await?;
+            for member in page.items {
+                self.send(ExportRecord::Member(member)).await?;
+            }
+            match page.next_cursor {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        for team in store.list_teams(tenant).await? {
+            self.send(ExportRecord::Team(team)).await?;
+        }
+        for account in store.list_service_accounts(tenant).await? {
+            self.send(ExportRecord::ServiceAccount(account)).await?;
         }
 
         for policy in store.list_policies(tenant).await? {

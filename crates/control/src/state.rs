@@ -78,11 +78,19 @@ impl SealedState {
         key: &str,
         sealed: &[u8],
     ) -> Result<Vec<u8>> {
-        self.key()
+        match self
+            .key()
             .await?
             .open(&slot(self.tenant, agent, session, key), sealed)
-            .map(|plain| plain.to_vec())
-            .map_err(|e| StoreError::Corrupt(format!("state `{key}` does not decrypt: {e}")))
+        {
+            Ok(plain) => Ok(plain.to_vec()),
+            // Written before state was sealed (it lacks the sealed format): read as stored,
+            // and sealed by the next write. A sealed value that fails to open is an error.
+            Err(nexus_secrets::SecretsError::Malformed(_)) => Ok(sealed.to_vec()),
+            Err(e) => Err(StoreError::Corrupt(format!(
+                "state `{key}` does not decrypt: {e}"
+            ))),
+        }
     }
 }
 

@@ -61,6 +61,7 @@ impl ControlPlane {
         name: &Name,
     ) -> Result<Team, ControlError> {
         self.authorize(caller, tenant, Action::MemberWrite).await?;
+        self.check_team_rank(caller, tenant, name).await?;
         let event = audit::event(
             caller,
             "team.delete",
@@ -83,17 +84,9 @@ impl ControlPlane {
         add: bool,
     ) -> Result<Team, ControlError> {
         self.authorize(caller, tenant, Action::MemberWrite).await?;
-        if add && !caller.platform_admin {
-            let teams = self.store.list_teams(tenant).await?;
-            if let Some(found) = teams.iter().find(|t| &t.name == team)
-                && found.role > caller.role
-            {
-                return Err(ControlError::Denied(format!(
-                    "a `{}` cannot add members to a `{}` team",
-                    caller.role, found.role
-                )));
-            }
-        }
+        // Adding lifts someone to the team's role, removing takes it away: either way not
+        // for a team above the caller's own role.
+        self.check_team_rank(caller, tenant, team).await?;
         let event = audit::event(
             caller,
             if add { "team.add" } else { "team.remove" },
@@ -108,6 +101,27 @@ impl ControlPlane {
             self.keys.forget_user(member.0.id);
         }
         Ok(changed)
+    }
+
+    async fn check_team_rank(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        team: &Name,
+    ) -> Result<(), ControlError> {
+        if caller.platform_admin {
+            return Ok(());
+        }
+        let teams = self.store.list_teams(tenant).await?;
+        if let Some(found) = teams.iter().find(|t| &t.name == team)
+            && found.role > caller.role
+        {
+            return Err(ControlError::Denied(format!(
+                "a `{}` cannot change a `{}` team",
+                caller.role, found.role
+            )));
+        }
+        Ok(())
     }
 
     fn forget_sessions(&self, team: &Team) {

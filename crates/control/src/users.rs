@@ -29,6 +29,9 @@ pub const SESSION_TTL: chrono::Duration = chrono::Duration::hours(12);
 pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 2;
 /// How long a login waits for a password check slot before it is refused as overloaded.
 pub const PASSWORD_QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// Logins that may wait for a password check slot; past this a login is refused at once, so a
+/// flood of logins cannot hold the server's request slots (`max_in_flight`) for other callers.
+pub const MAX_QUEUED_PASSWORD_CHECKS: usize = 16;
 /// Longest display name of a user, in characters.
 pub const MAX_USER_DISPLAY_NAME_LEN: usize = 200;
 
@@ -36,13 +39,52 @@ pub const MAX_USER_DISPLAY_NAME_LEN: usize = 200;
 /// alike, so a guess learns nothing.
 const LOGIN_REFUSED: &str = "wrong user name or password";
 
-/// Bounds concurrent password hashing (see [`MAX_CONCURRENT_PASSWORD_CHECKS`]).
+/// Bounds concurrent password hashing (see [`MAX_CONCURRENT_PASSWORD_CHECKS`]) and the logins
+/// waiting for it (see [`MAX_QUEUED_PASSWORD_CHECKS`]).
 #[derive(Debug)]
-pub(crate) struct PasswordChecks(Semaphore);
+pub(crate) struct PasswordChecks {
+    slots: Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+}
 
 impl Default for PasswordChecks {
     fn default() -> Self {
-        Self(Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS))
+        Self {
+            slots: Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl PasswordChecks {
+    /// A password check slot: at once if one is free, else after waiting in a bounded queue,
+    /// else `Overloaded`.
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ControlError> {
+        use std::sync::atomic::Ordering;
+        if let Ok(permit) = self.slots.try_acquire() {
+            return Ok(permit);
+        }
+        let overloaded =
+            || ControlError::Overloaded("too many logins at once; try again in a moment".into());
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED_PASSWORD_CHECKS {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(overloaded());
+        }
+        let _waiting = Waiting(&self.waiting);
+        match tokio::time::timeout(PASSWORD_QUEUE_WAIT, self.slots.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(ControlError::Internal("password checks closed".into())),
+            Err(_) => Err(overloaded()),
+        }
+    }
+}
+
+/// Counts a waiting login while it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -112,6 +154,8 @@ impl ControlPlane {
             )));
         }
         let name = request.name;
+        // Changing someone's role is changing what they hold: not above the caller's own.
+        self.check_outranks(caller, tenant, &name).await?;
         let event = audit::event(
             caller,
             "member.put",
@@ -180,6 +224,7 @@ impl ControlPlane {
         name: &Name,
     ) -> Result<Membership, ControlError> {
         self.authorize(caller, tenant, Action::MemberWrite).await?;
+        self.check_outranks(caller, tenant, name).await?;
         let event = audit::event(
             caller,
             "member.remove",
@@ -210,6 +255,7 @@ impl ControlPlane {
             .await?;
         let Some((user, _)) = account else {
             metrics::counter!("nexus_auth_failures_total", "reason" => "unknown_user").increment(1);
+            self.record_auth_failure("unknown_user").await;
             return Err(refused());
         };
         let memberships = self.store.user_memberships(user.id).await?;
@@ -353,6 +399,45 @@ impl ControlPlane {
         }
     }
 
+    /// Refuses to change or remove a member whose role in `tenant` (its own, or a team's) is
+    /// above the caller's: an admin cannot demote or remove an owner.
+    pub(crate) async fn check_outranks(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        name: &Name,
+    ) -> Result<(), ControlError> {
+        if caller.platform_admin {
+            return Ok(());
+        }
+        let Some((user, _)) = self.store.find_user(name).await? else {
+            return Ok(());
+        };
+        let own = self
+            .store
+            .user_memberships(user.id)
+            .await?
+            .into_iter()
+            .find(|m| m.tenant_id == tenant)
+            .map(|m| m.role);
+        let Some(own) = own else {
+            return Ok(());
+        };
+        let held = self
+            .store
+            .team_roles(tenant, user.id)
+            .await?
+            .into_iter()
+            .fold(own, std::cmp::max);
+        if held > caller.role {
+            return Err(ControlError::Denied(format!(
+                "`{name}` is `{held}` here; a `{}` cannot change or remove them",
+                caller.role
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) async fn audit_login_failure(&self, tenant: TenantId, user: &User) {
         let event = nexus_core::NewAuditEvent {
             actor: format!("user:{}", user.name),
@@ -385,13 +470,7 @@ impl ControlPlane {
     }
 
     async fn password_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ControlError> {
-        match tokio::time::timeout(PASSWORD_QUEUE_WAIT, self.password_checks.0.acquire()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) => Err(ControlError::Internal("password checks closed".into())),
-            Err(_) => Err(ControlError::Overloaded(
-                "too many logins at once; try again in a moment".into(),
-            )),
-        }
+        self.password_checks.slot().await
     }
 }
 
@@ -406,4 +485,44 @@ fn check_display_name(display_name: &str) -> Result<(), ControlError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    /// With every slot taken and the queue full, one more login is refused at once instead of
+    /// holding a request slot for seconds.
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let checks = Arc::new(PasswordChecks::default());
+        let held: Vec<_> = (0..MAX_CONCURRENT_PASSWORD_CHECKS)
+            .map(|_| checks.slots.try_acquire().unwrap())
+            .collect();
+        let mut queued = Vec::new();
+        for _ in 0..MAX_QUEUED_PASSWORD_CHECKS {
+            let checks = checks.clone();
+            queued.push(tokio::spawn(async move { checks.slot().await.map(|_| ()) }));
+        }
+        // Wait until every queued login is counted (they are scheduled, not timed).
+        while checks.waiting.load(Ordering::Relaxed) < MAX_QUEUED_PASSWORD_CHECKS {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            checks.slot().await,
+            Err(ControlError::Overloaded(_))
+        ));
+        // Freeing the slots lets the queue through.
+        drop(held);
+        for login in queued {
+            login.await.unwrap().unwrap();
+        }
+        assert_eq!(checks.waiting.load(Ordering::Relaxed), 0);
+        assert!(checks.slot().await.is_ok());
+    }
 }

@@ -344,9 +344,43 @@ async fn an_export_carries_everything_of_the_tenant() {
         refused.err()
     );
 
+    // People and machines of the tenant are part of its data too.
+    let owner = Caller::system(p.acme);
+    p.control
+        .add_member(
+            &owner,
+            p.acme,
+            nexus_control::NewMemberRequest {
+                name: Name::parse("alice").unwrap(),
+                role: nexus_core::identity::Role::Viewer,
+                password: Some("correct horse battery staple".into()),
+                display_name: None,
+            },
+        )
+        .await
+        .unwrap();
+    p.control
+        .create_team(
+            &owner,
+            p.acme,
+            Name::parse("sre").unwrap(),
+            nexus_core::identity::Role::Viewer,
+        )
+        .await
+        .unwrap();
+    p.control
+        .create_service_account(
+            &owner,
+            p.acme,
+            Name::parse("ci").unwrap(),
+            nexus_core::identity::Role::Viewer,
+            String::new(),
+        )
+        .await
+        .unwrap();
     let (_, records) = p
         .control
-        .export_tenant(&Caller::system(p.acme), &TenantRef::Id(p.acme))
+        .export_tenant(&owner, &TenantRef::Id(p.acme))
         .await
         .unwrap();
     let records: Vec<ExportRecord> = records.map(Result::unwrap).collect().await;
@@ -368,6 +402,9 @@ async fn an_export_carries_everything_of_the_tenant() {
         "state",
         "task",
         "task_event",
+        "member",
+        "team",
+        "service_account",
         "audit_event",
     ] {
         assert!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
@@ -402,6 +439,7 @@ async fn an_export_carries_everything_of_the_tenant() {
     )
     .unwrap();
     assert!(!text.contains(SECRET_TEXT), "secret values never leave");
+    assert!(!text.contains("argon2"), "password hashes never leave");
     // The export itself is audited.
     let chain = p
         .control
@@ -409,4 +447,47 @@ async fn an_export_carries_everything_of_the_tenant() {
         .await
         .unwrap();
     assert!(chain.iter().any(|e| e.action == "tenant.export"));
+}
+
+/// State stored before values were sealed still reads (as stored), and the next write seals it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_written_before_sealing_still_reads() {
+    let p = platform(Backend::Sqlite).await;
+    let store = p.control.store();
+    let agent = store
+        .get_agent(p.acme, &Name::parse("vault").unwrap())
+        .await
+        .unwrap();
+    let scope = nexus_store::StateScope {
+        tenant: p.acme,
+        agent: agent.id,
+        session: "old".into(),
+    };
+    store
+        .state_put(&scope, "k", b"written in the clear")
+        .await
+        .unwrap();
+    let (_, records) = p
+        .control
+        .export_tenant(&Caller::system(p.acme), &TenantRef::Id(p.acme))
+        .await
+        .unwrap();
+    let records: Vec<ExportRecord> = records.map(Result::unwrap).collect().await;
+    use base64::Engine;
+    let value = records
+        .iter()
+        .find_map(|r| match r {
+            ExportRecord::State {
+                session,
+                value_base64,
+                ..
+            } if session == "old" => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(value_base64)
+                    .unwrap(),
+            ),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(value, b"written in the clear");
 }

@@ -1135,6 +1135,22 @@ macro_rules! impl_store {
                 $crate::team_from_parts(tenant, id, team_name, &role, created_at, members)
             }
 
+            /// Revokes the API keys `user` created in `tenant`: they were made with the access
+            /// it is losing, and must not outlive it.
+            async fn revoke_created_keys_in_tx(tx: &mut Tx, tenant: TenantId, user: Uuid) -> Result<()> {
+                sqlx::query(
+                    "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND revoked_at IS NULL \
+                     AND created_by = (SELECT 'user:' || name FROM users WHERE id = $3)",
+                )
+                .bind(now())
+                .bind(tenant.as_uuid())
+                .bind(user)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
             #[async_trait]
             impl UserStore for $store {
                 async fn create_user(
@@ -1205,8 +1221,10 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                    // Sessions carry the role they were opened with.
+                    // Sessions carry the role they were opened with, keys the user made the
+                    // access it had.
                     revoke_sessions_in_tx(&mut tx, tenant, user).await?;
+                    revoke_created_keys_in_tx(&mut tx, tenant, user).await?;
                     let membership = membership_in_tx(&mut tx, tenant, user).await?;
                     tx.commit().await.map_err(map_err)?;
                     Ok(membership)
@@ -1245,6 +1263,7 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?;
                     revoke_sessions_in_tx(&mut tx, tenant, user).await?;
+                    revoke_created_keys_in_tx(&mut tx, tenant, user).await?;
                     tx.commit().await.map_err(map_err)?;
                     Ok(membership)
                 }
@@ -1442,8 +1461,11 @@ macro_rules! impl_store {
                     if changed == 0 {
                         return Err(StoreError::not_found("user", user));
                     }
+                    // Every session, and every key the user made: a password change is how a
+                    // compromised account is taken back.
                     sqlx::query(
-                        "UPDATE api_keys SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                        "UPDATE api_keys SET revoked_at = $1 WHERE revoked_at IS NULL \
+                         AND (user_id = $2 OR created_by = (SELECT 'user:' || name FROM users WHERE id = $2))",
                     )
                     .bind(now())
                     .bind(user.as_uuid())

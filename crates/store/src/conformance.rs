@@ -3531,8 +3531,11 @@ pub async fn users_join_tenants_and_sessions_follow_their_membership(store: Arc<
             .is_none()
     );
 
-    // Removal revokes the sessions there and keeps the account.
+    // Removal revokes the sessions there, and the keys she made there, and keeps the account.
     let in_other_again = session(&*store, other, &alice.user, 3).await;
+    let mut made = new_key("made-by-alice", 7);
+    made.created_by = "user:alice".into();
+    let made = create_key(&*store, other, made).await;
     let removed = store
         .remove_membership(
             other,
@@ -3550,6 +3553,14 @@ pub async fn users_join_tenants_and_sessions_follow_their_membership(store: Arc<
             .revoked_at
             .is_some()
     );
+    assert!(
+        store
+            .get_api_key(other, made.id)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
     assert_eq!(
         store.user_memberships(alice.user.id).await.unwrap().len(),
         1
@@ -3559,6 +3570,7 @@ pub async fn users_join_tenants_and_sessions_follow_their_membership(store: Arc<
         [
             "tenant.create",
             "member.put",
+            "api_key.create",
             "api_key.create",
             "api_key.create",
             "member.remove"
@@ -3937,6 +3949,9 @@ pub async fn passwords_change_and_end_every_session(store: Arc<dyn Store>) {
         .unwrap();
     let here = session(&*store, acme, &kim.user, 1).await;
     let there = session(&*store, other, &kim.user, 2).await;
+    let mut made = new_key("made-by-kim", 3);
+    made.created_by = "user:kim".into();
+    let made = create_key(&*store, acme, made).await;
     store
         .set_password(
             kim.user.id,
@@ -3961,6 +3976,14 @@ pub async fn passwords_change_and_end_every_session(store: Arc<dyn Store>) {
     assert!(
         store
             .get_api_key(other, there.id)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(
+        store
+            .get_api_key(acme, made.id)
             .await
             .unwrap()
             .revoked_at

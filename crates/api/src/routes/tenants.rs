@@ -135,7 +135,8 @@ pub const NDJSON: &str = "application/x-ndjson";
 
 /// Export all of a tenant's data (owners): one JSON object per line, each with a `record`
 /// (`tenant` first, then `package`, `agent`, `revision`, `secret` (name only), `state`,
-/// `task`, `task_event`, `push_config`, `api_key`, `policy`, `audit_event`), ending with
+/// `task`, `task_event`, `push_config`, `api_key`, `member`, `team`, `service_account`,
+/// `policy`, `audit_event`), ending with
 /// `{"record":"end","records":N}`, or with `{"record":"error",...}` (a problem) if reading failed
 /// part-way: an export without its `end` line is incomplete.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/export", tag = "tenants",

@@ -679,3 +679,63 @@ async fn passwords_change_with_the_old_one_or_by_a_platform_admin() {
         );
     }
 }
+
+/// An admin cannot demote or remove an owner, directly or through a team.
+#[tokio::test]
+async fn admins_cannot_demote_or_remove_owners() {
+    let app = app().await;
+    for (name, role) in [("olivia", "owner"), ("adam", "admin")] {
+        app.add_member(
+            "default",
+            json!({"name": name, "role": role, "password": PASSWORD}),
+        )
+        .await;
+    }
+    app.post_json(
+        "/v1/tenants/default/teams",
+        json!({"name": "owners", "role": "owner"}).to_string(),
+    )
+    .await;
+    app.post_json(
+        "/v1/tenants/default/teams/owners/members",
+        json!({"name": "olivia"}).to_string(),
+    )
+    .await;
+    app.post_json(
+        "/v1/tenants/default/teams",
+        json!({"name": "admins", "role": "admin"}).to_string(),
+    )
+    .await;
+    let adam = app
+        .login(json!({"name": "adam", "password": PASSWORD}))
+        .await;
+    assert_eq!(adam.body["role"], "admin", "{}", adam.text);
+    let token = adam.body["token"].as_str().unwrap().to_owned();
+    for (method, uri, body) in [
+        (
+            "POST",
+            "/v1/tenants/default/members",
+            Some(json!({"name": "olivia", "role": "viewer"})),
+        ),
+        ("DELETE", "/v1/tenants/default/members/olivia", None),
+        ("DELETE", "/v1/tenants/default/teams/owners", None),
+        (
+            "DELETE",
+            "/v1/tenants/default/teams/owners/members/olivia",
+            None,
+        ),
+        (
+            "DELETE",
+            "/v1/tenants/default/teams/owners/members/olivia",
+            None,
+        ),
+    ] {
+        let refused = app.send_with(method, uri, &token, body).await;
+        assert_problem(&refused, StatusCode::FORBIDDEN, "forbidden");
+    }
+    // Within their own rank they may.
+    let own_rank = app
+        .send_with("DELETE", "/v1/tenants/default/teams/admins", &token, None)
+        .await;
+    assert_eq!(own_rank.status, StatusCode::OK, "{}", own_rank.text);
+}

@@ -19,10 +19,9 @@ pub async fn run(client: &Client, tenant: &str, file: Option<&Path>) -> Result<(
         std::path::PathBuf::from(name)
     });
     let mut out: Box<dyn Write> = match &partial {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .map_err(|e| CliError::usage(format!("cannot create {}: {e}", path.display())))?,
-        )),
+        Some(path) => Box::new(std::io::BufWriter::new(private_file(path).map_err(
+            |e| CliError::usage(format!("cannot create {}: {e}", path.display())),
+        )?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let write_error =
@@ -86,6 +85,23 @@ pub async fn run(client: &Client, tenant: &str, file: Option<&Path>) -> Result<(
             ),
         }),
     }
+}
+
+/// The export holds the tenant's data in the clear (agent state): readable by its owner only.
+#[cfg(unix)]
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::create(path)
 }
 
 fn kept(partial: Option<&Path>) -> String {
