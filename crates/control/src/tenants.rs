@@ -86,9 +86,9 @@ impl ControlPlane {
 
 impl ControlPlane {
     /// Deletes a tenant and all its data (platform admins only, and never the tenant they act
-    /// in). Its data key is destroyed first, in a write of its own: from then on nothing of
-    /// the tenant decrypts, even a backup taken earlier or rows a failed deletion left behind.
-    /// Then its rows go, with the event in the caller's audit chain in the same transaction.
+    /// in): its data key first, then its rows, with the event in the caller's audit chain, in
+    /// one transaction. From then on nothing of the tenant decrypts, not even a copy of its
+    /// rows taken earlier without the wrapped key.
     /// Package bytes stay in the blob store, which is shared by content across tenants.
     pub async fn delete_tenant(
         &self,
@@ -104,13 +104,13 @@ impl ControlPlane {
                 tenant.name
             )));
         }
-        let shredded = self.store.delete_tenant_key(tenant.id).await?;
         let event = audit::event(
             caller,
             "tenant.delete",
             format!("tenants/{}", tenant.name),
-            serde_json::json!({ "tenant_id": tenant.id, "data_key_destroyed": shredded }),
+            serde_json::json!({ "tenant_id": tenant.id }),
         );
+        // The data key goes first, in the same transaction as the rows.
         self.store
             .delete_tenant(tenant.id, caller.tenant, event)
             .await?;

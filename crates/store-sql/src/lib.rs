@@ -26,7 +26,7 @@ mod names;
 mod store_macro;
 mod task_writer;
 
-pub use names::{AgentCaching, AgentGeneration, MAX_CACHED_NAMES, NameCache};
+pub use names::{AgentCaching, AgentGeneration, MAX_CACHED_NAMES, NameCache, TenantGeneration};
 
 pub use task_writer::{
     BatchFailure, BatchWrites, EventRow, MAX_TASK_WRITES_PER_BATCH, PlannedTask, TASK_WRITE_QUEUE,

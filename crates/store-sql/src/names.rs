@@ -51,7 +51,13 @@ struct Inner {
     agents: HashMap<(TenantId, String), Agent>,
     /// Bumped by every agent write, after it commits.
     agent_generation: u64,
+    /// Bumped by every tenant deletion, after it commits.
+    tenant_generation: u64,
 }
+
+/// The tenant rows a read started from, for [`NameCache::put_tenant_read`].
+#[derive(Debug, Clone, Copy)]
+pub struct TenantGeneration(u64);
 
 /// The agent rows an operation started from, for [`NameCache::put_agent`] and
 /// [`NameCache::agents_written`].
@@ -95,9 +101,23 @@ impl NameCache {
         inner.tenants_by_id.insert(tenant.id, tenant.clone());
     }
 
+    /// Where a read of a tenant row starts.
+    pub fn tenant_generation(&self) -> TenantGeneration {
+        TenantGeneration(self.lock().tenant_generation)
+    }
+
+    /// Remembers a tenant row read since `start`, unless a tenant was deleted meanwhile (the
+    /// row read may be the deleted one).
+    pub fn put_tenant_read(&self, start: TenantGeneration, tenant: &Tenant) {
+        if self.lock().tenant_generation == start.0 {
+            self.put_tenant(tenant);
+        }
+    }
+
     /// Forgets a deleted tenant and its agents.
     pub fn forget_tenant(&self, id: TenantId) {
         let mut inner = self.lock();
+        inner.tenant_generation += 1;
         if let Some(tenant) = inner.tenants_by_id.remove(&id) {
             inner.tenants_by_name.remove(tenant.name.as_str());
         }
@@ -161,6 +181,7 @@ impl NameCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nexus_core::Tenant;
     use nexus_core::{AgentId, page::now};
 
     fn agent(tenant: TenantId, name: &str, revision: u32) -> Agent {
@@ -211,6 +232,28 @@ mod tests {
         cache.agents_written(second, Some(&agent(tenant, "echo", 3)));
         cache.agents_written(first, Some(&agent(tenant, "echo", 2)));
         assert!(cache.agent(tenant, &name).is_err());
+    }
+
+    #[test]
+    fn a_tenant_read_that_raced_its_deletion_is_not_cached() {
+        let cache = NameCache::new(AgentCaching::Exclusive);
+        let tenant = Tenant {
+            id: TenantId::new(),
+            name: Name::parse("acme").unwrap(),
+            display_name: "Acme".into(),
+            created_at: now(),
+        };
+        let start = cache.tenant_generation();
+        // The tenant is deleted while the read is in flight: the row read is the deleted one.
+        cache.forget_tenant(tenant.id);
+        cache.put_tenant_read(start, &tenant);
+        assert_eq!(cache.tenant_by_id(tenant.id), None);
+        assert_eq!(cache.tenant_by_name(&tenant.name), None);
+        // A read that raced nothing is cached.
+        cache.put_tenant_read(cache.tenant_generation(), &tenant);
+        assert_eq!(cache.tenant_by_id(tenant.id), Some(tenant.clone()));
+        cache.forget_tenant(tenant.id);
+        assert_eq!(cache.tenant_by_name(&tenant.name), None);
     }
 
     #[test]

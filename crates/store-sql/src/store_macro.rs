@@ -325,6 +325,7 @@ macro_rules! impl_store {
                     if let Some(tenant) = self.names().tenant_by_id(id) {
                         return Ok(tenant);
                     }
+                    let start = self.names().tenant_generation();
                     let tenant: Tenant = sqlx::query_as::<_, TenantRow>(
                         "SELECT id, name, display_name, created_at FROM tenants WHERE id = $1",
                     )
@@ -334,7 +335,7 @@ macro_rules! impl_store {
                     .map_err(map_err)?
                     .ok_or_else(|| StoreError::not_found("tenant", id))?
                     .try_into()?;
-                    self.names().put_tenant(&tenant);
+                    self.names().put_tenant_read(start, &tenant);
                     Ok(tenant)
                 }
 
@@ -342,6 +343,7 @@ macro_rules! impl_store {
                     if let Some(tenant) = self.names().tenant_by_name(name) {
                         return Ok(tenant);
                     }
+                    let start = self.names().tenant_generation();
                     let tenant: Tenant = sqlx::query_as::<_, TenantRow>(
                         "SELECT id, name, display_name, created_at FROM tenants WHERE name = $1",
                     )
@@ -351,7 +353,7 @@ macro_rules! impl_store {
                     .map_err(map_err)?
                     .ok_or_else(|| StoreError::not_found("tenant", name))?
                     .try_into()?;
-                    self.names().put_tenant(&tenant);
+                    self.names().put_tenant_read(start, &tenant);
                     Ok(tenant)
                 }
 
@@ -373,14 +375,29 @@ macro_rules! impl_store {
                     &self,
                     tenant: TenantId,
                     audit_tenant: TenantId,
-                    audit: NewAuditEvent,
-                ) -> Result<()> {
+                    mut audit: NewAuditEvent,
+                ) -> Result<bool> {
                     let start = self.names().agent_generation();
                     let deleted = async {
                         let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
-                        // The deleting caller's chain first, as every audited write does.
-                        append_audit_in_tx(&mut tx, audit_tenant, audit).await?;
+                        // The deleting caller's chain's lock first, as every audited write
+                        // takes it; the event says whether a key was destroyed, so it is
+                        // appended once that is known.
+                        lock_audit_chain(&mut tx, audit_tenant).await?;
                         lock_audit_chain(&mut tx, tenant).await?;
+                        // The data key first (crypto-shredding), in the same transaction as the
+                        // rows: a failure leaves the tenant whole, never keyless.
+                        let shredded = sqlx::query("DELETE FROM tenant_keys WHERE tenant_id = $1")
+                            .bind(tenant.as_uuid())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map_err)?
+                            .rows_affected()
+                            > 0;
+                        if let serde_json::Value::Object(details) = &mut audit.details {
+                            details.insert("data_key_destroyed".into(), shredded.into());
+                        }
+                        append_audit_in_tx(&mut tx, audit_tenant, audit).await?;
                         // The audit chain is the one table that does not cascade: it must
                         // outlive agents and keys, but not the tenant.
                         sqlx::query("DELETE FROM audit_events WHERE tenant_id = $1")
@@ -394,7 +411,8 @@ macro_rules! impl_store {
                             .execute(&mut *tx)
                             .await
                             .map_err(map_err)?;
-                        tx.commit().await.map_err(map_err)
+                        tx.commit().await.map_err(map_err)?;
+                        Ok(shredded)
                     }
                     .await;
                     if deleted.is_ok() {

@@ -116,18 +116,19 @@ pub trait TenantStore: Send + Sync {
     async fn get_tenant_by_name(&self, name: &Name) -> Result<Tenant>;
     /// Tenants in creation order.
     async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>>;
-    /// Deletes the tenant and everything it owns (agents, revisions, tasks and their events,
-    /// state, secrets, packages' metadata, keys, policies, its data key and its audit chain),
-    /// and appends `audit` to the chain of `audit_tenant` (the deleting caller's), atomically.
-    /// `NotFound` if there is no such tenant, and then nothing is stored. Callers destroy the
-    /// tenant's data key first ([`SecretStore::delete_tenant_key`]) so that nothing of it can
-    /// be decrypted even if this fails half-way on a backend without transactions.
+    /// Deletes the tenant and everything it owns, its data key first (crypto-shredding), then
+    /// agents, revisions, tasks and their events, state, secrets, packages' metadata, keys,
+    /// policies, members and its audit chain, and appends `audit` to the chain of
+    /// `audit_tenant` (the deleting caller's), all in one transaction: a failure leaves the
+    /// tenant whole, never without its key. Adds `"data_key_destroyed": bool` to `audit.details`
+    /// (an object) and returns it. `NotFound` if there is no such tenant, and then nothing is
+    /// stored.
     async fn delete_tenant(
         &self,
         tenant: TenantId,
         audit_tenant: TenantId,
         audit: NewAuditEvent,
-    ) -> Result<()>;
+    ) -> Result<bool>;
 }
 
 /// Agents and their immutable revisions.
