@@ -132,6 +132,26 @@ impl ControlPlane {
     }
 }
 
+/// Where a paged read is: the request for the next page, until the last one was read.
+#[derive(Default)]
+struct Pages {
+    after: Option<Cursor>,
+    done: bool,
+}
+
+impl Pages {
+    fn next_request(&mut self) -> Option<PageRequest> {
+        (!self.done).then(|| PageRequest::after(self.after.take(), EXPORT_PAGE))
+    }
+
+    /// The page's items; remembers where the next page starts, or that there is none.
+    fn items<T>(&mut self, page: nexus_core::Page<T>) -> Vec<T> {
+        self.done = page.next_cursor.is_none();
+        self.after = page.next_cursor;
+        page.items
+    }
+}
+
 /// Reads a tenant's rows and sends them as records.
 struct Exporter {
     control: Arc<ControlPlane>,
@@ -152,78 +172,46 @@ impl Exporter {
         let store = self.control.store.as_ref();
         let tenant = self.tenant;
 
-        let mut after: Option<Cursor> = None;
-        loop {
-            let page = store
-                .list_packages(tenant, PageRequest::after(after, EXPORT_PAGE))
-                .await?;
-            for package in page.items {
+        let mut pages = Pages::default();
+        while let Some(request) = pages.next_request() {
+            let page = store.list_packages(tenant, request).await?;
+            for package in pages.items(page) {
                 self.send(ExportRecord::Package(package)).await?;
-            }
-            match page.next_cursor {
-                Some(next) => after = Some(next),
-                None => break,
             }
         }
 
         let state = SealedState::new(self.control.store.clone(), self.control.kms.clone(), tenant);
-        let mut after: Option<Cursor> = None;
-        loop {
-            let page = store
-                .list_agents(tenant, PageRequest::after(after, EXPORT_PAGE))
-                .await?;
-            for agent in page.items {
+        let mut pages = Pages::default();
+        while let Some(request) = pages.next_request() {
+            let page = store.list_agents(tenant, request).await?;
+            for agent in pages.items(page) {
                 self.agent(&state, agent).await?;
             }
-            match page.next_cursor {
-                Some(next) => after = Some(next),
-                None => break,
-            }
         }
 
-        let mut after: Option<Cursor> = None;
-        loop {
+        let mut pages = Pages::default();
+        while let Some(request) = pages.next_request() {
             let page = store
-                .list_tasks(
-                    tenant,
-                    &TaskFilter::default(),
-                    PageRequest::after(after, EXPORT_PAGE),
-                )
+                .list_tasks(tenant, &TaskFilter::default(), request)
                 .await?;
-            for task in page.items {
+            for task in pages.items(page) {
                 self.task(task).await?;
             }
-            match page.next_cursor {
-                Some(next) => after = Some(next),
-                None => break,
-            }
         }
 
-        let mut after: Option<Cursor> = None;
-        loop {
-            let page = store
-                .list_api_keys(tenant, PageRequest::after(after, EXPORT_PAGE))
-                .await?;
-            for key in page.items {
+        let mut pages = Pages::default();
+        while let Some(request) = pages.next_request() {
+            let page = store.list_api_keys(tenant, request).await?;
+            for key in pages.items(page) {
                 self.send(ExportRecord::ApiKey(key)).await?;
             }
-            match page.next_cursor {
-                Some(next) => after = Some(next),
-                None => break,
-            }
         }
 
-        let mut after: Option<Cursor> = None;
-        loop {
-            let page = store
-                .list_members(tenant, PageRequest::after(after, EXPORT_PAGE))
-                .await?;
-            for member in page.items {
+        let mut pages = Pages::default();
+        while let Some(request) = pages.next_request() {
+            let page = store.list_members(tenant, request).await?;
+            for member in pages.items(page) {
                 self.send(ExportRecord::Member(member)).await?;
-            }
-            match page.next_cursor {
-                Some(next) => after = Some(next),
-                None => break,
             }
         }
         for team in store.list_teams(tenant).await? {
@@ -326,5 +314,34 @@ impl Exporter {
             .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nexus_core::{Cursor, Page};
+
+    use super::Pages;
+
+    #[test]
+    fn pages_follow_the_cursor_until_the_last_page() {
+        let mut pages = Pages::default();
+        let first = pages.next_request().expect("a first page");
+        assert!(first.after.is_none());
+        let items = pages.items(Page {
+            items: vec![1, 2],
+            next_cursor: Some(Cursor("c2".into())),
+        });
+        assert_eq!(items, [1, 2]);
+        let second = pages.next_request().expect("a second page");
+        assert_eq!(second.after, Some(Cursor("c2".into())));
+        assert_eq!(
+            pages.items(Page {
+                items: vec![3],
+                next_cursor: None
+            }),
+            [3]
+        );
+        assert!(pages.next_request().is_none(), "the last page ends it");
     }
 }

@@ -104,44 +104,39 @@ impl Server {
     /// Runs a client verb with no API key, keeping login sessions in `config_dir`, with
     /// `stdin` piped in.
     pub fn cli_logged_in(&self, config_dir: &Path, args: &[&str], stdin: &str) -> Output {
+        self.cli_with_stdin(None, Some(config_dir), args, stdin)
+    }
+
+    /// Runs a client verb as the platform admin with `stdin` piped in.
+    pub fn cli_logged_in_as_admin(&self, args: &[&str], stdin: &str) -> Output {
+        self.cli_with_stdin(Some(API_KEY), None, args, stdin)
+    }
+
+    fn cli_with_stdin(
+        &self,
+        api_key: Option<&str>,
+        config_dir: Option<&Path>,
+        args: &[&str],
+        stdin: &str,
+    ) -> Output {
         use std::io::Write;
-        let mut child = Command::new(NEXUS)
+        let mut command = Command::new(NEXUS);
+        command
             .arg("--server")
             .arg(&self.url)
             .args(args)
             .env_remove("NEXUS_SERVER")
             .env_remove("NEXUS_API_KEY")
-            .env("NEXUS_CONFIG_DIR", config_dir)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Server {
-    /// Runs a client verb as the platform admin with `stdin` piped in.
-    pub fn cli_logged_in_as_admin(&self, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(NEXUS)
-            .arg("--server")
-            .arg(&self.url)
-            .args(args)
-            .env_remove("NEXUS_SERVER")
-            .env("NEXUS_API_KEY", API_KEY)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(std::process::Stdio::piped());
+        if let Some(key) = api_key {
+            command.env("NEXUS_API_KEY", key);
+        }
+        if let Some(dir) = config_dir {
+            command.env("NEXUS_CONFIG_DIR", dir);
+        }
+        let mut child = command.spawn().unwrap();
         child
             .stdin
             .take()
