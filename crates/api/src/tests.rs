@@ -13,6 +13,7 @@ use super::*;
 mod access;
 mod cors;
 mod limits;
+mod ownership;
 mod users;
 
 /// The platform admin key every test app is bootstrapped with, sent by [`TestApp::send`].

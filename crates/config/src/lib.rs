@@ -163,6 +163,8 @@ pub const DEFAULT_TENANT_CLAIM: &str = "tenant";
 pub const DEFAULT_ROLE_CLAIM: &str = "role";
 /// Default claim naming the user.
 pub const DEFAULT_SUBJECT_CLAIM: &str = "sub";
+/// Default claim listing the user's teams (the usual name for group membership).
+pub const DEFAULT_TEAMS_CLAIM: &str = "groups";
 /// Role of a token without a role claim: the least one.
 pub const DEFAULT_OIDC_ROLE: &str = "viewer";
 /// Clock skew allowed on `exp` and `nbf` by default.
@@ -204,6 +206,10 @@ pub struct OidcConfig {
     /// The claim naming the user (audit events and policies see `oidc:<value>`).
     #[serde(default = "default_subject_claim")]
     pub subject_claim: String,
+    /// The claim listing the user's teams, an array of names; policies match them as
+    /// `principal in Nexus::Team::"<name>"`. Entries that are not valid names are ignored.
+    #[serde(default = "default_teams_claim")]
+    pub teams_claim: String,
     /// Clock skew allowed on `exp` and `nbf`, in seconds (at most 600).
     #[serde(default = "default_oidc_leeway_secs")]
     pub leeway_secs: u64,
@@ -220,6 +226,9 @@ fn default_role_claim() -> String {
 }
 fn default_subject_claim() -> String {
     DEFAULT_SUBJECT_CLAIM.to_owned()
+}
+fn default_teams_claim() -> String {
+    DEFAULT_TEAMS_CLAIM.to_owned()
 }
 fn default_oidc_role() -> String {
     DEFAULT_OIDC_ROLE.to_owned()
@@ -242,6 +251,7 @@ impl OidcConfig {
             role_claim: default_role_claim(),
             default_role: default_oidc_role(),
             subject_claim: default_subject_claim(),
+            teams_claim: default_teams_claim(),
             leeway_secs: DEFAULT_OIDC_LEEWAY_SECS,
             jwks_refresh_secs: DEFAULT_JWKS_REFRESH_SECS,
         }
@@ -259,6 +269,7 @@ impl OidcConfig {
             ("oidc.tenant_claim", &self.tenant_claim),
             ("oidc.role_claim", &self.role_claim),
             ("oidc.subject_claim", &self.subject_claim),
+            ("oidc.teams_claim", &self.teams_claim),
         ] {
             if claim.trim().is_empty() {
                 return invalid(key, "must name a claim".into());

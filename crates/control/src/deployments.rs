@@ -78,7 +78,11 @@ impl ControlPlane {
             // Say "forbidden" rather than "no such package" to whoever may not deploy at all.
             Err(missing @ StoreError::NotFound { .. }) => {
                 let name = request.name.as_ref().map_or("", Name::as_str);
-                let resource = Resource::Agent { name, tags: &[] };
+                let resource = Resource::Agent {
+                    name,
+                    tags: &[],
+                    owner: "",
+                };
                 self.authorize_on(caller, tenant, Action::AgentDeploy, resource)
                     .await?;
                 return Err(missing.into());
@@ -91,9 +95,17 @@ impl ControlPlane {
             Some(name) => name,
             None => package.reference.name.clone(),
         };
+        // A redeployment is about the agent its owner made; a first one about the agent the
+        // caller is about to own.
+        let owner = match self.store.get_agent(tenant, &name).await {
+            Ok(existing) => existing.owner,
+            Err(StoreError::NotFound { .. }) => caller.principal.id(),
+            Err(e) => return Err(e.into()),
+        };
         let resource = Resource::Agent {
             name: name.as_str(),
             tags: &manifest.agent.tags,
+            owner: &owner,
         };
         self.authorize_on(caller, tenant, Action::AgentDeploy, resource)
             .await?;
@@ -136,6 +148,7 @@ impl ControlPlane {
                     // The store lists every secret the agent has after this deployment.
                     secret_names: Vec::new(),
                     grants: request.grants,
+                    deployed_by: caller.principal.id(),
                 },
                 sealed,
                 event,
@@ -306,6 +319,7 @@ impl ControlPlane {
                 let resource = Resource::Agent {
                     name: name.as_str(),
                     tags: &[],
+                    owner: "",
                 };
                 self.authorize_on(caller, tenant, action, resource).await?;
                 Err(missing.into())
@@ -314,7 +328,8 @@ impl ControlPlane {
         }
     }
 
-    /// Authorizes `action` on `agent`, as its current manifest's tags describe it.
+    /// Authorizes `action` on `agent`, as its owner and its current manifest's tags describe
+    /// it.
     pub(crate) async fn authorize_agent(
         &self,
         caller: &Caller,
@@ -327,6 +342,7 @@ impl ControlPlane {
         let resource = Resource::Agent {
             name: agent.name.as_str(),
             tags: &tags,
+            owner: &agent.owner,
         };
         self.authorize_on(caller, tenant, action, resource).await
     }

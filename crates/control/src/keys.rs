@@ -219,6 +219,7 @@ impl ControlPlane {
             expires_at: request.expires_at,
             user_id: None,
             service_account: account,
+            teams: Vec::new(),
         };
         let event = audit::event(
             caller,

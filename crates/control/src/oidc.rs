@@ -15,7 +15,9 @@
 //!
 //! Claims: the tenant by name from `tenant_claim` (else `default_tenant`; an unknown tenant is
 //! refused), the role from `role_claim` (else `default_role`), the user from `subject_claim`
-//! (`Principal::User`, `oidc:<subject>` in audit). Never a platform admin.
+//! (`Principal::User`, `oidc:<subject>` in audit), its teams from `teams_claim` (an array of
+//! names, at most [`MAX_TOKEN_TEAMS`]; entries that are not names are ignored). Never a
+//! platform admin.
 //!
 //! Every refusal is `Unauthenticated` with a short reason that never repeats the token, and
 //! counts in `nexus_auth_failures_total{reason="oidc_…"}`.
@@ -50,6 +52,9 @@ pub const MAX_ISSUER_BODY_BYTES: usize = 1024 * 1024;
 pub const ISSUER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Fetches of the issuer's keys at most this often, whatever tokens ask for.
 pub const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Most entries a token's teams claim may have: a caller carries its teams on every request
+/// and each is an entity in every policy decision.
+pub const MAX_TOKEN_TEAMS: usize = 256;
 /// Sent as `User-Agent`.
 const AGENT: &str = concat!("nexus/", env!("CARGO_PKG_VERSION"));
 
@@ -70,6 +75,8 @@ pub struct OidcSettings {
     pub default_role: Role,
     /// The claim naming the user.
     pub subject_claim: String,
+    /// The claim listing the user's teams.
+    pub teams_claim: String,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway: Duration,
     /// How often the keys are fetched again in the background.
@@ -90,6 +97,7 @@ impl OidcSettings {
             role_claim: "role".into(),
             default_role: Role::Viewer,
             subject_claim: "sub".into(),
+            teams_claim: "groups".into(),
             leeway: Duration::from_secs(60),
             jwks_refresh: Duration::from_secs(300),
             refetch_interval: MIN_REFETCH_INTERVAL,
@@ -107,6 +115,7 @@ enum Failure {
     UnknownTenant,
     Role,
     Subject,
+    Teams,
 }
 
 impl Failure {
@@ -129,6 +138,7 @@ impl Failure {
             Self::UnknownTenant => "oidc_unknown_tenant",
             Self::Role => "oidc_role",
             Self::Subject => "oidc_subject",
+            Self::Teams => "oidc_teams",
         }
     }
 
@@ -152,6 +162,11 @@ impl Failure {
                 "the bearer token's `{}` claim is missing, empty, longer than \
                  {MAX_SUBJECT_LEN} bytes or not printable",
                 settings.subject_claim
+            ),
+            Self::Teams => format!(
+                "the bearer token's `{}` claim is not an array of at most {MAX_TOKEN_TEAMS} \
+                 strings",
+                settings.teams_claim
             ),
         }
     }
@@ -381,7 +396,27 @@ impl Oidc {
             }
             Err(e) => return Err(Mapped::Store(e)),
         };
-        Ok(Caller::for_user(tenant.id, subject, role))
+        let teams = match claims.get(&settings.teams_claim) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(entries)) if entries.len() <= MAX_TOKEN_TEAMS => {
+                let mut teams = Vec::with_capacity(entries.len());
+                for entry in entries {
+                    let Value::String(entry) = entry else {
+                        return Err(Mapped::Refused(Failure::Teams));
+                    };
+                    // Issuers' group names need not be ours (`/eng/sre`, GUIDs): a policy
+                    // could not name those anyway.
+                    if let Ok(team) = Name::parse(entry)
+                        && !teams.contains(&team)
+                    {
+                        teams.push(team);
+                    }
+                }
+                teams
+            }
+            Some(_) => return Err(Mapped::Refused(Failure::Teams)),
+        };
+        Ok(Caller::for_user(tenant.id, subject, role).with_teams(teams))
     }
 }
 

@@ -140,20 +140,22 @@ impl ControlPlane {
             Some(id) => Caller::for_key(&self.store.get_api_key(tenant, id).await?),
             None => caller.clone(),
         };
-        let (resource_name, tags) = match &request.agent {
+        let (resource_name, tags, owner) = match &request.agent {
             Some(name) => {
                 let agent = self.store.get_agent(tenant, name).await?;
                 (
                     format!("agent {name}"),
                     self.agent_tags(tenant, &agent).await?,
+                    agent.owner,
                 )
             }
-            None => ("the tenant".to_owned(), Vec::new().into()),
+            None => ("the tenant".to_owned(), Vec::new().into(), String::new()),
         };
         let resource = match &request.agent {
             Some(name) => Resource::Agent {
                 name: name.as_str(),
                 tags: &tags,
+                owner: &owner,
             },
             None => Resource::Tenant,
         };

@@ -489,6 +489,7 @@ mod tests {
                     config: BTreeMap::new(),
                     secret_names: Vec::new(),
                     grants: nexus_core::Grants::default(),
+                    deployed_by: "system".into(),
                 },
                 Vec::new(),
                 test_event("agent.deploy"),

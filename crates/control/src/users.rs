@@ -124,6 +124,9 @@ pub struct Session {
     pub tenant: Tenant,
     pub user: User,
     pub role: Role,
+    /// The user's teams in the tenant, which policies can name.
+    #[schema(value_type = Vec<String>)]
+    pub teams: Vec<Name>,
 }
 
 /// Who the caller is, as the platform sees it.
@@ -134,6 +137,9 @@ pub struct WhoAmI {
     pub principal: String,
     pub role: Role,
     pub platform_admin: bool,
+    /// The caller's teams in its tenant (a login session's or an OIDC token's).
+    #[schema(value_type = Vec<String>)]
+    pub teams: Vec<Name>,
 }
 
 impl ControlPlane {
@@ -300,9 +306,13 @@ impl ControlPlane {
             },
         };
         // The role is the highest of the membership's and the user's teams' there.
-        let team_roles = self.store.team_roles(membership.tenant_id, user.id).await?;
-        let role = team_roles.into_iter().fold(membership.role, std::cmp::max);
-        self.open_session(user, Membership { role, ..membership })
+        let teams = self.store.user_teams(membership.tenant_id, user.id).await?;
+        let role = teams
+            .iter()
+            .map(|(_, role)| *role)
+            .fold(membership.role, std::cmp::max);
+        let teams = teams.into_iter().map(|(team, _)| team).collect();
+        self.open_session(user, Membership { role, ..membership }, teams)
             .await
     }
 
@@ -310,6 +320,7 @@ impl ControlPlane {
         &self,
         user: User,
         membership: Membership,
+        teams: Vec<Name>,
     ) -> Result<Session, ControlError> {
         let tenant = self.store.get_tenant(membership.tenant_id).await?;
         let secret =
@@ -326,6 +337,7 @@ impl ControlPlane {
             expires_at: Some(expires_at),
             user_id: Some(user.id),
             service_account: None,
+            teams: teams.clone(),
         };
         let event = nexus_core::NewAuditEvent {
             actor: format!("user:{}", user.name),
@@ -340,6 +352,7 @@ impl ControlPlane {
             tenant,
             user,
             role: membership.role,
+            teams,
         })
     }
 
@@ -381,6 +394,7 @@ impl ControlPlane {
             principal: caller.principal.id(),
             role: caller.role,
             platform_admin: caller.platform_admin,
+            teams: caller.teams.clone(),
         })
     }
 
@@ -425,9 +439,10 @@ impl ControlPlane {
         };
         let held = self
             .store
-            .team_roles(tenant, user.id)
+            .user_teams(tenant, user.id)
             .await?
             .into_iter()
+            .map(|(_, role)| role)
             .fold(own, std::cmp::max);
         if held > caller.role {
             return Err(ControlError::Denied(format!(

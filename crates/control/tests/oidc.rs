@@ -244,6 +244,15 @@ async fn valid_tokens_become_users_of_the_tenant_and_role_they_name() {
     claims_map.insert("nbf".into(), json!(now + 30));
     let caller = p.control.authenticate(&es.sign(&claims)).await.unwrap();
     assert_eq!((caller.role, caller.tenant), (Role::Viewer, p.acme));
+    assert!(caller.teams.is_empty());
+
+    // Teams from the `groups` claim, for policies; names we could not match are left out.
+    claims["groups"] = json!(["sre", "/eng/platform", "ops", "sre"]);
+    let caller = p.control.authenticate(&es.sign(&claims)).await.unwrap();
+    assert_eq!(
+        caller.teams,
+        [Name::parse("sre").unwrap(), Name::parse("ops").unwrap()]
+    );
 
     // API keys still work beside tokens.
     let secret = p
@@ -417,6 +426,21 @@ async fn forged_stale_foreign_and_confused_tokens_are_refused() {
             "no subject",
             key.sign(&with(json!({"sub": null}))),
             "`sub` claim is missing",
+        ),
+        (
+            "teams as one string",
+            key.sign(&with(json!({"groups": "sre"}))),
+            "`groups` claim is not an array",
+        ),
+        (
+            "teams with a number",
+            key.sign(&with(json!({"groups": ["sre", 7]}))),
+            "`groups` claim is not an array",
+        ),
+        (
+            "too many teams",
+            key.sign(&with(json!({ "groups": vec!["sre"; 257] }))),
+            "`groups` claim is not an array",
         ),
         (
             "garbage",

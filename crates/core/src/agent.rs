@@ -17,6 +17,11 @@ pub struct Agent {
     pub name: Name,
     /// The revision that serves new tasks.
     pub current_revision: u32,
+    /// Who created it, as a principal id (`user:alice`, `key:<id>`, `service:ci`...), for
+    /// policies (`resource.owner == principal.id`); empty for agents created before owners
+    /// were recorded.
+    #[serde(default)]
+    pub owner: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -48,6 +53,10 @@ pub struct AgentRevision {
     /// Names of the secrets granted to the agent; the values are stored apart, encrypted.
     pub secret_names: Vec<String>,
     pub grants: Grants,
+    /// Who deployed it, as a principal id; empty for revisions deployed before this was
+    /// recorded and for local runs.
+    #[serde(default)]
+    pub deployed_by: String,
     pub created_at: DateTime<Utc>,
 }
 
@@ -60,4 +69,6 @@ pub struct NewAgentRevision {
     pub config: BTreeMap<String, String>,
     pub secret_names: Vec<String>,
     pub grants: Grants,
+    /// The deploying principal's id; it becomes the agent's owner when this creates the agent.
+    pub deployed_by: String,
 }

@@ -122,6 +122,11 @@ pub struct ApiKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub service_account: Option<Name>,
+    /// For a login session: the user's teams in the tenant when it logged in (team changes
+    /// end the user's sessions, so this stays true). Empty for other keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub teams: Vec<Name>,
 }
 
 impl ApiKey {
@@ -147,6 +152,8 @@ pub struct NewApiKey {
     pub user_id: Option<UserId>,
     /// The service account the key belongs to (its id and name); `None` for other keys.
     pub service_account: Option<(ServiceAccountId, Name)>,
+    /// The teams a login session's user belongs to in the tenant; empty for other keys.
+    pub teams: Vec<Name>,
 }
 
 impl NewApiKey {
@@ -166,6 +173,7 @@ impl NewApiKey {
             user_id: self.user_id,
             service_account_id: self.service_account.as_ref().map(|(id, _)| *id),
             service_account: self.service_account.map(|(_, name)| name),
+            teams: self.teams,
         }
     }
 }
@@ -215,6 +223,9 @@ pub struct Caller {
     pub platform_admin: bool,
     /// W3C trace id of the request, when the client sent a `traceparent`.
     pub trace_id: Option<String>,
+    /// The teams of `tenant` the principal belongs to (a login session's user, or an OIDC user
+    /// whose token names them); policies match them as `principal in Nexus::Team::"<name>"`.
+    pub teams: Vec<Name>,
 }
 
 impl Caller {
@@ -227,6 +238,7 @@ impl Caller {
             role: Role::Owner,
             platform_admin: true,
             trace_id: None,
+            teams: Vec::new(),
         }
     }
 
@@ -251,6 +263,7 @@ impl Caller {
             role: key.role,
             platform_admin: key.platform_admin,
             trace_id: None,
+            teams: key.teams.clone(),
         }
     }
 
@@ -263,6 +276,7 @@ impl Caller {
             role,
             platform_admin: false,
             trace_id: None,
+            teams: Vec::new(),
         }
     }
 
@@ -278,7 +292,15 @@ impl Caller {
             role: Role::Operator,
             platform_admin: false,
             trace_id,
+            teams: Vec::new(),
         }
+    }
+
+    /// The same caller, as a member of `teams`.
+    #[must_use]
+    pub fn with_teams(mut self, teams: Vec<Name>) -> Self {
+        self.teams = teams;
+        self
     }
 
     /// The same caller, with the request's trace id.
@@ -325,6 +347,7 @@ mod tests {
             expires_at: None,
             user_id: None,
             service_account: None,
+            teams: Vec::new(),
         }
         .into_key(TenantId::new());
         assert!(key.is_active(now));

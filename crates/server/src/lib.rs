@@ -276,6 +276,7 @@ fn oidc_settings(config: &nexus_config::OidcConfig) -> Result<OidcSettings, Serv
         role_claim: config.role_claim.clone(),
         default_role,
         subject_claim: config.subject_claim.clone(),
+        teams_claim: config.teams_claim.clone(),
         leeway: Duration::from_secs(config.leeway_secs),
         jwks_refresh: Duration::from_secs(config.jwks_refresh_secs),
         refetch_interval: nexus_control::MIN_REFETCH_INTERVAL,

@@ -140,7 +140,8 @@ pub fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn name(value: String, column: &str) -> Result<Name, StoreError> {
+/// A stored name, or `Corrupt` naming the column.
+pub fn name(value: String, column: &str) -> Result<Name, StoreError> {
     Name::parse(&value).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
@@ -181,6 +182,7 @@ pub struct AgentRow {
     pub tenant_id: Uuid,
     pub name: String,
     pub current_revision: i64,
+    pub owner: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -193,6 +195,7 @@ impl TryFrom<AgentRow> for Agent {
             tenant_id: TenantId::from_uuid(row.tenant_id),
             name: name(row.name, "agents.name")?,
             current_revision: to_u32(row.current_revision, "agents.current_revision")?,
+            owner: row.owner,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -209,6 +212,7 @@ pub struct RevisionRow {
     pub config: Json<std::collections::BTreeMap<String, String>>,
     pub secret_names: Json<Vec<String>>,
     pub grants: Json<Grants>,
+    pub deployed_by: String,
     pub created_at: DateTime<Utc>,
 }
 
@@ -223,6 +227,7 @@ impl TryFrom<RevisionRow> for AgentRevision {
             config: row.config.0,
             secret_names: row.secret_names.0,
             grants: row.grants.0,
+            deployed_by: row.deployed_by,
             created_at: row.created_at,
         })
     }
@@ -376,6 +381,7 @@ pub struct ApiKeyRow {
     pub user_id: Option<Uuid>,
     pub service_account_id: Option<Uuid>,
     pub service_account: Option<String>,
+    pub teams: Json<Vec<String>>,
 }
 
 impl TryFrom<ApiKeyRow> for ApiKey {
@@ -400,6 +406,12 @@ impl TryFrom<ApiKeyRow> for ApiKey {
                 .service_account
                 .map(|n| name(n, "api_keys.service_account"))
                 .transpose()?,
+            teams: row
+                .teams
+                .0
+                .into_iter()
+                .map(|n| name(n, "api_keys.teams"))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -627,6 +639,7 @@ mod tests {
             user_id: None,
             service_account_id: None,
             service_account: None,
+            teams: Json(Vec::new()),
         }
     }
 

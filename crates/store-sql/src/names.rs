@@ -190,6 +190,7 @@ mod tests {
             tenant_id: tenant,
             name: Name::parse(name).unwrap(),
             current_revision: revision,
+            owner: String::new(),
             created_at: now(),
             updated_at: now(),
         }

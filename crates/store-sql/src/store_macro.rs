@@ -37,7 +37,7 @@ macro_rules! impl_store {
                 AgentRow, ApiKeyRow, AuditRow, MembershipRow, PackageRow, PolicyRow, RevisionRow,
                 TaskEventRow, TaskRow, UserRow, MEMBERSHIP_COLUMNS, ServiceAccountRow,
                 TenantRow, convert, is_foreign_key_violation, is_unique_violation, map_err,
-                parse_cursor, status_payload, to_i64, to_u64, with_revision, EVENTS_PER_INSERT,
+                parse_cursor, status_payload, to_i64, name as parse_name, to_u64, with_revision, EVENTS_PER_INSERT,
                 RUNNING_STATES,
             };
 
@@ -174,8 +174,8 @@ macro_rules! impl_store {
             ) -> Result<(Agent, AgentRevision)> {
                 let at = now();
                 let (agent_id,): (Uuid,) = sqlx::query_as(
-                    "INSERT INTO agents (id, tenant_id, name, current_revision, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 0, $4, $4) \
+                    "INSERT INTO agents (id, tenant_id, name, current_revision, owner, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 0, $5, $4, $4) \
                      ON CONFLICT (tenant_id, name) DO UPDATE SET updated_at = excluded.updated_at \
                      RETURNING id",
                 )
@@ -183,6 +183,7 @@ macro_rules! impl_store {
                 .bind(tenant.as_uuid())
                 .bind(new.name.as_str())
                 .bind(at)
+                .bind(&new.deployed_by)
                 .fetch_one(&mut **tx)
                 .await
                 .map_err(|e| {
@@ -215,9 +216,9 @@ macro_rules! impl_store {
                 .map_err(map_err)?;
                 let stored: AgentRevision = sqlx::query_as::<_, RevisionRow>(
                     "INSERT INTO agent_revisions \
-                     (tenant_id, agent_id, revision, package_ref, package_digest, config, secret_names, grants, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     RETURNING agent_id, revision, package_ref, package_digest, config, secret_names, grants, created_at",
+                     (tenant_id, agent_id, revision, package_ref, package_digest, config, secret_names, grants, deployed_by, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $9) \
+                     RETURNING agent_id, revision, package_ref, package_digest, config, secret_names, grants, deployed_by, created_at",
                 )
                 .bind(tenant.as_uuid())
                 .bind(agent_id)
@@ -228,13 +229,14 @@ macro_rules! impl_store {
                 .bind(Json(&new.secret_names))
                 .bind(Json(&new.grants))
                 .bind(at)
+                .bind(&new.deployed_by)
                 .fetch_one(&mut **tx)
                 .await
                 .map_err(map_err)?
                 .try_into()?;
                 let agent: Agent = sqlx::query_as::<_, AgentRow>(
                     "UPDATE agents SET current_revision = $1 WHERE id = $2 \
-                     RETURNING id, tenant_id, name, current_revision, created_at, updated_at",
+                     RETURNING id, tenant_id, name, current_revision, owner, created_at, updated_at",
                 )
                 .bind(revision)
                 .bind(agent_id)
@@ -449,7 +451,7 @@ macro_rules! impl_store {
                         Err(start) => start,
                     };
                     let agent: Agent = sqlx::query_as::<_, AgentRow>(
-                        "SELECT id, tenant_id, name, current_revision, created_at, updated_at FROM agents \
+                        "SELECT id, tenant_id, name, current_revision, owner, created_at, updated_at FROM agents \
                          WHERE tenant_id = $1 AND name = $2",
                     )
                     .bind(tenant.as_uuid())
@@ -465,7 +467,7 @@ macro_rules! impl_store {
 
                 async fn get_agent_by_id(&self, tenant: TenantId, id: AgentId) -> Result<Agent> {
                     sqlx::query_as::<_, AgentRow>(
-                        "SELECT id, tenant_id, name, current_revision, created_at, updated_at FROM agents \
+                        "SELECT id, tenant_id, name, current_revision, owner, created_at, updated_at FROM agents \
                          WHERE tenant_id = $1 AND id = $2",
                     )
                     .bind(tenant.as_uuid())
@@ -480,7 +482,7 @@ macro_rules! impl_store {
                 async fn list_agents(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Agent>> {
                     let after = parse_cursor(page.after.as_ref())?;
                     let rows = sqlx::query_as::<_, AgentRow>(
-                        "SELECT id, tenant_id, name, current_revision, created_at, updated_at FROM agents \
+                        "SELECT id, tenant_id, name, current_revision, owner, created_at, updated_at FROM agents \
                          WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
                     )
                     .bind(tenant.as_uuid())
@@ -499,7 +501,7 @@ macro_rules! impl_store {
                     revision: u32,
                 ) -> Result<AgentRevision> {
                     sqlx::query_as::<_, RevisionRow>(
-                        "SELECT agent_id, revision, package_ref, package_digest, config, secret_names, grants, created_at \
+                        "SELECT agent_id, revision, package_ref, package_digest, config, secret_names, grants, deployed_by, created_at \
                          FROM agent_revisions WHERE tenant_id = $1 AND agent_id = $2 AND revision = $3",
                     )
                     .bind(tenant.as_uuid())
@@ -514,7 +516,7 @@ macro_rules! impl_store {
 
                 async fn list_revisions(&self, tenant: TenantId, agent: AgentId) -> Result<Vec<AgentRevision>> {
                     let rows = sqlx::query_as::<_, RevisionRow>(
-                        "SELECT agent_id, revision, package_ref, package_digest, config, secret_names, grants, created_at \
+                        "SELECT agent_id, revision, package_ref, package_digest, config, secret_names, grants, deployed_by, created_at \
                          FROM agent_revisions WHERE tenant_id = $1 AND agent_id = $2 ORDER BY revision DESC",
                     )
                     .bind(tenant.as_uuid())
@@ -546,7 +548,7 @@ macro_rules! impl_store {
                             "UPDATE agents SET current_revision = $1, updated_at = $2 \
                              WHERE tenant_id = $3 AND id = $4 AND EXISTS \
                              (SELECT 1 FROM agent_revisions r WHERE r.agent_id = $4 AND r.revision = $1) \
-                             RETURNING id, tenant_id, name, current_revision, created_at, updated_at",
+                             RETURNING id, tenant_id, name, current_revision, owner, created_at, updated_at",
                         )
                         .bind(i64::from(revision))
                         .bind(now())
@@ -906,10 +908,10 @@ macro_rules! impl_store {
                     append_audit_in_tx(&mut tx, tenant, audit).await?;
                     let key: ApiKey = sqlx::query_as::<_, ApiKeyRow>(
                         "INSERT INTO api_keys (id, tenant_id, name, role, platform_admin, prefix, \
-                         secret_hash, created_by, created_at, expires_at, revoked_at, user_id, service_account_id, service_account) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13) \
+                         secret_hash, created_by, created_at, expires_at, revoked_at, user_id, service_account_id, service_account, teams) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14) \
                          RETURNING id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account",
+                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account, teams",
                     )
                     .bind(new.id.as_uuid())
                     .bind(tenant.as_uuid())
@@ -924,6 +926,7 @@ macro_rules! impl_store {
                     .bind(new.user_id.map(|id| *id.as_uuid()))
                     .bind(new.service_account.as_ref().map(|(id, _)| *id.as_uuid()))
                     .bind(new.service_account.as_ref().map(|(_, name)| name.as_str()))
+                    .bind(Json(&new.teams))
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| {
@@ -943,7 +946,7 @@ macro_rules! impl_store {
                 async fn find_api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
                     sqlx::query_as::<_, ApiKeyRow>(
                         "SELECT id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account FROM api_keys WHERE secret_hash = $1",
+                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account, teams FROM api_keys WHERE secret_hash = $1",
                     )
                     .bind(secret_hash)
                     .fetch_optional(self.reader())
@@ -956,7 +959,7 @@ macro_rules! impl_store {
                 async fn get_api_key(&self, tenant: TenantId, id: ApiKeyId) -> Result<ApiKey> {
                     sqlx::query_as::<_, ApiKeyRow>(
                         "SELECT id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account FROM api_keys WHERE tenant_id = $1 AND id = $2",
+                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account, teams FROM api_keys WHERE tenant_id = $1 AND id = $2",
                     )
                     .bind(tenant.as_uuid())
                     .bind(id.as_uuid())
@@ -971,7 +974,7 @@ macro_rules! impl_store {
                     let after = parse_cursor(page.after.as_ref())?;
                     let rows = sqlx::query_as::<_, ApiKeyRow>(
                         "SELECT id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account FROM api_keys \
+                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account, teams FROM api_keys \
                          WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
                     )
                     .bind(tenant.as_uuid())
@@ -997,7 +1000,7 @@ macro_rules! impl_store {
                         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) \
                          WHERE tenant_id = $2 AND id = $3 \
                          RETURNING id, tenant_id, name, role, platform_admin, prefix, created_by, \
-                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account",
+                         created_at, expires_at, revoked_at, user_id, service_account_id, service_account, teams",
                     )
                     .bind(now())
                     .bind(tenant.as_uuid())
@@ -1442,10 +1445,10 @@ macro_rules! impl_store {
                     Ok(team)
                 }
 
-                async fn team_roles(&self, tenant: TenantId, user: UserId) -> Result<Vec<Role>> {
-                    let rows: Vec<(String,)> = sqlx::query_as(
-                        "SELECT t.role FROM teams t JOIN team_members m ON m.team_id = t.id \
-                         WHERE t.tenant_id = $1 AND m.user_id = $2",
+                async fn user_teams(&self, tenant: TenantId, user: UserId) -> Result<Vec<(Name, Role)>> {
+                    let rows: Vec<(String, String)> = sqlx::query_as(
+                        "SELECT t.name, t.role FROM teams t JOIN team_members m ON m.team_id = t.id \
+                         WHERE t.tenant_id = $1 AND m.user_id = $2 ORDER BY t.name",
                     )
                     .bind(tenant.as_uuid())
                     .bind(user.as_uuid())
@@ -1453,9 +1456,11 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?;
                     rows.into_iter()
-                        .map(|(role,)| {
-                            role.parse::<Role>()
-                                .map_err(|e| StoreError::Corrupt(format!("teams.role: {e}")))
+                        .map(|(team, role)| {
+                            let role = role
+                                .parse::<Role>()
+                                .map_err(|e| StoreError::Corrupt(format!("teams.role: {e}")))?;
+                            Ok((parse_name(team, "teams.name")?, role))
                         })
                         .collect()
                 }

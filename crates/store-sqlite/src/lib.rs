@@ -221,6 +221,11 @@ fn migrator() -> sqlx::migrate::Migrator {
             "service accounts",
             include_str!("../migrations/0010_service_accounts.sql"),
         ),
+        (
+            11,
+            "owners and teams",
+            include_str!("../migrations/0011_owners_and_teams.sql"),
+        ),
     ])
 }
 

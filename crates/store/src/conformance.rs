@@ -160,6 +160,7 @@ fn revision(agent: &str, version: &str) -> NewAgentRevision {
             capabilities: vec!["state".into()],
             hosts: vec!["https://api.example.com".into()],
         },
+        deployed_by: format!("user:deployer-of-{version}"),
     }
 }
 
@@ -293,6 +294,13 @@ pub async fn agents_deploy_revisions_and_rollback(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(agent2.id, agent.id, "a redeploy updates the same agent");
     assert_eq!((agent2.current_revision, second.revision), (2, 2));
+    // The agent belongs to whoever created it; each revision names its own deployer.
+    assert_eq!(agent.owner, "user:deployer-of-1.0.0");
+    assert_eq!(agent2.owner, "user:deployer-of-1.0.0");
+    assert_eq!(
+        (first.deployed_by.as_str(), second.deployed_by.as_str()),
+        ("user:deployer-of-1.0.0", "user:deployer-of-1.1.0")
+    );
 
     // Old revisions are kept unchanged.
     assert_eq!(store.get_revision(t, agent.id, 1).await.unwrap(), first);
@@ -2044,6 +2052,7 @@ fn new_key(name: &str, hash_seed: u8) -> NewApiKey {
         expires_at: None,
         user_id: None,
         service_account: None,
+        teams: Vec::new(),
     }
 }
 
@@ -2121,7 +2130,16 @@ pub async fn api_keys_are_found_by_hash_in_any_tenant(store: Arc<dyn Store>) {
     let t = tenant(&*store, "acme").await;
     let other = tenant(&*store, "other").await;
     let mine = create_key(&*store, t, new_key("mine", 1)).await;
-    let theirs = create_key(&*store, other, new_key("theirs", 2)).await;
+    let theirs = create_key(
+        &*store,
+        other,
+        NewApiKey {
+            teams: vec![name("ops"), name("sre")],
+            ..new_key("theirs", 2)
+        },
+    )
+    .await;
+    assert_eq!(theirs.teams, [name("ops"), name("sre")]);
 
     let hash = |seed: u8| format!("{seed:02x}").repeat(32);
     assert_eq!(
@@ -3743,12 +3761,12 @@ pub async fn teams_give_their_role_and_changes_end_sessions(store: Arc<dyn Store
         .unwrap();
     assert_eq!(joined.members, [name("alice")]);
     assert_eq!(
-        store.team_roles(acme, alice.user.id).await.unwrap(),
-        [Role::Developer]
+        store.user_teams(acme, alice.user.id).await.unwrap(),
+        [(name("sre"), Role::Developer)]
     );
     assert!(
         store
-            .team_roles(other, alice.user.id)
+            .user_teams(other, alice.user.id)
             .await
             .unwrap()
             .is_empty()
@@ -3822,7 +3840,7 @@ pub async fn teams_give_their_role_and_changes_end_sessions(store: Arc<dyn Store
     );
     assert!(
         store
-            .team_roles(acme, alice.user.id)
+            .user_teams(acme, alice.user.id)
             .await
             .unwrap()
             .is_empty()

@@ -436,8 +436,8 @@ pub trait UserStore: Send + Sync {
         add: bool,
         audit: NewAuditEvent,
     ) -> Result<Team>;
-    /// The roles the teams of `user` in `tenant` give it.
-    async fn team_roles(&self, tenant: TenantId, user: UserId) -> Result<Vec<Role>>;
+    /// The teams of `user` in `tenant` (by name) with the role each gives it, by name.
+    async fn user_teams(&self, tenant: TenantId, user: UserId) -> Result<Vec<(Name, Role)>>;
 }
 
 /// Tenant policies (Cedar text, parsed by the control plane), each change audited in the same

@@ -10,7 +10,13 @@ use super::{Reply, TestApp, app, assert_problem};
 const PASSWORD: &str = "correct horse battery staple";
 
 impl TestApp {
-    async fn send_with(&self, method: &str, uri: &str, token: &str, body: Option<Value>) -> Reply {
+    pub(super) async fn send_with(
+        &self,
+        method: &str,
+        uri: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Reply {
         let builder = Request::builder()
             .method(method)
             .uri(uri)
@@ -24,7 +30,7 @@ impl TestApp {
         self.send_as_is(request.unwrap()).await
     }
 
-    async fn login(&self, body: Value) -> Reply {
+    pub(super) async fn login(&self, body: Value) -> Reply {
         self.send_as_is(
             Request::post("/v1/login")
                 .header(header::CONTENT_TYPE, "application/json")
@@ -34,7 +40,7 @@ impl TestApp {
         .await
     }
 
-    async fn add_member(&self, tenant: &str, body: Value) -> Reply {
+    pub(super) async fn add_member(&self, tenant: &str, body: Value) -> Reply {
         self.post_json(&format!("/v1/tenants/{tenant}/members"), body.to_string())
             .await
     }

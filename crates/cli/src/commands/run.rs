@@ -315,6 +315,7 @@ async fn local_scope(
                         config: BTreeMap::new(),
                         secret_names: Vec::new(),
                         grants: Grants::default(),
+                        deployed_by: String::new(),
                     },
                 )
                 .await

@@ -6,9 +6,13 @@
 //!   with a password), `Nexus::ServiceAccount::"<name>"` (a key of a service account),
 //!   `Nexus::User::"<subject>"` (a holder of an OIDC
 //!   token; its `name` is the subject too) and `Nexus::Agent::"<agent id>"` (an agent calling
-//!   another), with `role`, `tenant` (its tenant's id), `name` and `platform_admin`;
+//!   another), with `id` (the principal id audit events record: `user:alice`, `key:<uuid>`,
+//!   `service:ci`, `oidc:<subject>`, `agent:<uuid>`), `role`, `tenant` (its tenant's id), `name`
+//!   and `platform_admin`, and member of the `Nexus::Team::"<name>"` entities of its teams (so
+//!   `principal in Nexus::Team::"sre"` holds for the team's members);
 //! - resources: `Nexus::Tenant::"<id>"` with `tenant`, or `Nexus::Agent::"<name>"` with
-//!   `tenant`, `name` and `tags` (the agent's manifest tags);
+//!   `tenant`, `name`, `tags` (the agent's manifest tags) and `owner` (the id of the principal
+//!   that created it, so `resource.owner == principal.id` means "its own agents");
 //! - actions: `Nexus::Action::"agent.deploy"` and the other names of [`Action`];
 //! - context: `now` (Unix seconds), `hour` and `weekday` (UTC, 0 = Monday).
 //!
@@ -35,8 +39,13 @@ use super::Action;
 pub enum Resource<'a> {
     /// The tenant itself (its lists, keys, policies, tasks).
     Tenant,
-    /// One agent, by name, with its manifest's tags.
-    Agent { name: &'a str, tags: &'a [String] },
+    /// One agent, by name, with its manifest's tags and its owner's principal id (empty when
+    /// unknown).
+    Agent {
+        name: &'a str,
+        tags: &'a [String],
+        owner: &'a str,
+    },
 }
 
 /// Why Cedar said what it said.
@@ -173,6 +182,7 @@ pub fn decide(
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return deny(e),
     };
     let principal_attrs = HashMap::from([
+        ("id".to_owned(), text(caller.principal.id())),
         ("role".to_owned(), text(caller.role.as_str())),
         ("tenant".to_owned(), text(caller.tenant.to_string())),
         ("name".to_owned(), text(name)),
@@ -183,23 +193,36 @@ pub fn decide(
     ]);
     let resource_attrs = match resource {
         Resource::Tenant => HashMap::from([("tenant".to_owned(), text(tenant_text.clone()))]),
-        Resource::Agent { name, tags } => HashMap::from([
+        Resource::Agent { name, tags, owner } => HashMap::from([
             ("tenant".to_owned(), text(tenant_text.clone())),
             ("name".to_owned(), text(name)),
             (
                 "tags".to_owned(),
                 RestrictedExpression::new_set(tags.iter().map(|t| text(t.clone()))),
             ),
+            ("owner".to_owned(), text(owner)),
         ]),
     };
+    let mut teams = Vec::with_capacity(caller.teams.len());
+    for team in &caller.teams {
+        match uid("Nexus::Team", team.as_str()) {
+            Ok(team) => teams.push(team),
+            Err(e) => return deny(e),
+        }
+    }
+    let parents: HashSet<EntityUid> = teams.iter().cloned().collect();
     let entities = match (
-        Entity::new(principal_uid.clone(), principal_attrs, HashSet::new()),
+        Entity::new(principal_uid.clone(), principal_attrs, parents),
         Entity::new(resource_uid.clone(), resource_attrs, HashSet::new()),
     ) {
-        (Ok(principal), Ok(resource)) if principal_uid != resource_uid => {
-            Entities::from_entities([principal, resource], None)
+        (Ok(principal), Ok(resource)) => {
+            let resource = (principal_uid != resource_uid).then_some(resource);
+            let teams = teams.into_iter().map(Entity::with_uid);
+            Entities::from_entities(
+                std::iter::once(principal).chain(resource).chain(teams),
+                None,
+            )
         }
-        (Ok(principal), Ok(_)) => Entities::from_entities([principal], None),
         (Err(e), _) | (_, Err(e)) => return deny(e.to_string()),
     };
     let entities = match entities {
@@ -260,6 +283,7 @@ mod tests {
             role,
             platform_admin: false,
             trace_id: None,
+            teams: Vec::new(),
         }
     }
 
@@ -308,6 +332,7 @@ mod tests {
             Resource::Agent {
                 name: "billing",
                 tags: &tags,
+                owner: "",
             },
         );
         assert!(!decided.allowed);
@@ -320,6 +345,7 @@ mod tests {
             Resource::Agent {
                 name: "echo",
                 tags: &[],
+                owner: "",
             },
         );
         assert!(untagged.allowed);
@@ -331,6 +357,7 @@ mod tests {
             Resource::Agent {
                 name: "billing",
                 tags: &tags,
+                owner: "",
             },
         );
         assert!(admin.allowed);
@@ -382,6 +409,51 @@ mod tests {
     }
 
     #[test]
+    fn tenant_policies_name_teams_and_owners() {
+        let tenant = TenantId::new();
+        let sre = nexus_core::Name::parse("sre").unwrap();
+        let alice = Caller::for_user(tenant, "alice".into(), Role::Developer)
+            .with_teams(vec![nexus_core::Name::parse("ops").unwrap(), sre.clone()]);
+        let bob = Caller::for_user(tenant, "bob".into(), Role::Developer);
+        // Only the SRE team deploys; developers may change only the agents they made.
+        let set = policy_set([
+            (
+                "deploy-is-sre",
+                r#"forbid (principal, action == Nexus::Action::"agent.deploy", resource)
+                    unless { principal in Nexus::Team::"sre" };"#,
+            ),
+            (
+                "own-agents",
+                r#"forbid (principal, action == Nexus::Action::"agent.delete", resource)
+                    when { resource has owner && resource.owner != principal.id };"#,
+            ),
+        ]);
+        let agent = |owner| Resource::Agent {
+            name: "billing",
+            tags: &[],
+            owner,
+        };
+        let deploy = |caller: &Caller| {
+            decide(&set, caller, tenant, Action::AgentDeploy, agent("oidc:bob")).allowed
+        };
+        assert!(deploy(&alice));
+        assert!(!deploy(&bob));
+        let delete = |caller: &Caller, owner| {
+            let decided = decide(&set, caller, tenant, Action::AgentDelete, agent(owner));
+            assert!(decided.errors.is_empty(), "{:?}", decided.errors);
+            decided
+        };
+        assert!(delete(&bob, "oidc:bob").allowed);
+        let theirs = delete(&alice, "oidc:bob");
+        assert!(!theirs.allowed);
+        assert_eq!(theirs.policies, ["tenant:own-agents"]);
+        // Another tenant's team of the same name is not this one: teams come with the caller.
+        let outsider =
+            Caller::for_user(TenantId::new(), "eve".into(), Role::Developer).with_teams(vec![sre]);
+        assert!(!deploy(&outsider));
+    }
+
+    #[test]
     fn an_agent_may_send_tasks_to_agents_of_its_tenant() {
         let tenant = TenantId::new();
         let agent = nexus_core::Agent {
@@ -389,6 +461,7 @@ mod tests {
             tenant_id: tenant,
             name: nexus_core::Name::parse("relay").unwrap(),
             current_revision: 1,
+            owner: String::new(),
             created_at: nexus_core::page::now(),
             updated_at: nexus_core::page::now(),
         };
@@ -401,6 +474,7 @@ mod tests {
             Resource::Agent {
                 name: "echo",
                 tags: &[],
+                owner: "",
             },
         );
         assert!(decided.allowed, "{decided:?}");

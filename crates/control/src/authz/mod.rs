@@ -53,8 +53,10 @@ struct DecisionKey {
     role: Role,
     platform_admin: bool,
     caller_tenant: TenantId,
+    teams: Vec<nexus_core::Name>,
     action: Action,
-    agent: Option<(String, Vec<String>)>,
+    /// The agent's name, tags and owner.
+    agent: Option<(String, Vec<String>, String)>,
 }
 
 impl TenantPolicies {
@@ -86,10 +88,13 @@ impl TenantPolicies {
             role: caller.role,
             platform_admin: caller.platform_admin,
             caller_tenant: caller.tenant,
+            teams: caller.teams.clone(),
             action,
             agent: match resource {
                 Resource::Tenant => None,
-                Resource::Agent { name, tags } => Some((name.to_owned(), tags.to_vec())),
+                Resource::Agent { name, tags, owner } => {
+                    Some((name.to_owned(), tags.to_vec(), owner.to_owned()))
+                }
             },
         };
         let remembered = self
@@ -448,6 +453,7 @@ mod memo_tests {
             role: Role::Developer,
             platform_admin: false,
             trace_id: None,
+            teams: Vec::new(),
         }
     }
 
@@ -465,6 +471,7 @@ mod memo_tests {
                 let resource = Resource::Agent {
                     name: "billing",
                     tags,
+                    owner: "",
                 };
                 let decided = plain.decide(&caller, tenant, Action::TaskSend, resource);
                 assert_eq!(
@@ -479,6 +486,7 @@ mod memo_tests {
         let resource = Resource::Agent {
             name: "billing",
             tags: &prod,
+            owner: "",
         };
         assert!(
             !plain

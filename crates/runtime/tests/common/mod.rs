@@ -111,6 +111,7 @@ impl StateFixture {
                     config: Default::default(),
                     secret_names: Vec::new(),
                     grants: Grants::default(),
+                    deployed_by: String::new(),
                 },
             )
             .await
