@@ -17,6 +17,7 @@
 //! Cryptography is rustls' `ring` provider, the one every other TLS user in the workspace has.
 
 mod listener;
+mod peer;
 mod pem;
 mod server;
 
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use listener::{HandshakeLimits, TlsListener};
+pub use peer::{MAX_CLIENT_URI_LEN, MAX_CLIENT_URIS, TlsPeer, subject_alt_uris};
 pub use pem::client_config;
 pub use server::{HANDSHAKES_METRIC, RELOADS_METRIC, ServerTls, TlsStats};
 pub use tokio_rustls::rustls;

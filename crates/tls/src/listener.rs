@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::TlsPeer;
 use crate::server::HANDSHAKES_METRIC;
 use crate::{HANDSHAKE_TIMEOUT, MAX_PENDING_HANDSHAKES, ServerTls};
 
@@ -48,7 +49,7 @@ impl Default for HandshakeLimits {
 /// Dropping it stops accepting; handshakes in progress finish or time out on their own.
 #[derive(Debug)]
 pub struct TlsListener {
-    incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    incoming: mpsc::Receiver<(TlsStream<TcpStream>, TlsPeer)>,
     local_addr: SocketAddr,
     accepting: tokio::task::JoinHandle<()>,
 }
@@ -86,7 +87,8 @@ impl Drop for TlsListener {
 
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+    /// The client's address and the identity its certificate names.
+    type Addr = TlsPeer;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         if let Some(connection) = self.incoming.recv().await {
@@ -98,14 +100,24 @@ impl axum::serve::Listener for TlsListener {
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local_addr)
+        Ok(TlsPeer::new(self.local_addr, None))
+    }
+}
+
+/// Lets handlers see who connected (`ConnectInfo<TlsPeer>`), when the app is served with
+/// `into_make_service_with_connect_info::<TlsPeer>()`.
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for TlsPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        stream.remote_addr().clone()
     }
 }
 
 async fn accept_loop(
     tcp: TcpListener,
     tls: Arc<ServerTls>,
-    handoff: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    handoff: mpsc::Sender<(TlsStream<TcpStream>, TlsPeer)>,
     limits: HandshakeLimits,
 ) {
     loop {
@@ -144,6 +156,7 @@ async fn accept_loop(
                     counters.handshakes.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(HANDSHAKES_METRIC, "outcome" => "ok").increment(1);
                     drop(pending);
+                    let peer = TlsPeer::new(peer, stream.get_ref().1.peer_certificates());
                     // Fails only when the server has stopped taking connections.
                     let _ = handoff.send((stream, peer)).await;
                 }

@@ -128,6 +128,14 @@ async fn required_client_certificates() {
     let alice = clients_ca.client("alice");
     let valid = client(&[ca.der()], &[&rustls::version::TLS13], Some(&alice));
     assert_eq!(get_healthz(&valid, addr).await.unwrap(), "ok");
+    // The identity a verified certificate names reaches the request.
+    let spiffe = "spiffe://nexus.test/tenants/acme/service-accounts/ci";
+    let workload = clients_ca.workload("ci", spiffe);
+    let valid = client(&[ca.der()], &[&rustls::version::TLS13], Some(&workload));
+    assert_eq!(
+        get_healthz(&valid, addr).await.unwrap(),
+        format!("ok {spiffe}")
+    );
 
     let mallory = rogue_ca.client("mallory");
     let rogue = client(&[ca.der()], &[&rustls::version::TLS13], Some(&mallory));

@@ -4,12 +4,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use axum::extract::ConnectInfo;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use nexus_tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use nexus_tls::rustls::{self, ClientConfig, RootCertStore, SupportedProtocolVersion};
-use nexus_tls::{ClientAuth, HandshakeLimits, MinVersion, ServerTls, TlsListener, TlsSettings};
+use nexus_tls::{
+    ClientAuth, HandshakeLimits, MinVersion, ServerTls, TlsListener, TlsPeer, TlsSettings,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -60,18 +63,28 @@ impl Ca {
 
     /// A server certificate for `localhost` and 127.0.0.1.
     pub fn server(&self, name: &str) -> Leaf {
-        self.issue(name, ExtendedKeyUsagePurpose::ServerAuth)
+        self.issue(name, ExtendedKeyUsagePurpose::ServerAuth, None)
     }
 
     /// A client certificate.
     pub fn client(&self, name: &str) -> Leaf {
-        self.issue(name, ExtendedKeyUsagePurpose::ClientAuth)
+        self.issue(name, ExtendedKeyUsagePurpose::ClientAuth, None)
     }
 
-    fn issue(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Leaf {
+    /// A client certificate naming `uri` in its subjectAltName (a workload's SPIFFE id).
+    pub fn workload(&self, name: &str, uri: &str) -> Leaf {
+        self.issue(name, ExtendedKeyUsagePurpose::ClientAuth, Some(uri))
+    }
+
+    fn issue(&self, name: &str, usage: ExtendedKeyUsagePurpose, uri: Option<&str>) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        if let Some(uri) = uri {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::URI(uri.try_into().unwrap()));
+        }
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![usage];
         params.use_authority_key_identifier_extension = true;
@@ -118,14 +131,27 @@ pub fn settings(dir: &Path, leaf: &Leaf) -> TlsSettings {
     }
 }
 
-/// A server answering `GET /healthz` with `ok`, over TLS, on a free loopback port.
+/// A server answering `GET /healthz` with `ok` (followed by the URIs the client's certificate
+/// names, if any, as the listener passes them on), over TLS, on a free loopback port.
 pub async fn serve(settings: TlsSettings, limits: HandshakeLimits) -> (Arc<ServerTls>, SocketAddr) {
     let tls = Arc::new(ServerTls::load(settings).unwrap());
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let listener = TlsListener::with_limits(tcp, tls.clone(), limits).unwrap();
-    let addr = axum::serve::Listener::local_addr(&listener).unwrap();
-    let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = axum::serve::Listener::local_addr(&listener).unwrap().addr;
+    let healthz = |ConnectInfo(peer): ConnectInfo<TlsPeer>| async move {
+        std::iter::once("ok")
+            .chain(peer.client_uris.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let app = axum::Router::new().route("/healthz", axum::routing::get(healthz));
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<TlsPeer>(),
+        )
+        .await
+    });
     (tls, addr)
 }
 
