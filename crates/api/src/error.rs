@@ -5,26 +5,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nexus_core::ErrorCode;
 use nexus_store::StoreError;
-use serde::{Deserialize, Serialize};
 
 /// Media type of error bodies.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// The body of every error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// A URI naming the kind of problem: `urn:nexus:error:<code>`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Short summary of the kind of problem.
-    pub title: String,
-    /// The HTTP status, repeated for clients that only see the body.
-    pub status: u16,
-    /// What went wrong with this request.
-    pub detail: String,
-    /// Stable machine-readable code; match on this.
-    pub code: ErrorCode,
-}
+/// The body of every error response (shared with clients through `nexus-api-model`).
+pub use nexus_api_model::Problem;
 
 /// An error that a handler or layer returns to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]

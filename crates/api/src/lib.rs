@@ -120,7 +120,7 @@ pub enum Authentication {
         (name = "tasks", description = "Sending messages to agents; durable tasks and their event logs"),
         (name = "operations", description = "Health, readiness and metrics"),
     ),
-    components(schemas(Problem, ErrorCode)),
+    components(schemas(Problem, ErrorCode, nexus_api_model::ExportTrailer)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

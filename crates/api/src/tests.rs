@@ -356,6 +356,138 @@ async fn openapi_document_describes_the_routes() {
     assert!(doc.body["components"]["schemas"].get("Problem").is_some());
 }
 
+/// `/v1` bodies whose schema may stay free-form, each with the reason its content is open.
+/// Keep it short: a body that has a shape gets a type in `nexus-api-model` instead.
+const OPEN_BODIES: &[(&str, &str, &str)] = &[];
+
+/// Every `/v1` request body and 2xx response body references a real schema: not `{}`, not an
+/// object without properties (what `serde_json::Value` or a bare map becomes), unless it is
+/// in `OPEN_BODIES`.
+#[test]
+fn every_v1_body_has_a_real_schema() {
+    let doc = serde_json::to_value(openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let mut free_form = Vec::new();
+    let mut allowed_but_typed = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            let mut bodies: Vec<(String, &Value)> = Vec::new();
+            if let Some(content) = operation["requestBody"]["content"].as_object() {
+                for (media, body) in content {
+                    bodies.push((format!("request {media}"), &body["schema"]));
+                }
+            }
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                if !status.starts_with('2') {
+                    continue;
+                }
+                for (media, body) in response["content"].as_object().into_iter().flatten() {
+                    bodies.push((format!("{status} {media}"), &body["schema"]));
+                }
+            }
+            let allowed = OPEN_BODIES
+                .iter()
+                .any(|(m, p, _)| m.eq_ignore_ascii_case(method) && p == path);
+            let open: Vec<String> = bodies
+                .iter()
+                .filter(|(_, schema)| is_free_form(schema, schemas, 0))
+                .map(|(what, _)| format!("{} {path}: {what}", method.to_uppercase()))
+                .collect();
+            match (open.is_empty(), allowed) {
+                (false, false) => free_form.extend(open),
+                (true, true) => allowed_but_typed.push(format!("{method} {path}")),
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        free_form.is_empty(),
+        "free-form bodies (give them a type in nexus-api-model, or a reason in OPEN_BODIES): \
+         {free_form:#?}"
+    );
+    assert!(
+        allowed_but_typed.is_empty(),
+        "typed now, drop them from OPEN_BODIES: {allowed_but_typed:#?}"
+    );
+}
+
+/// Whether a schema says nothing about its content: `{}`, or an object with neither
+/// properties nor typed additional properties, after following `$ref`s and compositions.
+fn is_free_form(schema: &Value, schemas: &Value, depth: usize) -> bool {
+    assert!(depth < 32, "schema nesting too deep: {schema}");
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected $ref {reference}"));
+        let target = &schemas[name];
+        assert!(!target.is_null(), "dangling $ref {reference}");
+        return is_free_form(target, schemas, depth + 1);
+    }
+    // All of them: open only if every part is. One or any of them: open if one alternative
+    // is (`null` alternatives of optional values say nothing either way).
+    if let Some(parts) = schema["allOf"].as_array() {
+        return parts
+            .iter()
+            .all(|part| is_free_form(part, schemas, depth + 1));
+    }
+    for alternatives in ["oneOf", "anyOf"] {
+        if let Some(parts) = schema[alternatives].as_array() {
+            return parts
+                .iter()
+                .filter(|part| part["type"] != "null")
+                .any(|part| is_free_form(part, schemas, depth + 1));
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if types.contains(&"array") {
+        return is_free_form(&schema["items"], schemas, depth + 1);
+    }
+    if types.iter().any(|t| *t != "object" && *t != "null") {
+        return false; // a string, number or boolean: a shape of its own
+    }
+    let has_properties = schema["properties"]
+        .as_object()
+        .is_some_and(|properties| !properties.is_empty());
+    let typed_values = schema["additionalProperties"].is_object()
+        && !is_free_form(&schema["additionalProperties"], schemas, depth + 1);
+    !(has_properties || typed_values)
+}
+
+#[test]
+fn the_free_form_check_tells_open_schemas_from_typed_ones() {
+    let schemas = json!({
+        "Open": {"type": "object"},
+        "Typed": {"type": "object", "properties": {"a": {"type": "string"}}},
+    });
+    for open in [
+        json!({}),
+        json!({"type": "object"}),
+        json!({"type": "object", "additionalProperties": true}),
+        json!({"$ref": "#/components/schemas/Open"}),
+        json!({"type": "array", "items": {}}),
+        json!({"oneOf": [{"$ref": "#/components/schemas/Typed"}, {"type": "object"}]}),
+    ] {
+        assert!(is_free_form(&open, &schemas, 0), "{open}");
+    }
+    for typed in [
+        json!({"type": "string"}),
+        json!({"$ref": "#/components/schemas/Typed"}),
+        json!({"type": "array", "items": {"$ref": "#/components/schemas/Typed"}}),
+        json!({"type": "object", "additionalProperties": {"type": "string"}}),
+        json!({"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Typed"}]}),
+        json!({"allOf": [{"$ref": "#/components/schemas/Typed"}, {"type": "object"}]}),
+    ] {
+        assert!(!is_free_form(&typed, &schemas, 0), "{typed}");
+    }
+}
+
 async fn put_bytes(app: &TestApp, uri: &str, body: Vec<u8>) -> Reply {
     app.send(
         Request::put(uri)

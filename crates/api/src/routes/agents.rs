@@ -1,18 +1,19 @@
 //! `/v1/tenants/{tenant}/packages`, `/agents` and `/tasks`: deploying agents and running them
 //! as durable tasks.
 
-use std::collections::BTreeMap;
-
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use nexus_control::{AgentDetail, DeployRequest, Invocation, InvokeRequest};
+use nexus_api_model::{
+    AgentDetail, DeployBody, Deployment, Invocation, InvokeBody, RollbackBody, TaskResult,
+};
+use nexus_control::{DeployRequest, InvokeRequest};
 use nexus_core::message::Part;
 use nexus_core::{
-    Agent, AgentRevision, Cursor, ErrorCode, Grants, Name, Package, Page, PageRequest, Task,
-    TaskEvent, TaskId, TaskState,
+    Agent, Cursor, ErrorCode, Grants, Name, Package, Page, PageRequest, Task, TaskEvent, TaskId,
+    TaskState,
 };
 use nexus_store::TaskFilter;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::Scope;
 use crate::error::{ApiError, Problem};
@@ -66,83 +67,6 @@ pub async fn list_packages(
             .list_packages(&state.caller, tenant.id, params.page())
             .await?,
     ))
-}
-
-/// What a deployment grants: capability names and outbound host patterns.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GrantsBody {
-    #[serde(default)]
-    pub capabilities: Vec<String>,
-    #[serde(default)]
-    pub hosts: Vec<String>,
-}
-
-/// Body of `POST /v1/tenants/{tenant}/agents`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeployBody {
-    /// `sha256:…` of an uploaded package.
-    pub package_digest: String,
-    /// Agent name; defaults to the package's name.
-    pub name: Option<String>,
-    #[serde(default)]
-    pub config: BTreeMap<String, String>,
-    /// Secrets to create or replace, name → value; the agent keeps earlier secrets not named
-    /// here. Values are stored encrypted and never returned: responses list names only. At
-    /// most 64 per agent (`MAX_SECRETS_PER_AGENT`), names of 1 to 128 ASCII letters, digits,
-    /// `_`, `-` or `.`, values of 1 byte to 16 KiB (`MAX_SECRET_VALUE_BYTES`).
-    #[serde(default, deserialize_with = "secret_values")]
-    #[schema(example = json!({"api-key": "sk-…"}))]
-    pub secrets: BTreeMap<String, String>,
-    #[serde(default)]
-    pub grants: GrantsBody,
-}
-
-impl std::fmt::Debug for DeployBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Secret values never reach logs.
-        f.debug_struct("DeployBody")
-            .field("package_digest", &self.package_digest)
-            .field("name", &self.name)
-            .field("config", &self.config)
-            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
-            .field("grants", &self.grants)
-            .finish()
-    }
-}
-
-/// Reads `secrets` as an object of strings. Unlike serde's own messages, errors name the
-/// secret but never echo what was sent.
-fn secret_values<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    use serde::de::Error;
-    match serde_json::Value::deserialize(deserializer)? {
-        serde_json::Value::Object(entries) => entries
-            .into_iter()
-            .map(|(name, value)| match value {
-                serde_json::Value::String(value) => Ok((name, value)),
-                _ => Err(D::Error::custom(format!(
-                    "secret `{}` must be a string",
-                    name.escape_debug()
-                        .take(nexus_control::MAX_SECRET_NAME_LEN)
-                        .collect::<String>()
-                ))),
-            })
-            .collect(),
-        _ => Err(D::Error::custom(
-            "`secrets` must be an object of names to string values",
-        )),
-    }
-}
-
-/// An agent with its revision.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Deployment {
-    pub agent: Agent,
-    pub revision: AgentRevision,
 }
 
 /// Deploy an uploaded package as a new agent or a new revision of one.
@@ -222,12 +146,11 @@ pub async fn get_agent(
     Path((tenant, agent)): Path<(String, String)>,
 ) -> Result<Json<AgentDetail>, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
-    Ok(Json(
-        state
-            .control
-            .agent_detail(&state.caller, tenant.id, &parse_name("agent", &agent)?)
-            .await?,
-    ))
+    let nexus_control::AgentDetail { agent, revisions } = state
+        .control
+        .agent_detail(&state.caller, tenant.id, &parse_name("agent", &agent)?)
+        .await?;
+    Ok(Json(AgentDetail { agent, revisions }))
 }
 
 /// Delete an agent with its revisions, tasks and state.
@@ -247,14 +170,6 @@ pub async fn delete_agent(
         .delete_agent(&state.caller, tenant.id, &parse_name("agent", &agent)?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Body of a rollback.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackBody {
-    /// Revision to make current; default: the one before the current revision.
-    pub revision: Option<u32>,
 }
 
 /// Make an earlier (or any existing) revision current.
@@ -283,26 +198,6 @@ pub async fn rollback(
     ))
 }
 
-/// Body of `POST …/agents/{agent}/tasks`: the message, as text or parts.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InvokeBody {
-    /// Shorthand for one text part.
-    pub text: Option<String>,
-    /// The message parts.
-    #[serde(default)]
-    pub parts: Vec<Part>,
-    /// Session (A2A `contextId`); a new one when absent.
-    pub context_id: Option<String>,
-    /// Continue this task, which must be waiting for input (`input_required`).
-    pub task_id: Option<String>,
-    /// Answer with a `text/event-stream` of the task's events as they happen instead of
-    /// waiting for the end: first `task` (the task, working), then one SSE event per log
-    /// event (named by its kind, `id` = its sequence number) until the task stops running.
-    #[serde(default)]
-    pub stream: bool,
-}
-
 /// Longest session id accepted.
 const MAX_CONTEXT_ID_LEN: usize = 256;
 
@@ -310,7 +205,11 @@ const MAX_CONTEXT_ID_LEN: usize = 256;
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/agents/{agent}/tasks", tag = "tasks", request_body = InvokeBody,
     params(("tenant" = String, Path, description = "Tenant name or id"), ("agent" = String, Path, description = "Agent name")),
     responses(
-        (status = 200, description = "The finished task with the agent's result; with `stream`, a text/event-stream of its events", body = serde_json::Value),
+        (status = 200, description = "The finished task with the agent's result; with `stream`, a text/event-stream of its events (`task`, then one event per log event)",
+            content(
+                (Invocation = "application/json"),
+                (String = "text/event-stream"),
+            )),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn invoke(
@@ -358,8 +257,73 @@ pub async fn invoke(
             .follow(&state.caller, tenant.id, started.task.id, after);
         return Ok(event_stream(Some(started.task), events));
     }
-    let invocation: Invocation = started.finished().await?;
+    let invocation = invocation_body(started.finished().await?);
     Ok(Json(invocation).into_response())
+}
+
+/// The wire form of a finished invocation. Everything is destructured or matched whole, so a
+/// field or variant the runtime adds cannot be left out of the API's model unnoticed.
+fn invocation_body(invocation: nexus_control::Invocation) -> Invocation {
+    use nexus_api_model::{LlmUsage, Reply, TaskError, Usage};
+    use nexus_runtime::{Reply as RunReply, TaskError as RunError, TaskResult as RunResult};
+
+    let size = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let reply = |RunReply { message, artifacts }: RunReply| Reply { message, artifacts };
+    let nexus_control::Invocation {
+        task,
+        result,
+        usage,
+        log: _,
+    } = invocation;
+    let result = result.map(|result| match result {
+        RunResult::Completed { reply: r } => TaskResult::Completed { reply: reply(r) },
+        RunResult::InputRequired { reply: r } => TaskResult::InputRequired { reply: reply(r) },
+        RunResult::Rejected { reason } => TaskResult::Rejected { reason },
+        RunResult::Failed { error } => TaskResult::Failed {
+            error: match error {
+                RunError::Timeout { limit_ms } => TaskError::Timeout { limit_ms },
+                RunError::MemoryLimit { limit_bytes } => TaskError::MemoryLimit {
+                    limit_bytes: size(limit_bytes),
+                },
+                RunError::StackOverflow => TaskError::StackOverflow,
+                RunError::FuelExhausted { limit } => TaskError::FuelExhausted { limit },
+                RunError::OutputLimit { limit_bytes } => TaskError::OutputLimit {
+                    limit_bytes: size(limit_bytes),
+                },
+                RunError::LogLimit { limit_bytes } => TaskError::LogLimit {
+                    limit_bytes: size(limit_bytes),
+                },
+                RunError::Trap { message, backtrace } => TaskError::Trap { message, backtrace },
+                RunError::Agent { message } => TaskError::Agent { message },
+                RunError::Instantiation { message } => TaskError::Instantiation { message },
+                RunError::AtCapacity { limit_ms } => TaskError::AtCapacity { limit_ms },
+            },
+        },
+    });
+    let nexus_runtime::Usage {
+        wall_time,
+        fuel_consumed,
+        peak_memory_bytes,
+        output_bytes,
+        log_bytes,
+        llm,
+    } = usage;
+    Invocation {
+        task,
+        result,
+        usage: Usage {
+            wall_time: u64::try_from(wall_time.as_micros()).unwrap_or(u64::MAX),
+            fuel_consumed,
+            peak_memory_bytes: size(peak_memory_bytes),
+            output_bytes: size(output_bytes),
+            log_bytes: size(log_bytes),
+            llm: LlmUsage {
+                calls: llm.calls,
+                prompt_tokens: llm.prompt_tokens,
+                completion_tokens: llm.completion_tokens,
+            },
+        },
+    }
 }
 
 /// A task's events as SSE: `task` first when given, then each log event as it is committed,
@@ -568,4 +532,104 @@ pub async fn cancel_task(
             .cancel(&state.caller, tenant.id, parse_task_id(&task)?)
             .await?,
     ))
+}
+
+// The model quotes at most this much of a secret's name in its errors: what the control
+// plane accepts as a name.
+const _: () =
+    assert!(nexus_api_model::agents::MAX_SECRET_NAME_LEN == nexus_control::MAX_SECRET_NAME_LEN);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use nexus_core::{AgentId, Part, TaskId, TaskState, TenantId};
+    use nexus_runtime::{Reply, TaskError, TaskResult, Usage};
+
+    use super::invocation_body;
+
+    fn task() -> nexus_core::Task {
+        let now = chrono::Utc::now();
+        nexus_core::Task {
+            id: TaskId::new(),
+            tenant_id: TenantId::new(),
+            agent_id: AgentId::new(),
+            agent_revision: 3,
+            context_id: "session".into(),
+            parent_task_id: None,
+            state: TaskState::Completed,
+            status_message: Some("done".into()),
+            started_by: Some("system".into()),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The model of an invocation is what the control plane's `Invocation` serializes to,
+    /// field for field, for every kind of result.
+    #[test]
+    fn invocations_keep_their_wire_format() {
+        let reply = Reply {
+            message: vec![Part::text("hello")],
+            artifacts: Vec::new(),
+        };
+        let mut usage = Usage {
+            wall_time: Duration::from_micros(1_234),
+            fuel_consumed: Some(99),
+            peak_memory_bytes: 65_536,
+            output_bytes: 5,
+            log_bytes: 7,
+            ..Usage::default()
+        };
+        usage.llm.calls = 1;
+        usage.llm.prompt_tokens = 10;
+        usage.llm.completion_tokens = 20;
+        let results = [
+            None,
+            Some(TaskResult::Completed {
+                reply: reply.clone(),
+            }),
+            Some(TaskResult::InputRequired { reply }),
+            Some(TaskResult::Rejected {
+                reason: "no".into(),
+            }),
+            Some(TaskResult::Failed {
+                error: TaskError::StackOverflow,
+            }),
+            Some(TaskResult::Failed {
+                error: TaskError::MemoryLimit {
+                    limit_bytes: 1 << 20,
+                },
+            }),
+            Some(TaskResult::Failed {
+                error: TaskError::Trap {
+                    message: "unreachable".into(),
+                    backtrace: vec!["f".into()],
+                },
+            }),
+            Some(TaskResult::Failed {
+                error: TaskError::Agent {
+                    message: "oops".into(),
+                },
+            }),
+            Some(TaskResult::Failed {
+                error: TaskError::AtCapacity { limit_ms: 5 },
+            }),
+        ];
+        for result in results {
+            let invocation = nexus_control::Invocation {
+                task: task(),
+                result,
+                usage,
+                log: Vec::new(),
+            };
+            let expected = serde_json::to_value(&invocation).unwrap();
+            let model = invocation_body(invocation);
+            assert_eq!(serde_json::to_value(&model).unwrap(), expected);
+            let read: nexus_api_model::Invocation = serde_json::from_value(expected).unwrap();
+            assert_eq!(read, model, "clients read back what was sent");
+        }
+    }
 }

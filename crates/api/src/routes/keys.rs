@@ -3,43 +3,15 @@
 
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use chrono::{DateTime, Utc};
+use nexus_api_model::{CreateKey, CreatedKeyBody};
 use nexus_control::NewKeyRequest;
-use nexus_core::identity::Role;
 use nexus_core::{ApiKey, ApiKeyId, AuditEvent, ErrorCode, Name, Page};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::Scope;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::routes::tenants::{ListParams, resolve_tenant};
-
-/// Body of `POST /v1/tenants/{tenant}/keys`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateKey {
-    /// A label for people, e.g. `ci`.
-    #[schema(example = "ci")]
-    pub name: String,
-    /// The key's role; leave it out for a service account's key, which has the account's.
-    pub role: Option<Role>,
-    /// Make the key a service account's: it acts as that account, with its role.
-    pub service_account: Option<String>,
-    /// Manage tenants and act in all of them; only a platform admin may grant it.
-    #[serde(default)]
-    pub platform_admin: bool,
-    /// Refused from this instant on (RFC 3339); never expires when absent.
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-/// A new key, with its secret: shown in this response only.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CreatedKeyBody {
-    #[serde(flatten)]
-    pub key: ApiKey,
-    /// Send as `Authorization: Bearer <secret>`. Not stored: it cannot be shown again.
-    pub secret: String,
-}
 
 /// Create an API key.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/keys", tag = "access", request_body = CreateKey,

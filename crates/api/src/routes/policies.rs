@@ -3,50 +3,14 @@
 
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use nexus_control::{ExplainRequest, Explanation};
+use nexus_api_model::{CreatePolicy, ExplainBody, Explanation, PolicyList};
+use nexus_control::ExplainRequest;
 use nexus_core::{ApiKeyId, ErrorCode, Name, Policy};
-use serde::{Deserialize, Serialize};
 
 use crate::Scope;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
 use crate::routes::tenants::resolve_tenant;
-
-/// Body of `POST /v1/tenants/{tenant}/policies`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreatePolicy {
-    /// Unique in the tenant: lowercase letters, digits and `-`.
-    #[schema(example = "no-prod-for-developers")]
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    /// One Cedar `permit` or `forbid`.
-    #[schema(
-        example = "forbid (principal, action == Nexus::Action::\"task.send\", resource) when { resource has tags && resource.tags.contains(\"prod\") && principal.role == \"developer\" };"
-    )]
-    pub text: String,
-}
-
-/// A tenant's policies and the built-in ones they add to.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct PolicyList {
-    /// The built-in roles, as Cedar (read-only).
-    pub builtin: String,
-    pub policies: Vec<Policy>,
-}
-
-/// Body of `POST /v1/tenants/{tenant}/policies/explain`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExplainBody {
-    /// An action name, e.g. `agent.deploy` (see `Nexus::Action` in the built-in policies).
-    pub action: String,
-    /// A key of the tenant; the caller's own key when absent.
-    pub key: Option<String>,
-    /// The agent the action is about; the tenant itself when absent.
-    pub agent: Option<String>,
-}
 
 fn name(what: &str, value: &str) -> Result<Name, ApiError> {
     Name::parse(value)
@@ -151,18 +115,35 @@ pub async fn explain(
         .as_deref()
         .map(|a| name("agent", a))
         .transpose()?;
-    Ok(Json(
-        state
-            .control
-            .explain(
-                &state.caller,
-                tenant.id,
-                ExplainRequest {
-                    key,
-                    action: body.action,
-                    agent,
-                },
-            )
-            .await?,
-    ))
+    let nexus_control::Explanation {
+        allowed,
+        principal,
+        role,
+        action,
+        resource,
+        policies,
+        reason,
+        errors,
+    } = state
+        .control
+        .explain(
+            &state.caller,
+            tenant.id,
+            ExplainRequest {
+                key,
+                action: body.action,
+                agent,
+            },
+        )
+        .await?;
+    Ok(Json(Explanation {
+        allowed,
+        principal,
+        role,
+        action,
+        resource,
+        policies,
+        reason,
+        errors,
+    }))
 }

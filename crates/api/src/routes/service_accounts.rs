@@ -2,25 +2,13 @@
 
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use nexus_core::identity::Role;
+use nexus_api_model::CreateServiceAccount;
 use nexus_core::{ErrorCode, Name, ServiceAccount};
-use serde::Deserialize;
 
 use crate::Scope;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
 use crate::routes::tenants::resolve_tenant;
-
-/// Body of `POST /v1/tenants/{tenant}/service-accounts`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateServiceAccount {
-    #[schema(example = "ci")]
-    pub name: String,
-    pub role: Role,
-    #[serde(default)]
-    pub description: String,
-}
 
 /// Create a service account; make its keys with `POST …/keys` and `service_account`.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/service-accounts", tag = "access",

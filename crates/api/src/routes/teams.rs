@@ -2,33 +2,13 @@
 
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use nexus_core::identity::Role;
+use nexus_api_model::{AddTeamMember, CreateTeam};
 use nexus_core::{ErrorCode, Name, Team};
-use serde::Deserialize;
 
 use crate::Scope;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
 use crate::routes::tenants::resolve_tenant;
-
-/// Body of `POST /v1/tenants/{tenant}/teams`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTeam {
-    #[schema(example = "sre")]
-    pub name: String,
-    /// The role each member gets at least.
-    pub role: Role,
-}
-
-/// Body of `POST /v1/tenants/{tenant}/teams/{team}/members`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddTeamMember {
-    /// A member of the tenant, by user name.
-    #[schema(example = "alice")]
-    pub name: String,
-}
 
 fn name_of(what: &str, value: &str) -> Result<Name, ApiError> {
     Name::parse(value)

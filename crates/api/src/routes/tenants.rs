@@ -2,6 +2,7 @@
 
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use nexus_api_model::{CreateTenant, ExportTrailer};
 use nexus_control::TenantRef;
 use nexus_core::{Cursor, ErrorCode, Name, Page, PageRequest, Tenant};
 use serde::Deserialize;
@@ -9,18 +10,6 @@ use serde::Deserialize;
 use crate::Scope;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
-
-/// Body of `POST /v1/tenants`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTenant {
-    /// Lowercase letters, digits and `-`, starting with a letter; at most 63 characters.
-    #[schema(example = "acme")]
-    pub name: String,
-    /// Name for people; defaults to `name`.
-    #[schema(example = "Acme Corp")]
-    pub display_name: Option<String>,
-}
 
 /// Paging parameters of list endpoints.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -136,9 +125,9 @@ pub const NDJSON: &str = "application/x-ndjson";
 /// Export all of a tenant's data (owners): one JSON object per line, each with a `record`
 /// (`tenant` first, then `package`, `agent`, `revision`, `secret` (name only), `state`,
 /// `task`, `task_event`, `push_config`, `api_key`, `member`, `team`, `service_account`,
-/// `policy`, `audit_event`), ending with
-/// `{"record":"end","records":N}`, or with `{"record":"error",...}` (a problem) if reading failed
-/// part-way: an export without its `end` line is incomplete.
+/// `policy`, `audit_event`), ending with an `ExportTrailer`: `{"record":"end","records":N}`,
+/// or `{"record":"error",...}` (a problem) if reading failed part-way: an export without its
+/// `end` line is incomplete.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/export", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant name or id", example = "acme")),
     responses(
@@ -191,16 +180,18 @@ fn ndjson_lines(
                         }))
                     }
                     Some(Err(e)) => Some(Err(ApiError::from(e))),
-                    None => Some(Ok(serde_json::json!({ "record": "end", "records": count }))),
+                    None => Some(
+                        serde_json::to_value(ExportTrailer::End { records: count }).map_err(|e| {
+                            ApiError::new(ErrorCode::Internal, format!("export end: {e}"))
+                        }),
+                    ),
                 }
             };
             let line = line.map(|value| {
                 let value = value.unwrap_or_else(|error| {
                     done = true;
-                    let mut problem = serde_json::to_value(error.problem())
-                        .unwrap_or_else(|_| serde_json::json!({}));
-                    problem["record"] = "error".into();
-                    problem
+                    serde_json::to_value(ExportTrailer::Error(error.problem()))
+                        .unwrap_or_else(|_| serde_json::json!({ "record": "error" }))
                 });
                 let mut bytes = serde_json::to_vec(&value).unwrap_or_default();
                 bytes.push(b'\n');

@@ -4,26 +4,14 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use nexus_control::{LoginRequest, NewMemberRequest, Session, TenantRef, WhoAmI};
-use nexus_core::identity::Role;
+use nexus_api_model::{AddMember, ChangePassword, Login, ResetPassword, Session, WhoAmI};
+use nexus_control::{LoginRequest, NewMemberRequest, TenantRef};
 use nexus_core::{ErrorCode, Membership, Name, Page};
-use serde::Deserialize;
 
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::routes::tenants::{ListParams, resolve_tenant};
 use crate::{AppState, Scope};
-
-/// Body of `POST /v1/login`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Login {
-    #[schema(example = "alice")]
-    pub name: String,
-    pub password: String,
-    /// Tenant name or id to act in; may be left out when the user belongs to one tenant.
-    pub tenant: Option<String>,
-}
 
 /// Log in with a user name and password: opens a session whose token (shown once) is sent as
 /// `Authorization: Bearer`. Wrong names, passwords and tenants are all the same 401.
@@ -56,7 +44,25 @@ pub async fn login(
             tenant,
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(session)))
+    Ok((StatusCode::CREATED, Json(session_body(session))))
+}
+
+/// The wire form of a session; destructured whole, so a new field cannot be left out.
+fn session_body(session: nexus_control::Session) -> Session {
+    let nexus_control::Session {
+        token,
+        expires_at,
+        tenant,
+        user,
+        role,
+    } = session;
+    Session {
+        token,
+        expires_at,
+        tenant,
+        user,
+        role,
+    }
 }
 
 /// End the session whose token authenticates this request.
@@ -81,21 +87,18 @@ pub async fn logout(state: Scope, headers: HeaderMap) -> Result<StatusCode, ApiE
 #[utoipa::path(get, path = "/v1/whoami", tag = "access",
     responses((status = 200, description = "The caller", body = WhoAmI)))]
 pub async fn whoami(state: Scope) -> Result<Json<WhoAmI>, ApiError> {
-    Ok(Json(state.control.whoami(&state.caller).await?))
-}
-
-/// Body of `POST /v1/tenants/{tenant}/members`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddMember {
-    /// The user's login name: lowercase letters, digits and `-`.
-    #[schema(example = "alice")]
-    pub name: String,
-    pub role: Role,
-    /// Creates the account with this password (at least 12 characters); leave it out to add
-    /// an existing account or change a member's role.
-    pub password: Option<String>,
-    pub display_name: Option<String>,
+    let nexus_control::WhoAmI {
+        tenant,
+        principal,
+        role,
+        platform_admin,
+    } = state.control.whoami(&state.caller).await?;
+    Ok(Json(WhoAmI {
+        tenant,
+        principal,
+        role,
+        platform_admin,
+    }))
 }
 
 /// Add a member: a new account (with a password) or an existing one; for a member already,
@@ -185,41 +188,6 @@ pub async fn remove_member(
     ))
 }
 
-/// Passwords never reach logs, not even through `Debug`.
-impl std::fmt::Debug for Login {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Login")
-            .field("name", &self.name)
-            .field("tenant", &self.tenant)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for AddMember {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AddMember")
-            .field("name", &self.name)
-            .field("role", &self.role)
-            .field("display_name", &self.display_name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Body of `POST /v1/password`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChangePassword {
-    pub current_password: String,
-    /// At least 12 characters.
-    pub new_password: String,
-}
-
-impl std::fmt::Debug for ChangePassword {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChangePassword").finish_non_exhaustive()
-    }
-}
-
 /// Change your own password (a login session). Ends all your sessions, this one too.
 #[utoipa::path(post, path = "/v1/password", tag = "access", request_body = ChangePassword,
     responses(
@@ -238,20 +206,6 @@ pub async fn change_password(
         .change_password(&state.caller, body.current_password, body.new_password)
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Body of `POST /v1/users/{user}/password`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResetPassword {
-    /// At least 12 characters.
-    pub new_password: String,
-}
-
-impl std::fmt::Debug for ResetPassword {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResetPassword").finish_non_exhaustive()
-    }
 }
 
 /// Set a user's password (platform admins: accounts span tenants). Ends all its sessions.

@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use nexus_api_model::{
+    AgentDetail, DeployBody, Deployment, GrantsBody, Invocation, InvokeBody, RollbackBody,
+    TaskResult,
+};
 use nexus_core::message::text_of;
 use nexus_core::{Agent, Package, Page, Task, TaskEvent, TaskEventKind, TaskState};
 use serde_json::{Value, json};
@@ -159,20 +163,23 @@ pub async fn deploy(args: DeployArgs, client: &Client, output: Output) -> Result
     let package: Package = client
         .put_bytes(&["v1", "tenants", &args.tenant, "packages"], bytes)
         .await?;
-    let deployment: Value = client
+    let deployment: Deployment = client
         .post(
             &["v1", "tenants", &args.tenant, "agents"],
-            &json!({
-                "package_digest": package.digest,
-                "name": args.name,
-                "config": args.config.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
-                "secrets": args
+            &DeployBody {
+                package_digest: package.digest,
+                name: args.name,
+                config: args.config.into_iter().collect(),
+                secrets: args
                     .secrets
                     .into_iter()
                     .map(|s| (s.name, s.value))
-                    .collect::<std::collections::BTreeMap<_, _>>(),
-                "grants": {"capabilities": args.grants, "hosts": args.allow_hosts},
-            }),
+                    .collect(),
+                grants: GrantsBody {
+                    capabilities: args.grants,
+                    hosts: args.allow_hosts,
+                },
+            },
         )
         .await?;
     if output.json {
@@ -180,10 +187,7 @@ pub async fn deploy(args: DeployArgs, client: &Client, output: Output) -> Result
     }
     println!(
         "deployed {}/{} revision {} ({})",
-        args.tenant,
-        deployment["agent"]["name"].as_str().unwrap_or("?"),
-        deployment["revision"]["revision"],
-        package.reference
+        args.tenant, deployment.agent.name, deployment.revision.revision, package.reference
     );
     Ok(())
 }
@@ -233,39 +237,34 @@ pub async fn agents(cmd: AgentsCommand, client: &Client, output: Output) -> Resu
             Ok(())
         }
         AgentsCommand::Get { name, tenant } => {
-            let detail: Value = client
+            let detail: AgentDetail = client
                 .get(&["v1", "tenants", &tenant, "agents", &name], &[])
                 .await?;
             if output.json {
                 return output.print_json(&detail);
             }
-            println!(
-                "agent:    {}/{}",
-                tenant,
-                detail["agent"]["name"].as_str().unwrap_or("?")
-            );
-            println!("current:  revision {}", detail["agent"]["current_revision"]);
+            println!("agent:    {}/{}", tenant, detail.agent.name);
+            println!("current:  revision {}", detail.agent.current_revision);
             // Names only: the API never returns secret values.
-            let current = detail["revisions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|r| r["revision"] == detail["agent"]["current_revision"]);
+            let current = detail
+                .revisions
+                .iter()
+                .find(|r| r.revision == detail.agent.current_revision);
             let secrets: Vec<&str> = current
-                .and_then(|r| r["secret_names"].as_array())
                 .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
+                .flat_map(|r| r.secret_names.iter().map(String::as_str))
                 .collect();
             if !secrets.is_empty() {
                 println!("secrets:  {}", secrets.join(", "));
             }
-            for revision in detail["revisions"].as_array().into_iter().flatten() {
+            for revision in &detail.revisions {
                 println!(
                     "  rev {:<4} {}  {}",
-                    revision["revision"],
-                    revision["package"].as_str().unwrap_or("?"),
-                    revision["created_at"].as_str().unwrap_or("")
+                    revision.revision,
+                    revision.package,
+                    revision
+                        .created_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
                 );
             }
             Ok(())
@@ -302,7 +301,7 @@ pub async fn rollback(args: RollbackArgs, client: &Client, output: Output) -> Re
                 &args.name,
                 "rollback",
             ],
-            &json!({ "revision": args.to }),
+            &RollbackBody { revision: args.to },
         )
         .await?;
     if output.json {
@@ -336,39 +335,28 @@ pub struct InvokeArgs {
 
 pub async fn invoke(args: InvokeArgs, client: &Client, output: Output) -> Result<(), CliError> {
     let segments = ["v1", "tenants", &args.tenant, "agents", &args.name, "tasks"];
-    let body = json!({
-        "text": args.text,
-        "context_id": args.session,
-        "task_id": args.task,
-        "stream": args.stream,
-    });
+    let body = InvokeBody {
+        text: Some(args.text),
+        parts: Vec::new(),
+        context_id: args.session,
+        task_id: args.task,
+        stream: args.stream,
+    };
     if args.stream {
         return invoke_streaming(client.post_request(&segments, &body), client, output).await;
     }
-    let invocation: Value = client.post(&segments, &body).await?;
+    let invocation: Invocation = client.post(&segments, &body).await?;
     if output.json {
         return output.print_json(&invocation);
     }
-    let result = &invocation["result"];
-    match result["status"].as_str() {
-        Some("completed") | Some("input_required") => {
-            let parts: Vec<nexus_core::message::Part> =
-                serde_json::from_value(result["reply"]["message"].clone()).unwrap_or_default();
-            println!("{}", text_of(&parts));
-            eprintln!(
-                "task {} {}",
-                invocation["task"]["id"].as_str().unwrap_or("?"),
-                result["status"].as_str().unwrap_or("")
-            );
-            Ok(())
-        }
-        _ => {
-            let task: Task = serde_json::from_value(invocation["task"].clone()).map_err(|e| {
-                CliError::internal(format!("unexpected response from the server: {e}"))
-            })?;
-            ended(&task)
-        }
-    }
+    let (status, reply) = match &invocation.result {
+        Some(TaskResult::Completed { reply }) => ("completed", reply),
+        Some(TaskResult::InputRequired { reply }) => ("input_required", reply),
+        _ => return ended(&invocation.task),
+    };
+    println!("{}", text_of(&reply.message));
+    eprintln!("task {} {status}", invocation.task.id);
+    Ok(())
 }
 
 /// The exit status for a task that did not answer.

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use futures::StreamExt;
+use nexus_api_model::ExportTrailer;
 
 use crate::client::Client;
 use crate::exit::CliError;
@@ -49,9 +50,8 @@ pub async fn run(client: &Client, tenant: &str, file: Option<&Path>) -> Result<(
     out.flush().map_err(write_error)?;
     drop(out);
 
-    let ending: serde_json::Value = serde_json::from_slice(&last_line).unwrap_or_default();
-    match ending["record"].as_str() {
-        Some("end") => {
+    match serde_json::from_slice::<ExportTrailer>(&last_line) {
+        Ok(ExportTrailer::End { .. }) => {
             if let (Some(partial), Some(file)) = (&partial, file) {
                 std::fs::rename(partial, file).map_err(|e| {
                     CliError::internal(format!(
@@ -68,12 +68,12 @@ pub async fn run(client: &Client, tenant: &str, file: Option<&Path>) -> Result<(
             }
             Ok(())
         }
-        Some("error") => Err(CliError {
+        Ok(ExportTrailer::Error(problem)) => Err(CliError {
             code: CliError::SERVER_FAILED,
             message: format!(
                 "the export failed part-way: {} ({}){}",
-                ending["detail"].as_str().unwrap_or("no detail"),
-                ending["code"].as_str().unwrap_or("unknown"),
+                problem.detail,
+                problem.code,
                 kept(partial.as_deref())
             ),
         }),

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use clap::Subcommand;
+use nexus_api_model::{CreateKey, CreatedKeyBody};
 use nexus_core::identity::Role;
 use nexus_core::{ApiKey, AuditEvent, Page};
 use serde_json::json;
@@ -109,28 +110,26 @@ pub async fn keys(cmd: KeysCommand, client: &Client, output: Output) -> Result<(
                 (None, role) => Some(role.unwrap_or(Role::Developer)),
                 (Some(_), _) => None,
             };
-            let created: serde_json::Value = client
+            let created: CreatedKeyBody = client
                 .post(
                     &["v1", "tenants", &tenant, "keys"],
-                    &json!({
-                        "name": name,
-                        "role": role,
-                        "service_account": service_account,
-                        "platform_admin": platform_admin,
-                        "expires_at": expires_at,
-                    }),
+                    &CreateKey {
+                        name,
+                        role,
+                        service_account,
+                        platform_admin,
+                        expires_at,
+                    },
                 )
                 .await?;
-            let role = created["role"].as_str().unwrap_or_default().to_owned();
             if output.json {
                 return output.print_json(&created);
             }
-            let secret = created["secret"].as_str().unwrap_or_default();
             eprintln!(
-                "created key {} ({role}) in {tenant}; this is the only time its secret is shown:",
-                created["id"].as_str().unwrap_or_default()
+                "created key {} ({}) in {tenant}; this is the only time its secret is shown:",
+                created.key.id, created.key.role
             );
-            println!("{secret}");
+            println!("{}", created.secret);
             Ok(())
         }
         KeysCommand::List {

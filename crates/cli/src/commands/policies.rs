@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use nexus_api_model::{CreatePolicy, ExplainBody, Explanation, PolicyList};
 use nexus_core::Policy;
-use serde_json::{Value, json};
 
 use super::Output;
 use crate::client::Client;
@@ -90,7 +90,11 @@ pub async fn run(cmd: PoliciesCommand, client: &Client, output: Output) -> Resul
             let policy: Policy = client
                 .post(
                     &["v1", "tenants", &tenant, "policies"],
-                    &json!({ "name": name, "description": description, "text": text }),
+                    &CreatePolicy {
+                        name,
+                        description,
+                        text,
+                    },
                 )
                 .await?;
             if output.json {
@@ -103,26 +107,25 @@ pub async fn run(cmd: PoliciesCommand, client: &Client, output: Output) -> Resul
             Ok(())
         }
         PoliciesCommand::List { builtin, tenant } => {
-            let list: Value = client
+            let list: PolicyList = client
                 .get(&["v1", "tenants", &tenant, "policies"], &[])
                 .await?;
             if output.json {
                 return output.print_json(&list);
             }
             if builtin {
-                println!(
-                    "// built-in\n{}",
-                    list["builtin"].as_str().unwrap_or_default()
-                );
+                println!("// built-in\n{}", list.builtin);
             }
-            for policy in list["policies"].as_array().into_iter().flatten() {
+            for policy in &list.policies {
                 println!(
                     "// {} (by {}, {}) {}\n{}\n",
-                    policy["name"].as_str().unwrap_or_default(),
-                    policy["created_by"].as_str().unwrap_or_default(),
-                    policy["created_at"].as_str().unwrap_or_default(),
-                    policy["description"].as_str().unwrap_or_default(),
-                    policy["text"].as_str().unwrap_or_default()
+                    policy.name,
+                    policy.created_by,
+                    policy
+                        .created_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                    policy.description,
+                    policy.text
                 );
             }
             Ok(())
@@ -143,31 +146,28 @@ pub async fn run(cmd: PoliciesCommand, client: &Client, output: Output) -> Resul
             agent,
             tenant,
         } => {
-            let explained: Value = client
+            let explained: Explanation = client
                 .post(
                     &["v1", "tenants", &tenant, "policies", "explain"],
-                    &json!({ "action": action, "key": key, "agent": agent }),
+                    &ExplainBody { action, key, agent },
                 )
                 .await?;
             if output.json {
                 return output.print_json(&explained);
             }
-            let allowed = explained["allowed"].as_bool().unwrap_or(false);
+            let allowed = explained.allowed;
             println!(
                 "{}: {} ({}) may {}do {} on {}",
                 if allowed { "ALLOW" } else { "DENY" },
-                explained["principal"].as_str().unwrap_or_default(),
-                explained["role"].as_str().unwrap_or_default(),
+                explained.principal,
+                explained.role,
                 if allowed { "" } else { "not " },
-                explained["action"].as_str().unwrap_or_default(),
-                explained["resource"].as_str().unwrap_or_default()
+                explained.action,
+                explained.resource
             );
-            println!(
-                "because {}",
-                explained["reason"].as_str().unwrap_or_default()
-            );
-            for error in explained["errors"].as_array().into_iter().flatten() {
-                println!("skipped: {}", error.as_str().unwrap_or_default());
+            println!("because {}", explained.reason);
+            for error in &explained.errors {
+                println!("skipped: {error}");
             }
             Ok(())
         }

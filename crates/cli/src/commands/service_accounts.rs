@@ -1,9 +1,9 @@
 //! `nexus service-accounts create|list|delete`.
 
 use clap::Subcommand;
+use nexus_api_model::CreateServiceAccount;
 use nexus_core::ServiceAccount;
 use nexus_core::identity::Role;
-use serde_json::json;
 
 use super::Output;
 use crate::client::Client;
@@ -49,7 +49,11 @@ pub async fn run(
             let account: ServiceAccount = client
                 .post(
                     &["v1", "tenants", &tenant, "service-accounts"],
-                    &json!({ "name": name, "role": role, "description": description }),
+                    &CreateServiceAccount {
+                        name,
+                        role,
+                        description,
+                    },
                 )
                 .await?;
             if output.json {

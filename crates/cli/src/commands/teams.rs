@@ -1,9 +1,9 @@
 //! `nexus teams create|list|delete|add|remove`.
 
 use clap::Subcommand;
+use nexus_api_model::{AddTeamMember, CreateTeam};
 use nexus_core::Team;
 use nexus_core::identity::Role;
-use serde_json::json;
 
 use super::Output;
 use crate::client::Client;
@@ -66,7 +66,7 @@ pub async fn run(cmd: TeamsCommand, client: &Client, output: Output) -> Result<(
             client
                 .post(
                     &["v1", "tenants", &tenant, "teams"],
-                    &json!({ "name": name, "role": role }),
+                    &CreateTeam { name, role },
                 )
                 .await?
         }
@@ -79,7 +79,7 @@ pub async fn run(cmd: TeamsCommand, client: &Client, output: Output) -> Result<(
             client
                 .post(
                     &["v1", "tenants", &tenant, "teams", &team, "members"],
-                    &json!({ "name": user }),
+                    &AddTeamMember { name: user },
                 )
                 .await?
         }

@@ -1,8 +1,8 @@
 //! `nexus tenants list|get|create|delete|export`.
 
 use clap::Subcommand;
+use nexus_api_model::CreateTenant;
 use nexus_core::{Page, Tenant};
-use serde_json::json;
 
 use super::Output;
 use crate::client::Client;
@@ -72,10 +72,7 @@ pub async fn run(cmd: TenantsCommand, client: &Client, output: Output) -> Result
         }
         TenantsCommand::Create { name, display_name } => {
             let tenant: Tenant = client
-                .post(
-                    &["v1", "tenants"],
-                    &json!({ "name": name, "display_name": display_name }),
-                )
+                .post(&["v1", "tenants"], &CreateTenant { name, display_name })
                 .await?;
             if !output.json {
                 eprintln!("created tenant {}", tenant.name);

@@ -3,9 +3,9 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use clap::{Args, Subcommand};
+use nexus_api_model::{AddMember, ChangePassword, Login, ResetPassword, Session, WhoAmI};
 use nexus_core::identity::Role;
 use nexus_core::{Membership, Page};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::Output;
@@ -69,16 +69,6 @@ pub enum MembersCommand {
     },
 }
 
-/// What `POST /v1/login` answers.
-#[derive(Debug, Deserialize)]
-struct Session {
-    token: String,
-    expires_at: chrono::DateTime<chrono::Utc>,
-    tenant: nexus_core::Tenant,
-    user: nexus_core::User,
-    role: Role,
-}
-
 /// Logs in and stores the session for this server.
 pub async fn login(
     args: LoginArgs,
@@ -95,7 +85,11 @@ pub async fn login(
     let session: Session = client
         .post(
             &["v1", "login"],
-            &json!({ "name": user, "password": password, "tenant": args.tenant }),
+            &Login {
+                name: user,
+                password,
+                tenant: args.tenant,
+            },
         )
         .await?;
     let path = credentials::save(
@@ -159,7 +153,7 @@ pub async fn passwd(args: PasswdArgs, client: &Client, server: &str) -> Result<(
             client
                 .post::<_, serde::de::IgnoredAny>(
                     &["v1", "users", &user, "password"],
-                    &json!({ "new_password": new }),
+                    &ResetPassword { new_password: new },
                 )
                 .await?;
             eprintln!("set the password of {user}; their sessions are over");
@@ -173,7 +167,10 @@ pub async fn passwd(args: PasswdArgs, client: &Client, server: &str) -> Result<(
             client
                 .post::<_, serde::de::IgnoredAny>(
                     &["v1", "password"],
-                    &json!({ "current_password": current, "new_password": new }),
+                    &ChangePassword {
+                        current_password: current,
+                        new_password: new,
+                    },
                 )
                 .await?;
             credentials::remove(server)?;
@@ -200,23 +197,14 @@ impl PasswordSource {
 
 /// Prints who the credentials stand for.
 pub async fn whoami(client: &Client, output: Output) -> Result<(), CliError> {
-    let me: serde_json::Value = client.get(&["v1", "whoami"], &[]).await?;
+    let me: WhoAmI = client.get(&["v1", "whoami"], &[]).await?;
     if output.json {
         return output.print_json(&me);
     }
-    println!(
-        "principal:      {}",
-        me["principal"].as_str().unwrap_or("?")
-    );
-    println!(
-        "tenant:         {}",
-        me["tenant"]["name"].as_str().unwrap_or("?")
-    );
-    println!("role:           {}", me["role"].as_str().unwrap_or("?"));
-    println!(
-        "platform admin: {}",
-        me["platform_admin"].as_bool().unwrap_or(false)
-    );
+    println!("principal:      {}", me.principal);
+    println!("tenant:         {}", me.tenant.name);
+    println!("role:           {}", me.role);
+    println!("platform admin: {}", me.platform_admin);
     Ok(())
 }
 
@@ -241,8 +229,12 @@ pub async fn members(cmd: MembersCommand, client: &Client, output: Output) -> Re
             let membership: Membership = client
                 .post(
                     &["v1", "tenants", &tenant, "members"],
-                    &json!({ "name": name, "role": role, "password": password,
-                             "display_name": display_name }),
+                    &AddMember {
+                        name,
+                        role,
+                        password,
+                        display_name,
+                    },
                 )
                 .await?;
             if output.json {
