@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use nexus_core::identity::Role;
-use nexus_core::{Tenant, User};
+use nexus_core::{Name, Tenant, User};
 use serde::{Deserialize, Serialize};
 
 /// Body of `POST /v1/login`.
@@ -25,6 +25,10 @@ pub struct Session {
     pub tenant: Tenant,
     pub user: User,
     pub role: Role,
+    /// The user's teams in the tenant, which policies can name.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub teams: Vec<Name>,
 }
 
 /// Who the caller is, as the platform sees it.
@@ -35,6 +39,10 @@ pub struct WhoAmI {
     pub principal: String,
     pub role: Role,
     pub platform_admin: bool,
+    /// The caller's teams in its tenant (a login session's or an OIDC token's).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub teams: Vec<Name>,
 }
 
 /// Body of `POST /v1/password`.

@@ -55,6 +55,7 @@ fn session_body(session: nexus_control::Session) -> Session {
         tenant,
         user,
         role,
+        teams,
     } = session;
     Session {
         token,
@@ -62,6 +63,7 @@ fn session_body(session: nexus_control::Session) -> Session {
         tenant,
         user,
         role,
+        teams,
     }
 }
 
@@ -92,12 +94,14 @@ pub async fn whoami(state: Scope) -> Result<Json<WhoAmI>, ApiError> {
         principal,
         role,
         platform_admin,
+        teams,
     } = state.control.whoami(&state.caller).await?;
     Ok(Json(WhoAmI {
         tenant,
         principal,
         role,
         platform_admin,
+        teams,
     }))
 }
 

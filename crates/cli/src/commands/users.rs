@@ -205,6 +205,10 @@ pub async fn whoami(client: &Client, output: Output) -> Result<(), CliError> {
     println!("tenant:         {}", me.tenant.name);
     println!("role:           {}", me.role);
     println!("platform admin: {}", me.platform_admin);
+    if !me.teams.is_empty() {
+        let teams: Vec<&str> = me.teams.iter().map(nexus_core::Name::as_str).collect();
+        println!("teams:          {}", teams.join(", "));
+    }
     Ok(())
 }
 
