@@ -5,6 +5,9 @@
 //! checks a password instead), agent cards (which declare how to authenticate) and MCP's
 //! protected-resource metadata.
 //!
+//! Without that header, a client certificate (mutual TLS) naming a service account by its
+//! SPIFFE id authenticates as that account when `[server.tls] trust_domain` is set.
+//!
 //! A refusal is `401` problem+json with `WWW-Authenticate: Bearer`; for MCP it also names the
 //! protected-resource metadata, as MCP's authorization spec asks.
 
@@ -74,35 +77,51 @@ pub async fn authenticate(
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
     );
-    let refusal = match credential {
-        Ok(credential) => match state.control.authenticate(credential).await {
-            Ok(caller) => {
-                if let Some(limits) = &state.rate_limits
-                    && let Err(exceeded) = limits.admit(&caller)
-                {
-                    return close(exceeded.into_response());
-                }
-                let trace_id = crate::routes::inbound_trace_id(request.headers());
-                request
-                    .extensions_mut()
-                    .insert(caller.with_trace_id(trace_id));
-                return next.run(request).await;
-            }
-            Err(e) if e.code() == ErrorCode::Unauthenticated => {
-                ApiError::new(ErrorCode::Unauthenticated, e.to_string())
-            }
-            Err(e) => ApiError::from(e),
+    let refused = |e: nexus_control::ControlError| {
+        if e.code() == ErrorCode::Unauthenticated {
+            ApiError::new(ErrorCode::Unauthenticated, e.to_string())
+        } else {
+            ApiError::from(e)
+        }
+    };
+    let authenticated = match credential {
+        Ok(credential) => state
+            .control
+            .authenticate(credential)
+            .await
+            .map_err(refused),
+        Err(nexus_auth::BearerError::Missing) => match client_certificate_uris(&request) {
+            Some(uris) if state.control.accepts_workload_certificates() => state
+                .control
+                .authenticate_workload(&uris)
+                .await
+                .map_err(refused),
+            _ => Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "this endpoint needs credentials: send `Authorization: Bearer <credential>`, an \
+                 API key (`nexus keys create`), a session token (`nexus login`) or a token of \
+                 the configured OIDC issuer",
+            )),
         },
-        Err(nexus_auth::BearerError::Missing) => ApiError::new(
-            ErrorCode::Unauthenticated,
-            "this endpoint needs credentials: send `Authorization: Bearer <credential>`, an API \
-             key (`nexus keys create`), a session token (`nexus login`) or a token of the \
-             configured OIDC issuer",
-        ),
-        Err(nexus_auth::BearerError::Malformed) => ApiError::new(
+        Err(nexus_auth::BearerError::Malformed) => Err(ApiError::new(
             ErrorCode::Unauthenticated,
             "the `Authorization` header must be `Bearer <key>`",
-        ),
+        )),
+    };
+    let refusal = match authenticated {
+        Ok(caller) => {
+            if let Some(limits) = &state.rate_limits
+                && let Err(exceeded) = limits.admit(&caller)
+            {
+                return close(exceeded.into_response());
+            }
+            let trace_id = crate::routes::inbound_trace_id(request.headers());
+            request
+                .extensions_mut()
+                .insert(caller.with_trace_id(trace_id));
+            return next.run(request).await;
+        }
+        Err(refusal) => refusal,
     };
     let mut response = refusal.into_response();
     if response.status() == axum::http::StatusCode::UNAUTHORIZED {
@@ -114,6 +133,16 @@ pub async fn authenticate(
         }
     }
     close(response)
+}
+
+/// The subjectAltName URIs of the client certificate the connection was made with (verified
+/// by the TLS listener against the client CA), if any.
+fn client_certificate_uris(request: &Request) -> Option<std::sync::Arc<[String]>> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<nexus_tls::TlsPeer>>()
+        .map(|peer| peer.0.client_uris.clone())
+        .filter(|uris| !uris.is_empty())
 }
 
 /// The `WWW-Authenticate` challenge for `path`: MCP's names its resource metadata.

@@ -1,13 +1,57 @@
 //! The HTTP client used by client verbs: JSON in and out, problem+json errors turned into
 //! CLI errors with the right exit code.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::exit::CliError;
+
+/// The TLS files of client verbs: the CA to trust instead of the public roots, and the client
+/// certificate and key to present to servers that ask for one (mutual TLS).
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    pub ca_cert: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    fn client_config(&self) -> Result<nexus_tls::rustls::ClientConfig, CliError> {
+        let identity = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(CliError::usage(
+                    "--client-cert needs its private key: add --client-key FILE (or NEXUS_CLIENT_KEY)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(CliError::usage(
+                    "--client-key needs its certificate: add --client-cert FILE (or NEXUS_CLIENT_CERT)",
+                ));
+            }
+        };
+        nexus_tls::client_config_with_identity(self.ca_cert.as_deref(), identity).map_err(|e| {
+            // Name the flag whose file the error is about (errors name their file).
+            let message = e.to_string();
+            let flag = [
+                (&self.ca_cert, "--ca-cert"),
+                (&self.client_cert, "--client-cert"),
+                (&self.client_key, "--client-key"),
+            ]
+            .into_iter()
+            .find(|(path, _)| {
+                path.as_ref()
+                    .is_some_and(|p| message.contains(&p.display().to_string()))
+            })
+            .map_or("TLS", |(_, flag)| flag);
+            CliError::usage(format!("{flag}: {message}"))
+        })
+    }
+}
 
 /// A NexusCore API client.
 #[derive(Debug, Clone)]
@@ -19,12 +63,9 @@ pub struct Client {
 impl Client {
     /// A client for the server at `base` (e.g. `http://127.0.0.1:7700`) that authenticates
     /// with `api_key` (sent as `Authorization: Bearer`). An `https://` server's certificate
-    /// must chain to the CAs in the PEM file `ca_cert`, or, without one, to the Mozilla roots.
-    pub fn new(
-        base: &str,
-        api_key: Option<&str>,
-        ca_cert: Option<&Path>,
-    ) -> Result<Self, CliError> {
+    /// must chain to the CAs `tls` names, or, without one, to the Mozilla roots; `tls` also
+    /// names the client certificate to present, if any.
+    pub fn new(base: &str, api_key: Option<&str>, tls: &TlsFiles) -> Result<Self, CliError> {
         let base = Url::parse(base)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
@@ -42,8 +83,7 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let tls = nexus_tls::client_config(ca_cert)
-            .map_err(|e| CliError::usage(format!("--ca-cert: {e}")))?;
+        let tls = tls.client_config()?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .default_headers(headers)

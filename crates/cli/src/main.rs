@@ -32,6 +32,13 @@ struct Cli {
     /// must chain to, instead of the public roots.
     #[arg(long, global = true, env = "NEXUS_CA_CERT", value_name = "FILE")]
     ca_cert: Option<std::path::PathBuf>,
+    /// PEM client certificate (chain) to present to an https:// server that asks for one
+    /// (mutual TLS); one naming a service account by its SPIFFE id authenticates as it.
+    #[arg(long, global = true, env = "NEXUS_CLIENT_CERT", value_name = "FILE")]
+    client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, global = true, env = "NEXUS_CLIENT_KEY", value_name = "FILE")]
+    client_key: Option<std::path::PathBuf>,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -105,13 +112,13 @@ enum Command {
 fn connect(
     server: &str,
     api_key: Option<&str>,
-    ca_cert: Option<&std::path::Path>,
+    tls: &client::TlsFiles,
 ) -> Result<client::Client, CliError> {
     if let Some(key) = api_key {
-        return client::Client::new(server, Some(key), ca_cert);
+        return client::Client::new(server, Some(key), tls);
     }
     let session = credentials::session_for(server)?;
-    client::Client::new(server, session.as_ref().map(|s| s.token.as_str()), ca_cert)
+    client::Client::new(server, session.as_ref().map(|s| s.token.as_str()), tls)
 }
 
 /// mimalloc rather than the system allocator: the server allocates per request from two
@@ -132,13 +139,16 @@ fn main() -> ExitCode {
     };
     let output = commands::Output { json: cli.json };
     let result = runtime.block_on(async move {
-        let client = || connect(&cli.server, cli.api_key.as_deref(), cli.ca_cert.as_deref());
+        let tls = client::TlsFiles {
+            ca_cert: cli.ca_cert,
+            client_cert: cli.client_cert,
+            client_key: cli.client_key,
+        };
+        let client = || connect(&cli.server, cli.api_key.as_deref(), &tls);
         match cli.command {
             Command::Server(args) => commands::server::run(args).await,
-            Command::Login(args) => {
-                commands::users::login(args, &cli.server, cli.ca_cert.as_deref(), output).await
-            }
-            Command::Logout => commands::users::logout(&cli.server, cli.ca_cert.as_deref()).await,
+            Command::Login(args) => commands::users::login(args, &cli.server, &tls, output).await,
+            Command::Logout => commands::users::logout(&cli.server, &tls).await,
             Command::Whoami => commands::users::whoami(&client()?, output).await,
             Command::Passwd(args) => commands::users::passwd(args, &client()?, &cli.server).await,
             Command::Members(cmd) => commands::users::members(cmd, &client()?, output).await,

@@ -1,5 +1,6 @@
 //! `nexus server --tls-cert --tls-key` end to end: client verbs over HTTPS with `--ca-cert`, a
-//! clear refusal without it, reload on SIGHUP, and bad TLS settings refused at start.
+//! clear refusal without it, reload on SIGHUP, bad TLS settings refused at start, and client
+//! certificates naming service accounts (mutual TLS with SPIFFE ids).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail by panicking
 
 mod common;
@@ -203,5 +204,168 @@ fn bad_tls_settings_stop_the_server_at_start_with_a_clear_message() {
     assert!(
         !dir.path().join("data").exists(),
         "nothing is created before the TLS files are checked"
+    );
+}
+
+/// A CA for client certificates, written to `<dir>/clients-ca.pem`.
+struct ClientCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pem: PathBuf,
+}
+
+impl ClientCa {
+    fn new(dir: &Path, name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        let pem = dir.join(format!("{name}.pem"));
+        std::fs::write(&pem, cert.pem()).unwrap();
+        Self {
+            issuer: rcgen::Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// A client certificate naming `uri`, written to `<dir>/<name>.pem` and `<name>-key.pem`.
+    fn workload(&self, dir: &Path, name: &str, uri: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}-key.pem")),
+        );
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+#[test]
+fn a_client_certificate_naming_a_service_account_authenticates_as_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path(), "server");
+    let clients = ClientCa::new(certs.path(), "clients-ca");
+    std::fs::write(
+        dir.path().join("nexus.toml"),
+        "[server.tls]\ntrust_domain = \"nexus.test\"\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--tls-client-ca",
+            clients.pem.to_str().unwrap(),
+            "--tls-client-auth",
+            "optional",
+        ],
+    );
+    let ca = cert.to_str().unwrap();
+    let created = server.cli(&[
+        "--ca-cert",
+        ca,
+        "service-accounts",
+        "create",
+        "ci",
+        "--role",
+        "viewer",
+    ]);
+    assert!(created.status.success(), "{}", stderr(&created));
+
+    let workload = |name: &str, uri: &str| clients.workload(certs.path(), name, uri);
+    let ci = workload(
+        "ci",
+        "spiffe://nexus.test/tenants/default/service-accounts/ci",
+    );
+    let as_workload = |(cert, key): &(PathBuf, PathBuf), args: &[&str], api_key: Option<&str>| {
+        let mut command = Command::new(NEXUS);
+        command
+            .args(["--server", &server.url, "--ca-cert", ca, "--client-cert"])
+            .arg(cert)
+            .arg("--client-key")
+            .arg(key)
+            .args(args)
+            .env_remove("NEXUS_API_KEY")
+            .env("NEXUS_CONFIG_DIR", dir.path().join("no-sessions"));
+        if let Some(api_key) = api_key {
+            command.env("NEXUS_API_KEY", api_key);
+        }
+        command.output().unwrap()
+    };
+
+    // No bearer token: the certificate's SPIFFE id is the service account, with its role.
+    let me = stdout_json(&as_workload(&ci, &["--json", "whoami"], None));
+    assert_eq!(
+        (&me["principal"], &me["role"], &me["tenant"]["name"]),
+        (&"service:ci".into(), &"viewer".into(), &"default".into())
+    );
+    let refused = as_workload(&ci, &["keys", "create", "more", "--role", "viewer"], None);
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    // A bearer credential wins over the certificate.
+    let me = stdout_json(&as_workload(&ci, &["--json", "whoami"], Some(API_KEY)));
+    assert_ne!(me["principal"], "service:ci");
+
+    // Verified certificates that name nothing of ours are 401, with the reason.
+    for (name, uri, reason) in [
+        (
+            "ghost",
+            "spiffe://nexus.test/tenants/default/service-accounts/ghost",
+            "does not exist",
+        ),
+        (
+            "elsewhere",
+            "spiffe://other.test/tenants/default/service-accounts/ci",
+            "trust domain",
+        ),
+        ("plain", "https://ci.example.com/", "trust domain"),
+    ] {
+        let output = as_workload(&workload(name, uri), &["whoami"], None);
+        assert_eq!(output.status.code(), Some(4), "{name}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(reason),
+            "{name}: {}",
+            stderr(&output)
+        );
+    }
+    // A certificate from another CA does not even connect.
+    let rogue = ClientCa::new(certs.path(), "rogue-ca");
+    let forged = rogue.workload(
+        certs.path(),
+        "forged",
+        "spiffe://nexus.test/tenants/default/service-accounts/ci",
+    );
+    let output = as_workload(&forged, &["whoami"], None);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    // Half an identity is a usage error that names the missing flag.
+    let output = Command::new(NEXUS)
+        .args(["--server", &server.url, "--ca-cert", ca, "--client-cert"])
+        .arg(&ci.0)
+        .arg("whoami")
+        .env_remove("NEXUS_CLIENT_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--client-key"),
+        "{}",
+        stderr(&output)
     );
 }

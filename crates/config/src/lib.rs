@@ -14,7 +14,9 @@ mod cors;
 mod tls;
 
 pub use cors::{CorsConfig, DEFAULT_CORS_MAX_AGE_SECS, MAX_CORS_ORIGINS};
-pub use tls::{ClientAuth, TlsConfig, TlsOverrides, TlsVersion};
+pub use tls::{
+    ClientAuth, MAX_TRUST_DOMAIN_LEN, TlsConfig, TlsOverrides, TlsVersion, is_trust_domain,
+};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};

@@ -26,6 +26,25 @@ pub struct TlsConfig {
     pub client_auth: Option<ClientAuth>,
     /// Oldest protocol version accepted: `1.3` (default) or `1.2`.
     pub min_version: TlsVersion,
+    /// SPIFFE trust domain of workload certificates: a client certificate (signed by
+    /// `client_ca`) whose subjectAltName URI is
+    /// `spiffe://<trust_domain>/tenants/<tenant>/service-accounts/<name>` authenticates a
+    /// request without a bearer token as that service account. Absent: certificates only
+    /// admit connections.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_domain: Option<String>,
+}
+
+/// Longest trust domain (a DNS name's limit, which SPIFFE trust domains usually are).
+pub const MAX_TRUST_DOMAIN_LEN: usize = 255;
+
+/// Whether `domain` is a SPIFFE trust domain: lowercase letters, digits, `.`, `-` and `_`.
+pub fn is_trust_domain(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.len() <= MAX_TRUST_DOMAIN_LEN
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
 /// `server.tls.client_auth`.
@@ -156,6 +175,22 @@ impl TlsConfig {
                 );
             }
             _ => {}
+        }
+        if let Some(domain) = &self.trust_domain {
+            if !is_trust_domain(domain) {
+                return invalid(
+                    "server.tls.trust_domain",
+                    "must be a SPIFFE trust domain: lowercase letters, digits, `.`, `-`, `_`, \
+                     at most 255 bytes (e.g. \"nexus.example.com\")",
+                );
+            }
+            if self.client_ca.is_none() {
+                return invalid(
+                    "server.tls.trust_domain",
+                    "workload certificates need the CA that signs them: set \
+                     server.tls.client_ca (or --tls-client-ca)",
+                );
+            }
         }
         if !self.enabled() && self.client_ca.is_some() {
             return invalid(

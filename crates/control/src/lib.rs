@@ -14,7 +14,8 @@
 //! - `secrets`: deployment secrets, sealed at rest; `state`: agent state, sealed the same way;
 //! - `export`: all of a tenant's data, as one stream of records (GDPR);
 //! - `service_accounts`: machine identities whose keys act as them;
-//! - `keys` and `oidc`: authentication, by API key or by a token of the configured OIDC issuer;
+//! - `keys`, `oidc` and `workloads`: authentication, by API key, by a token of the configured
+//!   OIDC issuer, or by a client certificate's SPIFFE id naming a service account;
 //! - `users`: accounts, memberships, password logins (sessions are keys naming their user);
 //!   `teams`: groups of members that give each the team's role;
 //! - `audit`: the tenant's audit chain, written with the real principal.
@@ -53,6 +54,7 @@ mod tasks;
 mod teams;
 mod tenants;
 mod users;
+mod workloads;
 
 pub use audit::MAX_AUDIT_PAGE;
 pub use auth_failures::AUTH_FAILURE_AUDIT_INTERVAL;
@@ -77,6 +79,7 @@ pub use tenants::TenantRef;
 pub use users::{
     LoginRequest, MAX_CONCURRENT_PASSWORD_CHECKS, NewMemberRequest, SESSION_TTL, Session, WhoAmI,
 };
+pub use workloads::{SPIFFE_SCHEME, WorkloadId};
 
 /// Revisions kept in memory; past this the cache starts over (a few KiB each).
 const MAX_CACHED_REVISIONS: usize = 10_000;
@@ -118,6 +121,8 @@ pub struct ControlPlane {
     password_checks: users::PasswordChecks,
     /// Failed authentications naming no tenant, audited in batches.
     auth_failures: auth_failures::AuthFailures,
+    /// The SPIFFE trust domain whose workload certificates authenticate (`workloads`).
+    trust_domain: Option<String>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -154,6 +159,7 @@ impl ControlPlane {
             tags: std::sync::Mutex::new(HashMap::new()),
             password_checks: users::PasswordChecks::default(),
             auth_failures: auth_failures::AuthFailures::default(),
+            trust_domain: None,
         }
     }
 

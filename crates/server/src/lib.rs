@@ -57,6 +57,7 @@ pub struct PlatformBuilder {
     llm: Arc<dyn LlmProvider>,
     push: nexus_push::Settings,
     oidc: Option<OidcSettings>,
+    trust_domain: Option<String>,
 }
 
 impl std::fmt::Debug for PlatformBuilder {
@@ -86,6 +87,7 @@ impl PlatformBuilder {
             llm: Arc::new(nexus_host::llm::EchoProvider),
             push: nexus_push::Settings::default(),
             oidc: None,
+            trust_domain: None,
         }
     }
 
@@ -101,6 +103,7 @@ impl PlatformBuilder {
         if let Some(oidc) = &config.oidc {
             builder = builder.oidc(oidc_settings(oidc)?);
         }
+        builder.trust_domain = config.server.tls.trust_domain.clone();
         Ok(builder)
     }
 
@@ -146,6 +149,13 @@ impl PlatformBuilder {
         self
     }
 
+    /// Accept client certificates naming service accounts of this SPIFFE trust domain.
+    #[must_use]
+    pub fn trust_domain(mut self, trust_domain: impl Into<String>) -> Self {
+        self.trust_domain = Some(trust_domain.into());
+        self
+    }
+
     /// Opens the store and puts the platform together (see the [module docs](self)).
     pub async fn build(self) -> Result<Platform, ServerError> {
         std::fs::create_dir_all(&self.data_dir).map_err(|e| {
@@ -171,7 +181,8 @@ impl PlatformBuilder {
             self.llm,
             Arc::new(master_key(&self.data_dir)?),
         )
-        .with_push(self.push);
+        .with_push(self.push)
+        .with_trust_domain(self.trust_domain);
         if let Some(oidc) = self.oidc {
             control = control
                 .with_oidc(oidc)

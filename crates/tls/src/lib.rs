@@ -26,7 +26,7 @@ use std::time::Duration;
 
 pub use listener::{HandshakeLimits, TlsListener};
 pub use peer::{MAX_CLIENT_URI_LEN, MAX_CLIENT_URIS, TlsPeer, subject_alt_uris};
-pub use pem::client_config;
+pub use pem::{client_config, client_config_with_identity};
 pub use server::{HANDSHAKES_METRIC, RELOADS_METRIC, ServerTls, TlsStats};
 pub use tokio_rustls::rustls;
 

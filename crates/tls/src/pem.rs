@@ -117,17 +117,31 @@ pub(crate) fn roots(path: &Path, what: &'static str) -> Result<RootCertStore, Tl
 /// certificate chains to the CAs in the PEM bundle `ca` (a private CA, or a self-signed server
 /// certificate), or, without one, to the Mozilla roots. TLS 1.2 and 1.3; ALPN `http/1.1`.
 pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    client_config_with_identity(ca, None)
+}
+
+/// [`client_config`], presenting the client certificate chain and key in the PEM files
+/// `identity` (`(certificate, key)`) to servers that ask for one (mutual TLS).
+pub fn client_config_with_identity(
+    ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<rustls::ClientConfig, TlsError> {
     let roots = match ca {
         Some(path) => roots(path, "CA certificate")?,
         None => RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.into(),
         },
     };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(certificates(cert, "client certificate")?, private_key(key)?)
+            .map_err(|e| TlsError::Config(format!("{}: {e}", key.display())))?,
+    };
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }

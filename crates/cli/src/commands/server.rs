@@ -140,7 +140,7 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let outcome = match tls {
         Some(tls) => match nexus_tls::TlsListener::new(listener, tls) {
-            Ok(listener) => serve(listener, app, grace).await,
+            Ok(listener) => serve::<_, nexus_tls::TlsPeer>(listener, app, grace).await,
             Err(e) => Err(CliError::internal(format!(
                 "cannot start the TLS listener: {e}"
             ))),
@@ -153,7 +153,7 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
                     tracing::warn!(error = %e, "cannot set TCP_NODELAY");
                 }
             });
-            serve(listener, app, grace).await
+            serve::<_, std::net::SocketAddr>(listener, app, grace).await
         }
     };
     if let Some(watching) = watching {
@@ -165,13 +165,20 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
 }
 
 /// Serves `app` on `listener` until SIGINT or SIGTERM, then lets in-flight requests finish
-/// for up to `grace`.
-async fn serve<L>(listener: L, app: axum::Router, grace: Duration) -> Result<(), CliError>
+/// for up to `grace`. Requests carry `ConnectInfo<C>`: the client's address (and over TLS the
+/// identity its certificate names), for authentication and per-client limits.
+async fn serve<L, C>(listener: L, app: axum::Router, grace: Duration) -> Result<(), CliError>
 where
     L: Listener,
     L::Addr: std::fmt::Debug,
+    C: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
 {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = app.into_make_service_with_connect_info::<C>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");

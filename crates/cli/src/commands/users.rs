@@ -9,7 +9,7 @@ use nexus_core::{Membership, Page};
 use serde_json::json;
 
 use super::Output;
-use crate::client::Client;
+use crate::client::{Client, TlsFiles};
 use crate::credentials::{self, StoredSession};
 use crate::exit::CliError;
 
@@ -73,10 +73,10 @@ pub enum MembersCommand {
 pub async fn login(
     args: LoginArgs,
     server: &str,
-    ca_cert: Option<&std::path::Path>,
+    tls: &TlsFiles,
     output: Output,
 ) -> Result<(), CliError> {
-    let client = Client::new(server, None, ca_cert)?;
+    let client = Client::new(server, None, tls)?;
     let user = match args.user {
         Some(user) => user,
         None => prompt_line("user: ")?,
@@ -119,13 +119,13 @@ pub async fn login(
 }
 
 /// Ends this server's session, on the server and on disk.
-pub async fn logout(server: &str, ca_cert: Option<&std::path::Path>) -> Result<(), CliError> {
+pub async fn logout(server: &str, tls: &TlsFiles) -> Result<(), CliError> {
     let Some(session) = credentials::session_for(server)? else {
         credentials::remove(server)?;
         eprintln!("not logged in to {server}");
         return Ok(());
     };
-    let client = Client::new(server, Some(&session.token), ca_cert)?;
+    let client = Client::new(server, Some(&session.token), tls)?;
     let ended = client
         .post::<_, serde::de::IgnoredAny>(&["v1", "logout"], &json!({}))
         .await;

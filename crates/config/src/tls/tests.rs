@@ -184,3 +184,32 @@ fn inconsistent_tls_settings_name_the_key() {
         });
     }
 }
+
+#[test]
+fn a_trust_domain_needs_client_certificates_and_its_own_syntax() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NEXUS__SERVER__TLS__CERT", "c.pem");
+        jail.set_env("NEXUS__SERVER__TLS__KEY", "k.pem");
+        jail.set_env("NEXUS__SERVER__TLS__TRUST_DOMAIN", "nexus.example.com");
+        let error = load(&Overrides::default()).unwrap_err();
+        assert!(
+            error.contains("server.tls.trust_domain") && error.contains("client_ca"),
+            "{error}"
+        );
+        jail.set_env("NEXUS__SERVER__TLS__CLIENT_CA", "ca.pem");
+        let config = load(&Overrides::default()).unwrap();
+        assert_eq!(
+            config.server.tls.trust_domain.as_deref(),
+            Some("nexus.example.com")
+        );
+        for bad in ["Nexus.Example", "spiffe://nexus", "a b"] {
+            jail.set_env("NEXUS__SERVER__TLS__TRUST_DOMAIN", bad);
+            let error = load(&Overrides::default()).unwrap_err();
+            assert!(
+                error.contains("server.tls.trust_domain") && error.contains("SPIFFE"),
+                "{bad}: {error}"
+            );
+        }
+        Ok(())
+    });
+}
