@@ -50,6 +50,14 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     if is_public(request.uri().path()) {
+        // Logins come without credentials: they are limited per client address.
+        if request.uri().path() == LOGIN_PATH
+            && let Some(limits) = &state.rate_limits
+            && let Some(client) = client_ip(&request)
+            && let Err(exceeded) = limits.admit_login(client)
+        {
+            return exceeded.into_response();
+        }
         return next.run(request).await;
     }
     if let Some(anonymous) = &state.anonymous {
@@ -133,6 +141,23 @@ pub async fn authenticate(
         }
     }
     close(response)
+}
+
+/// The path of password logins.
+const LOGIN_PATH: &str = "/v1/login";
+
+/// The address the connection came from, when the server was started with connection info
+/// (plain TCP or TLS); `None` in tests that call the router directly.
+fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|peer| peer.0.ip())
+        .or_else(|| {
+            extensions
+                .get::<axum::extract::ConnectInfo<nexus_tls::TlsPeer>>()
+                .map(|peer| peer.0.addr.ip())
+        })
 }
 
 /// The subjectAltName URIs of the client certificate the connection was made with (verified

@@ -130,7 +130,25 @@ pub struct RateLimitConfig {
     pub developer: Option<Rate>,
     pub admin: Option<Rate>,
     pub owner: Option<Rate>,
+    /// Password logins (`POST /v1/login`) per client address, before any password is checked.
+    pub login: LoginRate,
 }
+
+/// `[rate_limit.login]`: a GCRA rate in logins per minute, and the burst allowed on top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRate {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// Default login rate per client address: a person mistyping a few times, or a team behind
+/// one NAT logging in at 9 am, gets through; guessing passwords from one address gets 10 a
+/// minute (each also costs an argon2 check, at most 2 at once per node).
+pub const DEFAULT_LOGIN_RATE: LoginRate = LoginRate {
+    per_minute: 10,
+    burst: 10,
+};
 
 /// Default rate per key: far above what a person or a CI job sends, low enough that one
 /// runaway client cannot starve a node (which serves ~15,000 tasks/s, docs/BENCHMARKS.md).
@@ -155,6 +173,7 @@ impl Default for RateLimitConfig {
             developer: None,
             admin: None,
             owner: None,
+            login: DEFAULT_LOGIN_RATE,
         }
     }
 }
@@ -525,6 +544,13 @@ impl Config {
                     reason: "per_second and burst must be at least 1".into(),
                 });
             }
+        }
+        let login = self.rate_limit.login;
+        if login.per_minute == 0 || login.burst == 0 {
+            return Err(ConfigError::Invalid {
+                key: "rate_limit.login",
+                reason: "per_minute and burst must be at least 1".into(),
+            });
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError::Invalid {

@@ -745,3 +745,33 @@ async fn admins_cannot_demote_or_remove_owners() {
         .await;
     assert_eq!(own_rank.status, StatusCode::OK, "{}", own_rank.text);
 }
+
+#[tokio::test]
+async fn logins_from_one_address_are_rate_limited_before_any_password_check() {
+    let app = app().await;
+    let from = |address: &str| {
+        let mut request = Request::post("/v1/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({"name": "nobody", "password": "wrong password!"}).to_string(),
+            ))
+            .unwrap();
+        let peer: std::net::SocketAddr = address.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        request
+    };
+    let burst = nexus_config::DEFAULT_LOGIN_RATE.burst;
+    for _ in 0..burst {
+        let refused = app.send_as_is(from("192.0.2.1:40000")).await;
+        assert_problem(&refused, StatusCode::UNAUTHORIZED, "unauthenticated");
+    }
+    let limited = app.send_as_is(from("192.0.2.1:40001")).await;
+    assert_problem(&limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(limited.headers.contains_key(header::RETRY_AFTER));
+    assert!(limited.text.contains("a minute"), "{}", limited.text);
+    // Another address is still heard.
+    let other = app.send_as_is(from("192.0.2.2:40000")).await;
+    assert_problem(&other, StatusCode::UNAUTHORIZED, "unauthenticated");
+}
