@@ -32,6 +32,8 @@ pub struct Gateway {
 
 /// Where MCP clients find how to authenticate to `/mcp/{tenant}` (RFC 9728).
 pub const MCP_RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource/mcp";
+/// The route of that metadata, per tenant.
+pub const MCP_RESOURCE_METADATA_ROUTE: &str = "/.well-known/oauth-protected-resource/mcp/{tenant}";
 
 /// Whether `path` is served without credentials.
 pub fn is_public(path: &str) -> bool {

@@ -219,6 +219,70 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().1
 }
 
+/// A route outside the OpenAPI document (the document itself and the protocol bindings),
+/// with requests that reach it. The router adds no route but the document's and these, so the
+/// isolation walk, which calls both, covers every route there is.
+pub(crate) struct ExtraRoute {
+    pub path: &'static str,
+    pub handler: axum::routing::MethodRouter<AppState>,
+    /// Requests that reach the route (paths with `{tenant}`-style placeholders); read by the
+    /// isolation walk only.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub probes: &'static [(axum::http::Method, &'static str)],
+}
+
+/// The routes [`router`] adds to the OpenAPI router's; `openapi_json` is the served document.
+pub(crate) fn extra_routes(openapi_json: String) -> Vec<ExtraRoute> {
+    use axum::http::Method;
+    vec![
+        ExtraRoute {
+            path: "/v1/openapi.json",
+            handler: get(move || {
+                let body = openapi_json.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+            }),
+            probes: &[(Method::GET, "/v1/openapi.json")],
+        },
+        ExtraRoute {
+            path: "/a2a/{tenant}/{agent}/.well-known/agent-card.json",
+            handler: get(routes::a2a::card),
+            probes: &[(
+                Method::GET,
+                "/a2a/{tenant}/{agent}/.well-known/agent-card.json",
+            )],
+        },
+        ExtraRoute {
+            path: "/a2a/{tenant}/{agent}",
+            handler: axum::routing::post(routes::a2a::rpc),
+            probes: &[(Method::POST, "/a2a/{tenant}/{agent}")],
+        },
+        // The HTTP+JSON binding: every other path under the base, routed by `a2a_rest`
+        // (its `tasks/{id}:cancel` segments are no axum captures).
+        ExtraRoute {
+            path: "/a2a/{tenant}/{agent}/{*path}",
+            handler: axum::routing::any(routes::a2a_rest::endpoint),
+            probes: &[
+                (Method::POST, "/a2a/{tenant}/{agent}/message:send"),
+                (Method::POST, "/a2a/{tenant}/{agent}/message:stream"),
+                (Method::GET, "/a2a/{tenant}/{agent}/tasks"),
+                (Method::GET, "/a2a/{tenant}/{agent}/tasks/{task}"),
+                (Method::POST, "/a2a/{tenant}/{agent}/tasks/{task}:cancel"),
+                (Method::GET, "/a2a/{tenant}/{agent}/extendedAgentCard"),
+            ],
+        },
+        ExtraRoute {
+            path: "/mcp/{tenant}",
+            handler: axum::routing::post(routes::mcp::endpoint),
+            probes: &[(Method::POST, "/mcp/{tenant}")],
+        },
+        ExtraRoute {
+            path: authn::MCP_RESOURCE_METADATA_ROUTE,
+            handler: get(authn::mcp_resource_metadata),
+            probes: &[(Method::GET, authn::MCP_RESOURCE_METADATA_ROUTE)],
+        },
+    ]
+}
+
 /// Builds the complete application.
 pub fn router(state: AppState, limits: Limits) -> Router {
     let (routes, openapi) = api();
@@ -226,33 +290,11 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     let openapi_json = openapi.to_json().unwrap_or_else(|_| "{}".to_owned());
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
 
-    let routes = routes
-        .route(
-            "/v1/openapi.json",
-            get(move || {
-                let body = openapi_json.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
-            }),
-        )
-        .route(
-            "/a2a/{tenant}/{agent}/.well-known/agent-card.json",
-            get(routes::a2a::card),
-        )
-        .route(
-            "/a2a/{tenant}/{agent}",
-            axum::routing::post(routes::a2a::rpc),
-        )
-        // The HTTP+JSON binding: every other path under the base, routed by `a2a_rest`
-        // (its `tasks/{id}:cancel` segments are no axum captures).
-        .route(
-            "/a2a/{tenant}/{agent}/{*path}",
-            axum::routing::any(routes::a2a_rest::endpoint),
-        )
-        .route("/mcp/{tenant}", axum::routing::post(routes::mcp::endpoint))
-        .route(
-            &format!("{}/{{tenant}}", authn::MCP_RESOURCE_METADATA),
-            get(authn::mcp_resource_metadata),
-        )
+    let routes = extra_routes(openapi_json)
+        .into_iter()
+        .fold(routes, |routes, extra| {
+            routes.route(extra.path, extra.handler)
+        })
         .fallback(middleware::route_not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

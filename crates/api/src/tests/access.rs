@@ -6,8 +6,8 @@ use axum::http::{Request, StatusCode, header};
 use super::{app, assert_problem};
 use crate::{is_public, openapi};
 
-/// Every route, from the OpenAPI document the router is built from plus the protocol routes it
-/// adds by hand, with its placeholders filled in.
+/// Every route, from the OpenAPI document the router is built from plus the routes it adds
+/// beside it (`extra_routes`, with their probes), with the placeholders filled in.
 fn every_route() -> Vec<(axum::http::Method, String)> {
     use axum::http::Method;
     let fill = |path: &str| {
@@ -35,23 +35,12 @@ fn every_route() -> Vec<(axum::http::Method, String)> {
             }
         }
     }
-    // The protocol bindings, outside the OpenAPI document.
-    for (method, path) in [
-        (Method::GET, "/v1/openapi.json"),
-        (
-            Method::GET,
-            "/a2a/{tenant}/{agent}/.well-known/agent-card.json",
-        ),
-        (Method::POST, "/a2a/{tenant}/{agent}"),
-        (Method::POST, "/a2a/{tenant}/{agent}/message:send"),
-        (Method::GET, "/a2a/{tenant}/{agent}/tasks"),
-        (Method::POST, "/mcp/{tenant}"),
-        (
-            Method::GET,
-            "/.well-known/oauth-protected-resource/mcp/{tenant}",
-        ),
-    ] {
-        routes.push((method, fill(path)));
+    // Every other route the router has, with the requests that reach it.
+    for extra in crate::extra_routes(String::new()) {
+        assert!(!extra.probes.is_empty(), "{} has no probe", extra.path);
+        for (method, path) in extra.probes {
+            routes.push((method.clone(), fill(path)));
+        }
     }
     for (method, uri) in &routes {
         assert!(
