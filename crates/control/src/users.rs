@@ -194,11 +194,42 @@ impl ControlPlane {
                     other => other?,
                 }
             }
-            None => match self
-                .store
-                .put_membership(tenant, &name, request.role, event)
-                .await
-            {
+            None => {
+                // Accounts span tenants: bringing one in from elsewhere is a platform admin's
+                // act, so a tenant's admin can neither attach someone without their consent nor
+                // learn which names exist. Changing a member's role is the tenant's own business.
+                if !caller.platform_admin && !self.is_member(tenant, &name).await? {
+                    return Err(ControlError::Denied(format!(
+                        "`{name}` is not a member here; only a platform admin adds an existing \
+                         account to a tenant (give a password to create a new account)"
+                    )));
+                }
+                self.put_existing_member(tenant, &name, request.role, event)
+                    .await?
+            }
+        };
+        self.keys.forget_user(membership.user.id);
+        Ok(membership)
+    }
+
+    /// Whether the account `name` is a member of `tenant`.
+    async fn is_member(&self, tenant: TenantId, name: &Name) -> Result<bool, ControlError> {
+        let Some((user, _)) = self.store.find_user(name).await? else {
+            return Ok(false);
+        };
+        let memberships = self.store.user_memberships(user.id).await?;
+        Ok(memberships.iter().any(|m| m.tenant_id == tenant))
+    }
+
+    async fn put_existing_member(
+        &self,
+        tenant: TenantId,
+        name: &Name,
+        role: Role,
+        event: nexus_core::NewAuditEvent,
+    ) -> Result<Membership, ControlError> {
+        Ok(
+            match self.store.put_membership(tenant, name, role, event).await {
                 Err(StoreError::NotFound { .. }) => {
                     return Err(ControlError::Invalid(format!(
                         "there is no user named `{name}`; give a password to create the account"
@@ -206,9 +237,7 @@ impl ControlPlane {
                 }
                 other => other?,
             },
-        };
-        self.keys.forget_user(membership.user.id);
-        Ok(membership)
+        )
     }
 
     /// The tenant's members, by name.

@@ -775,3 +775,51 @@ async fn logins_from_one_address_are_rate_limited_before_any_password_check() {
     let other = app.send_as_is(from("192.0.2.2:40000")).await;
     assert_problem(&other, StatusCode::UNAUTHORIZED, "unauthenticated");
 }
+
+#[tokio::test]
+async fn only_platform_admins_bring_existing_accounts_into_a_tenant() {
+    let app = app().await;
+    app.post_json("/v1/tenants", json!({"name": "acme"}).to_string())
+        .await;
+    // zed has an account, in the default tenant only.
+    let added = app
+        .add_member(
+            "default",
+            json!({"name": "zed", "role": "viewer", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    let created = app
+        .post_json(
+            "/v1/tenants/acme/keys",
+            json!({"name": "acme-admin", "role": "admin"}).to_string(),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let acme_admin = created.body["secret"].as_str().unwrap().to_owned();
+    let put = |name: &str, role: &str| {
+        app.send_with(
+            "POST",
+            "/v1/tenants/acme/members",
+            &acme_admin,
+            Some(json!({"name": name, "role": role})),
+        )
+    };
+
+    // An account of another tenant, and a name nobody has: the same refusal, so acme's admin
+    // neither attaches zed without consent nor learns that zed exists.
+    let existing = put("zed", "viewer").await;
+    let unknown = put("nobody-at-all", "viewer").await;
+    for refused in [&existing, &unknown] {
+        assert_problem(refused, StatusCode::FORBIDDEN, "forbidden");
+        assert!(refused.text.contains("platform admin"), "{}", refused.text);
+    }
+    // The platform admin may; then acme's admin manages zed's role in acme.
+    let attached = app
+        .add_member("acme", json!({"name": "zed", "role": "viewer"}))
+        .await;
+    assert_eq!(attached.status, StatusCode::CREATED, "{}", attached.text);
+    let promoted = put("zed", "developer").await;
+    assert_eq!(promoted.status, StatusCode::CREATED, "{}", promoted.text);
+    assert_eq!(promoted.body["role"], "developer");
+}
