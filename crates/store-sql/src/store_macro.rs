@@ -1473,7 +1473,24 @@ macro_rules! impl_store {
                     audit: NewAuditEvent,
                 ) -> Result<()> {
                     let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
-                    append_audit_in_tx(&mut tx, audit_tenant, audit).await?;
+                    // Every tenant the account belongs to learns of it, and the caller's; in
+                    // one order, so concurrent changes lock the tenants' chains alike.
+                    let member_of: Vec<(Uuid,)> =
+                        sqlx::query_as("SELECT tenant_id FROM memberships WHERE user_id = $1")
+                            .bind(user.as_uuid())
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                    let mut tenants: Vec<TenantId> = member_of
+                        .into_iter()
+                        .map(|(id,)| TenantId::from_uuid(id))
+                        .chain(std::iter::once(audit_tenant))
+                        .collect();
+                    tenants.sort_by_key(|t| *t.as_uuid());
+                    tenants.dedup();
+                    for tenant in tenants {
+                        append_audit_in_tx(&mut tx, tenant, audit.clone()).await?;
+                    }
                     let changed = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                         .bind(password_hash)
                         .bind(user.as_uuid())

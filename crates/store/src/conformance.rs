@@ -3970,15 +3970,22 @@ pub async fn passwords_change_and_end_every_session(store: Arc<dyn Store>) {
     let mut made = new_key("made-by-kim", 3);
     made.created_by = "user:kim".into();
     let made = create_key(&*store, acme, made).await;
+    // Changed by a platform admin acting in a tenant kim is not in: every chain concerned
+    // records it once.
+    let admins = tenant(&*store, "admins").await;
+    let count = |actions: Vec<String>| actions.iter().filter(|a| *a == "user.password").count();
     store
         .set_password(
             kim.user.id,
             "$argon2id$new",
-            acme,
+            admins,
             audit_event("user.password", "kim"),
         )
         .await
         .unwrap();
+    for chain in [acme, other, admins] {
+        assert_eq!(count(audit_actions(&*store, chain).await), 1);
+    }
     assert_eq!(
         store.find_user(&name("kim")).await.unwrap().unwrap().1,
         "$argon2id$new"

@@ -396,7 +396,8 @@ pub trait UserStore: Send + Sync {
     /// Every membership of an account, oldest first.
     async fn user_memberships(&self, user: UserId) -> Result<Vec<Membership>>;
     /// Replaces an account's password hash and revokes all its sessions, in every tenant,
-    /// appending `audit` to `audit_tenant`'s chain, atomically. `NotFound` (and no event) if
+    /// appending `audit` to the chain of every tenant the account belongs to and of
+    /// `audit_tenant` (the caller's), atomically. `NotFound` (and no event) if
     /// there is no such account.
     async fn set_password(
         &self,
