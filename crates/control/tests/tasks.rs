@@ -566,6 +566,72 @@ async fn refused_packages_leave_no_compiled_component() {
     assert_eq!(packages.items.len(), 1);
 }
 
+/// With private addresses off (the default), a grant that can only name a private host is
+/// refused when deployed, with a code and a message that say why; grants that may name public
+/// hosts deploy (their calls are checked address by address). With the setting on, all deploy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_of_private_hosts_are_refused_at_deploy_unless_allowed() {
+    let hosts = [
+        ("http://127.0.0.1:*", false),
+        ("http://localhost:8080", false),
+        ("http://[::1]:8080", false),
+        ("http://0.0.0.0:*", false),
+        ("http://169.254.169.254", false),
+        ("https://example.com", true),
+        ("http://*:*", true),
+        ("http://db.internal", true),
+    ];
+    let declared: Vec<String> = hosts.iter().map(|(h, _)| format!("{h:?}")).collect();
+    let manifest = format!(
+        "[agent]\nname = \"net\"\nnamespace = \"tests\"\nversion = \"0.1.0\"\n\
+         description = \"test\"\n[[skills]]\nid = \"test\"\nname = \"Test\"\n\
+         description = \"test\"\n[capabilities]\nhosts = [{}]\n",
+        declared.join(", ")
+    );
+    for allow in [false, true] {
+        let p = empty_platform_on(nexus_runtime::RuntimeConfig {
+            allow_private_addresses: allow,
+            ..nexus_runtime::RuntimeConfig::default()
+        })
+        .await;
+        let caller = Caller::system(p.tenant);
+        let package = nexus_package::pack(&manifest, &common::guest("hostile"), None).unwrap();
+        let uploaded = p
+            .control
+            .upload_package(&caller, p.tenant, package.bytes.into())
+            .await
+            .unwrap();
+        for (i, (host, public)) in hosts.iter().enumerate() {
+            let deployed = p
+                .control
+                .deploy(
+                    &caller,
+                    p.tenant,
+                    DeployRequest {
+                        package_digest: uploaded.digest.clone(),
+                        name: Some(Name::parse(&format!("net{i}")).unwrap()),
+                        grants: nexus_core::Grants {
+                            hosts: vec![(*host).to_owned()],
+                            ..nexus_core::Grants::default()
+                        },
+                        ..DeployRequest::default()
+                    },
+                )
+                .await;
+            if allow || *public {
+                assert!(deployed.is_ok(), "{host} (private {allow}): {deployed:?}");
+            } else {
+                let error = deployed.expect_err(host);
+                assert_eq!(error.code(), nexus_core::ErrorCode::GrantRefused, "{host}");
+                assert!(
+                    error.to_string().contains("allow_private_addresses"),
+                    "{host}: {error}"
+                );
+            }
+        }
+    }
+}
+
 /// Each control-plane change is audited once, with the store's write: uploads (a repeated one
 /// too), deployments (with the revision the store assigned), rollbacks, deletions and tenant
 /// creations; a refused change records nothing.

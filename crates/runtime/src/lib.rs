@@ -62,6 +62,10 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Per-task limits.
     pub limits: Limits,
+    /// Whether agents' outbound HTTP may reach private, loopback, link-local and other
+    /// non-public addresses (with a grant naming the host). Off by default: an agent could
+    /// otherwise reach the node's own API and the services beside it.
+    pub allow_private_addresses: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -70,6 +74,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             max_instances: limits::DEFAULT_MAX_INSTANCES,
             limits: Limits::default(),
+            allow_private_addresses: false,
         }
     }
 }
@@ -80,6 +85,7 @@ pub struct Runtime {
     linker: Linker<TaskData>,
     cache: cache::ComponentCache,
     limits: Limits,
+    allow_private_addresses: bool,
     slots: Arc<Semaphore>,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -88,6 +94,7 @@ impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
             .field("limits", &self.limits)
+            .field("allow_private_addresses", &self.allow_private_addresses)
             .field("free_slots", &self.slots.available_permits())
             .finish_non_exhaustive()
     }
@@ -286,6 +293,7 @@ impl Runtime {
             linker,
             cache: cache::ComponentCache::new(config.cache_dir),
             limits,
+            allow_private_addresses: config.allow_private_addresses,
             slots: Arc::new(Semaphore::new(instances as usize)),
             ticker_stop,
         })
@@ -294,6 +302,11 @@ impl Runtime {
     /// The limits applied to tasks.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Whether agents may reach non-public addresses ([`RuntimeConfig::allow_private_addresses`]).
+    pub fn allows_private_addresses(&self) -> bool {
+        self.allow_private_addresses
     }
 
     /// The limits of a task with `overrides`: the deployment's timeout replaces the node's
@@ -397,7 +410,10 @@ impl Runtime {
                 bus: env.bus,
             },
             events: env.events,
-            outbound: env.outbound,
+            // The node's setting, whatever the caller built the policy with.
+            outbound: env
+                .outbound
+                .allow_private_addresses(self.allow_private_addresses),
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
