@@ -1040,8 +1040,9 @@ async fn a2a_json_rpc_refuses_unreadable_versions_and_page_sizes() {
     };
     let list = |page_size: Value| json!({"pageSize": page_size});
     let no_size = json!({});
-    // (A2A-Version, method, params, JSON-RPC error code, or the page size answered)
-    let cases: Vec<(Option<&[u8]>, &str, Value, Result<u64, i64>)> = vec![
+    /// (A2A-Version, method, params, the page size answered or the JSON-RPC error code)
+    type Case<'a> = (Option<&'a [u8]>, &'a str, Value, Result<u64, i64>);
+    let cases: Vec<Case> = vec![
         (Some(b"1.0\xff"), "ListTasks", no_size.clone(), Err(-32009)),
         (Some(b"\xe9"), "tasks/get", json!({"id": "x"}), Err(-32009)),
         (Some(b"9.9"), "ListTasks", no_size.clone(), Err(-32009)),
