@@ -178,13 +178,11 @@ pub fn request(
 fn classify(code: ErrorCode) -> HttpError {
     match code {
         ErrorCode::HttpRequestDenied => HttpError::Refused("destination not granted".into()),
-        ErrorCode::DestinationIpProhibited => {
-            HttpError::Refused(
-                "private or reserved address: reachable only on a node that allows private \
+        ErrorCode::DestinationIpProhibited => HttpError::Refused(
+            "private or reserved address: reachable only on a node that allows private \
                  addresses, with a grant naming the host"
-                    .into(),
-            )
-        }
+                .into(),
+        ),
         other => HttpError::Failed(format!("{other:?}")),
     }
 }
