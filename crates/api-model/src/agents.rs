@@ -153,7 +153,7 @@ pub struct Reply {
     pub artifacts: Vec<Artifact>,
 }
 
-/// Why a task failed, tagged by `code`.
+/// Why a task failed, tagged by `code`: the task error codes of `docs/errors.md`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum TaskError {
@@ -176,10 +176,13 @@ pub enum TaskError {
         backtrace: Vec<String>,
     },
     /// The agent returned an error.
+    #[serde(rename = "agent_error")]
     Agent { message: String },
     /// The component could not be instantiated.
+    #[serde(rename = "instantiation_failed")]
     Instantiation { message: String },
     /// No instance slot came free within the task's deadline.
+    #[serde(rename = "node_at_capacity")]
     AtCapacity { limit_ms: u64 },
 }
 
@@ -239,6 +242,44 @@ mod tests {
             !format!("{body:?}").contains("sk-1"),
             "Debug shows names only"
         );
+    }
+
+    /// Task errors are tagged with the codes `docs/errors.md` documents, and read back.
+    #[test]
+    fn task_errors_use_the_documented_codes() {
+        let cases = [
+            (TaskError::Timeout { limit_ms: 1 }, "timeout"),
+            (TaskError::MemoryLimit { limit_bytes: 1 }, "memory_limit"),
+            (TaskError::StackOverflow, "stack_overflow"),
+            (TaskError::FuelExhausted { limit: 1 }, "fuel_exhausted"),
+            (TaskError::OutputLimit { limit_bytes: 1 }, "output_limit"),
+            (TaskError::LogLimit { limit_bytes: 1 }, "log_limit"),
+            (
+                TaskError::Trap {
+                    message: "m".into(),
+                    backtrace: Vec::new(),
+                },
+                "trap",
+            ),
+            (
+                TaskError::Agent {
+                    message: "m".into(),
+                },
+                "agent_error",
+            ),
+            (
+                TaskError::Instantiation {
+                    message: "m".into(),
+                },
+                "instantiation_failed",
+            ),
+            (TaskError::AtCapacity { limit_ms: 1 }, "node_at_capacity"),
+        ];
+        for (error, code) in cases {
+            let json = serde_json::to_value(&error).unwrap();
+            assert_eq!(json["code"], code, "{error:?}");
+            assert_eq!(serde_json::from_value::<TaskError>(json).unwrap(), error);
+        }
     }
 
     #[test]

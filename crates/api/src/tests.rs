@@ -928,6 +928,8 @@ async fn a2a_rest_binding_maps_errors_and_refuses_bad_input() {
         ("POST", &subscribe, "", "1.0", no_task),
         ("GET", &subscribe, "", "1.0", no_task),
         ("GET", "tasks?pageSize=many", "", "1.0", bad_params),
+        ("GET", "tasks?pageSize=-1", "", "1.0", bad_params),
+        ("GET", "tasks?pageSize=1.5", "", "1.0", bad_params),
         ("GET", "tasks?status=SLEEPING", "", "1.0", bad_params),
         ("GET", "tasks?includeArtifacts=maybe", "", "1.0", bad_params),
         ("GET", "extendedAgentCard", "", "1.0", no_card),
@@ -1005,4 +1007,71 @@ async fn a2a_rest_binding_maps_errors_and_refuses_bad_input() {
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
     );
+}
+
+/// A2A JSON-RPC refuses what it cannot read instead of guessing: an `A2A-Version` header that
+/// is not text is not "no header" (0.3) but an unsupported version, and a `pageSize` that is
+/// not a non-negative integer is invalid, as over `/v1` and the HTTP+JSON binding.
+#[tokio::test]
+async fn a2a_json_rpc_refuses_unreadable_versions_and_page_sizes() {
+    let app = app().await;
+    let digest = stored_package(&app, "mailer").await;
+    let deployed = app
+        .post_json(
+            "/v1/tenants/default/agents",
+            json!({"package_digest": digest}).to_string(),
+        )
+        .await;
+    assert_eq!(deployed.status, StatusCode::CREATED, "{}", deployed.text);
+    let rpc = |version: Option<&[u8]>, method: &str, params: Value| {
+        let mut request =
+            Request::post("/a2a/default/mailer").header(header::CONTENT_TYPE, "application/json");
+        if let Some(version) = version {
+            request = request.header(
+                "a2a-version",
+                axum::http::HeaderValue::from_bytes(version).unwrap(),
+            );
+        }
+        request
+            .body(Body::from(
+                json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).to_string(),
+            ))
+            .unwrap()
+    };
+    let list = |page_size: Value| json!({"pageSize": page_size});
+    let no_size = json!({});
+    /// (A2A-Version, method, params, the page size answered or the JSON-RPC error code)
+    type Case<'a> = (Option<&'a [u8]>, &'a str, Value, Result<u64, i64>);
+    let cases: Vec<Case> = vec![
+        (Some(b"1.0\xff"), "ListTasks", no_size.clone(), Err(-32009)),
+        (Some(b"\xe9"), "tasks/get", json!({"id": "x"}), Err(-32009)),
+        (Some(b"9.9"), "ListTasks", no_size.clone(), Err(-32009)),
+        (Some(b"1.0"), "ListTasks", list(json!(-1)), Err(-32602)),
+        (Some(b"1.0"), "ListTasks", list(json!(1.5)), Err(-32602)),
+        (Some(b"1.0"), "ListTasks", list(json!("5")), Err(-32602)),
+        (Some(b"1.0"), "ListTasks", list(json!(true)), Err(-32602)),
+        (Some(b"1.0"), "ListTasks", list(json!(5)), Ok(5)),
+        (Some(b"1.0"), "ListTasks", list(json!(0)), Ok(1)),
+        (Some(b"1.0"), "ListTasks", list(json!(100_000)), Ok(100)),
+        (Some(b"1.0"), "ListTasks", list(Value::Null), Ok(50)),
+        (Some(b"1.0"), "ListTasks", no_size.clone(), Ok(50)),
+        (None, "tasks/get", json!({"id": "x"}), Err(-32001)),
+    ];
+    for (version, method, params, expected) in cases {
+        let what = format!("{method} {params} (A2A-Version {version:?})");
+        let reply = app.send(rpc(version, method, params)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{what}: {}", reply.text);
+        assert_eq!(reply.body["id"], 7, "{what}: {}", reply.text);
+        match expected {
+            Ok(size) => assert_eq!(
+                reply.body["result"]["pageSize"], size,
+                "{what}: {}",
+                reply.text
+            ),
+            Err(code) => {
+                assert_eq!(reply.body["error"]["code"], code, "{what}: {}", reply.text);
+                assert!(reply.body.get("result").is_none(), "{what}");
+            }
+        }
+    }
 }

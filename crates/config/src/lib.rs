@@ -52,6 +52,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
     pub push: PushConfig,
+    pub runtime: RuntimeConfig,
     pub rate_limit: RateLimitConfig,
     /// OIDC bearer tokens; off (API keys only) when absent.
     pub oidc: Option<OidcConfig>,
@@ -103,6 +104,17 @@ pub struct PushConfig {
     /// Allow webhooks whose host is or resolves to a loopback, private, link-local or other
     /// non-public address. Off by default: callers choose webhook URLs, and the server must not
     /// become their way into its own network. Turn on for receivers on the same host or LAN.
+    pub allow_private_addresses: bool,
+}
+
+/// `[runtime]`: the agent runtime.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Allow agents' outbound HTTP to loopback, private, link-local, unspecified and other
+    /// non-public addresses, for grants that name the host exactly. Off by default: deployers
+    /// choose grants, and an agent must not become their way into the node's own API or the
+    /// services beside it. Turn on for agents that call services on the same host or LAN.
     pub allow_private_addresses: bool,
 }
 

@@ -189,6 +189,46 @@ fn push_private_addresses_are_refused_unless_enabled() {
 }
 
 #[test]
+fn agents_private_addresses_are_refused_unless_enabled() {
+    Jail::expect_with(|jail| {
+        assert!(
+            !load_in(jail, &Overrides::default())
+                .unwrap()
+                .runtime
+                .allow_private_addresses
+        );
+        jail.create_dir(".nexus")?;
+        jail.create_file(
+            ".nexus/nexus.toml",
+            "[runtime]\nallow_private_addresses = true\n",
+        )?;
+        assert!(
+            load_in(jail, &Overrides::default())
+                .unwrap()
+                .runtime
+                .allow_private_addresses
+        );
+        jail.set_env("NEXUS__RUNTIME__ALLOW_PRIVATE_ADDRESSES", "false");
+        assert!(
+            !load_in(jail, &Overrides::default())
+                .unwrap()
+                .runtime
+                .allow_private_addresses
+        );
+        jail.set_env("NEXUS__RUNTIME__ALLOW_PRIVATE_ADDRESSES", "maybe");
+        let err = load_in(jail, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.to_ascii_lowercase()
+                .contains("runtime.allow_private_addresses"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn rate_limits_come_from_file_and_env_and_refuse_zero() {
     Jail::expect_with(|jail| {
         jail.create_dir(".nexus")?;

@@ -8,7 +8,7 @@ use nexus_core::{
     Tenant, TenantId,
 };
 use nexus_host::capability;
-use nexus_host::http::OutboundPolicy;
+use nexus_host::http::{HostPattern, OutboundPolicy};
 use nexus_store::StoreError;
 use serde::Serialize;
 
@@ -110,6 +110,7 @@ impl ControlPlane {
         self.authorize_on(caller, tenant, Action::AgentDeploy, resource)
             .await?;
         check_grants(&manifest, &request.grants)?;
+        check_private_hosts(&request.grants, self.runtime.allows_private_addresses())?;
         let sealed = if request.secrets.is_empty() {
             Vec::new()
         } else {
@@ -423,6 +424,25 @@ impl ControlPlane {
             revision.clone(),
         );
     }
+}
+
+/// On a node that keeps agents off non-public addresses, a host grant that can only ever name
+/// one (a private IP literal, `localhost`) is refused when deployed, rather than every call
+/// failing later. Grants whose names resolve to private addresses are refused at each call.
+fn check_private_hosts(grants: &Grants, allow_private: bool) -> Result<(), ControlError> {
+    if allow_private {
+        return Ok(());
+    }
+    for host in &grants.hosts {
+        let pattern = HostPattern::parse(host).map_err(|e| ControlError::Grant(e.to_string()))?;
+        if pattern.is_private_only() {
+            return Err(ControlError::Grant(format!(
+                "host `{host}` is a private, loopback or link-local address, which this node \
+                 does not let agents reach (the operator's `[runtime] allow_private_addresses`)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Grants may only name known capabilities the manifest declares, and hosts it lists.

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use nexus_blob::Digest;
 use nexus_core::{Caller, NewPackage, Package, Page, PageRequest, TenantId};
-use nexus_runtime::AgentComponent;
+use nexus_runtime::{AgentComponent, Prepared};
 use nexus_store::StoreError;
 
 use crate::{Action, ControlError, ControlPlane, audit};
@@ -20,9 +20,9 @@ impl ControlPlane {
         self.authorize(caller, tenant, Action::PackageUpload)
             .await?;
         let package = nexus_package::unpack(&bytes)?;
-        // Compile before storing anything: a package whose component does not load is refused
-        // whole.
-        let component = self.load(package.wasm.clone()).await?;
+        // Compile and link before storing anything: a package whose component does not load is
+        // refused whole, and its machine code is cached only once the package is stored.
+        let prepared = self.prepare(package.wasm.clone()).await?;
         let digest = self.blobs.put(bytes).await?;
         let reference = package.manifest.package_ref();
         let digest = digest.to_string();
@@ -46,6 +46,7 @@ impl ControlPlane {
                 event,
             )
             .await?;
+        let component = keep(prepared).await;
         let limits = limit_overrides(&package.manifest);
         self.loaded
             .lock()
@@ -75,6 +76,15 @@ impl ControlPlane {
             .map_err(|e| ControlError::Component(e.to_string()))
     }
 
+    /// Like [`load`](Self::load), without writing to the compiled-component cache yet.
+    async fn prepare(&self, wasm: Vec<u8>) -> Result<Prepared, ControlError> {
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || runtime.prepare(&wasm))
+            .await
+            .map_err(|e| ControlError::Component(format!("compilation was interrupted: {e}")))?
+            .map_err(|e| ControlError::Component(e.to_string()))
+    }
+
     /// The loaded component of a package and its manifest's limits, loading it from the blob
     /// store on first use.
     pub(crate) async fn component(&self, digest: &str) -> Result<Loaded, ControlError> {
@@ -95,6 +105,19 @@ impl ControlPlane {
             .insert(digest.to_owned(), loaded.clone());
         Ok(loaded)
     }
+}
+
+/// Caches a stored package's machine code, on a blocking thread (it writes a file of
+/// megabytes). A failure costs only a recompilation after a restart, so it is logged rather
+/// than returned: the package is stored already.
+async fn keep(prepared: Prepared) -> AgentComponent {
+    let component = prepared.component().clone();
+    match tokio::task::spawn_blocking(move || prepared.keep()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot cache a compiled component"),
+        Err(e) => tracing::warn!(error = %e, "caching a compiled component was interrupted"),
+    }
+    component
 }
 
 /// A package ready to run: its compiled component and the limits its manifest asks for.

@@ -486,6 +486,152 @@ async fn a_task_whose_agent_vanished_is_refused_and_leaves_nothing() {
     assert!(tasks.items.is_empty(), "{:?}", tasks.items);
 }
 
+/// A refused upload leaves no compiled machine code behind: not for a component that imports
+/// what the platform does not provide, nor for one without the agent export (both compile, and
+/// fail only at linking), nor for a good component whose package is refused by the store. An
+/// accepted package's code is cached once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_packages_leave_no_compiled_component() {
+    /// The component preamble: `\0asm`, version 0x0d, layer 1.
+    const COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
+    /// An import section with one import, the resource type `r`, which nothing provides:
+    /// section 10, 6 bytes, 1 import, plain name `r`, `(type (sub resource))`.
+    const UNKNOWN_IMPORT: &[u8] = &[0x0a, 0x06, 0x01, 0x00, 0x01, b'r', 0x03, 0x01];
+
+    let cache = tempfile::tempdir().unwrap();
+    let p = empty_platform_on(nexus_runtime::RuntimeConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        ..nexus_runtime::RuntimeConfig::default()
+    })
+    .await;
+    let artifacts = || {
+        std::fs::read_dir(cache.path())
+            .map(|entries| entries.flatten().map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let manifest = |name: &str| {
+        format!(
+            "[agent]\nname = \"{name}\"\nnamespace = \"tests\"\nversion = \"0.1.0\"\n\
+             description = \"test\"\n[[skills]]\nid = \"test\"\nname = \"Test\"\n\
+             description = \"test\"\n"
+        )
+    };
+    let upload = |manifest: String, wasm: Vec<u8>| {
+        let control = p.control.clone();
+        let tenant = p.tenant;
+        async move {
+            let package = nexus_package::pack(&manifest, &wasm, None).unwrap();
+            control
+                .upload_package(&Caller::system(tenant), tenant, package.bytes.into())
+                .await
+        }
+    };
+
+    let unknown_import = [COMPONENT, UNKNOWN_IMPORT].concat();
+    let no_export = COMPONENT.to_vec();
+    for (what, wasm) in [("unknown import", unknown_import), ("no export", no_export)] {
+        let error = upload(manifest("refused"), wasm).await.expect_err(what);
+        assert_eq!(
+            error.code(),
+            nexus_core::ErrorCode::InvalidPackage,
+            "{what}: {error}"
+        );
+        assert_eq!(artifacts(), Vec::<std::path::PathBuf>::new(), "{what}");
+    }
+
+    upload(manifest("agent"), common::guest("echo"))
+        .await
+        .unwrap();
+    assert_eq!(artifacts().len(), 1, "an accepted package is cached");
+
+    // The same reference with other bytes: compiled and linked, then refused by the store.
+    let error = upload(manifest("agent"), common::guest("hostile"))
+        .await
+        .expect_err("the reference is taken");
+    assert_eq!(error.code(), nexus_core::ErrorCode::Conflict, "{error}");
+    assert_eq!(
+        artifacts().len(),
+        1,
+        "nothing cached for the refused package"
+    );
+    let packages = p
+        .control
+        .list_packages(
+            &Caller::system(p.tenant),
+            p.tenant,
+            nexus_core::PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(packages.items.len(), 1);
+}
+
+/// With private addresses off (the default), a grant that can only name a private host is
+/// refused when deployed, with a code and a message that say why; grants that may name public
+/// hosts deploy (their calls are checked address by address). With the setting on, all deploy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_of_private_hosts_are_refused_at_deploy_unless_allowed() {
+    let hosts = [
+        ("http://127.0.0.1:*", false),
+        ("http://localhost:8080", false),
+        ("http://[::1]:8080", false),
+        ("http://0.0.0.0:*", false),
+        ("http://169.254.169.254", false),
+        ("https://example.com", true),
+        ("http://*:*", true),
+        ("http://db.internal", true),
+    ];
+    let declared: Vec<String> = hosts.iter().map(|(h, _)| format!("{h:?}")).collect();
+    let manifest = format!(
+        "[agent]\nname = \"net\"\nnamespace = \"tests\"\nversion = \"0.1.0\"\n\
+         description = \"test\"\n[[skills]]\nid = \"test\"\nname = \"Test\"\n\
+         description = \"test\"\n[capabilities]\nhosts = [{}]\n",
+        declared.join(", ")
+    );
+    for allow in [false, true] {
+        let p = empty_platform_on(nexus_runtime::RuntimeConfig {
+            allow_private_addresses: allow,
+            ..nexus_runtime::RuntimeConfig::default()
+        })
+        .await;
+        let caller = Caller::system(p.tenant);
+        let package = nexus_package::pack(&manifest, &common::guest("hostile"), None).unwrap();
+        let uploaded = p
+            .control
+            .upload_package(&caller, p.tenant, package.bytes.into())
+            .await
+            .unwrap();
+        for (i, (host, public)) in hosts.iter().enumerate() {
+            let deployed = p
+                .control
+                .deploy(
+                    &caller,
+                    p.tenant,
+                    DeployRequest {
+                        package_digest: uploaded.digest.clone(),
+                        name: Some(Name::parse(&format!("net{i}")).unwrap()),
+                        grants: nexus_core::Grants {
+                            hosts: vec![(*host).to_owned()],
+                            ..nexus_core::Grants::default()
+                        },
+                        ..DeployRequest::default()
+                    },
+                )
+                .await;
+            if allow || *public {
+                assert!(deployed.is_ok(), "{host} (private {allow}): {deployed:?}");
+            } else {
+                let error = deployed.expect_err(host);
+                assert_eq!(error.code(), nexus_core::ErrorCode::GrantRefused, "{host}");
+                assert!(
+                    error.to_string().contains("allow_private_addresses"),
+                    "{host}: {error}"
+                );
+            }
+        }
+    }
+}
+
 /// Each control-plane change is audited once, with the store's write: uploads (a repeated one
 /// too), deployments (with the revision the store assigned), rollbacks, deletions and tenant
 /// creations; a refused change records nothing.

@@ -132,6 +132,7 @@ pub async fn memory_per_instance(
             memory_bytes: memory_limit,
             ..crate::Limits::default()
         },
+        allow_private_addresses: false,
     })?;
     let agent = runtime.load(bytes)?;
     // Warm the allocator with one instance so one-time costs are not counted per instance.

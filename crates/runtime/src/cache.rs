@@ -23,26 +23,85 @@ impl ComponentCache {
         Self { dir }
     }
 
-    /// The component for `bytes`: loaded from the cache, or compiled and then cached.
-    pub fn load(&self, engine: &Engine, bytes: &[u8]) -> Result<Component, RuntimeError> {
+    /// The component for `bytes`: loaded from the cache, or compiled in memory. A freshly
+    /// compiled component is written to the cache only by [`Uncached::keep`], once the caller
+    /// has accepted it, so a component that is refused leaves no file behind.
+    pub fn load(&self, engine: &Engine, bytes: &[u8]) -> Result<Loaded, RuntimeError> {
         let Some(dir) = &self.dir else {
-            return compile(engine, bytes);
+            return Ok(Loaded::Fresh(Uncached {
+                component: compile(engine, bytes)?,
+                target: None,
+            }));
         };
         let path = dir.join(format!("{}.cwasm", cache_key(engine, bytes)));
         if path.exists() {
             match deserialize(engine, &path) {
-                Ok(component) => return Ok(component),
+                Ok(component) => return Ok(Loaded::Cached(component)),
                 Err(e) => {
-                    // A truncated or stale file: recompile and overwrite it.
+                    // A truncated or stale file: recompile, and overwrite it if kept.
                     tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component");
                 }
             }
         }
-        let compiled = engine
-            .precompile_component(bytes)
-            .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
-        write_atomically(dir, &path, &compiled)?;
-        deserialize(engine, &path)
+        Ok(Loaded::Fresh(Uncached {
+            component: compile(engine, bytes)?,
+            target: Some((dir.clone(), path)),
+        }))
+    }
+}
+
+/// A component as [`ComponentCache::load`] found it.
+pub enum Loaded {
+    /// Read from the cache.
+    Cached(Component),
+    /// Compiled now, not written to the cache yet.
+    Fresh(Uncached),
+}
+
+impl Loaded {
+    /// The component itself.
+    pub fn component(&self) -> &Component {
+        match self {
+            Self::Cached(component) | Self::Fresh(Uncached { component, .. }) => component,
+        }
+    }
+}
+
+/// A component compiled in memory whose machine code is not in the cache (yet).
+pub struct Uncached {
+    component: Component,
+    /// The cache directory and file it belongs in; `None` without a cache.
+    target: Option<(PathBuf, PathBuf)>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cached(_) => f.write_str("Cached"),
+            Self::Fresh(uncached) => f.debug_tuple("Fresh").field(uncached).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Uncached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uncached")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Uncached {
+    /// Writes the component's machine code to the cache, so later loads skip compilation.
+    pub fn keep(&self) -> Result<(), RuntimeError> {
+        let Some((dir, path)) = &self.target else {
+            return Ok(());
+        };
+        let compiled = self
+            .component
+            .serialize()
+            .map_err(|e| RuntimeError::Cache(format!("cannot serialize a component: {e:#}")))?;
+        write_atomically(dir, path, &compiled)
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - One wasmtime [`Engine`] per node: component model, async, the pooling allocator with
 //!   copy-on-write memory images, epoch interruption, optional fuel.
-//! - Components are compiled once and cached on disk ([`cache`]); [`Runtime::load`] returns an
+//! - Components are compiled once and cached on disk ([`cache`]) once linked ([`Runtime::prepare`]
+//!   leaves caching to the caller); [`Runtime::load`] returns an
 //!   [`AgentComponent`] holding an `InstancePre`, so every task starts with a cheap
 //!   instantiation.
 //! - [`Runtime::run`] runs one task in a fresh instance under [`Limits`]: memory, wall-clock
@@ -24,7 +25,7 @@ use nexus_host::http::OutboundPolicy;
 use nexus_host::log::LogCapability;
 use nexus_host::{Capabilities, CapabilityView};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline, WasmBacktrace,
@@ -61,6 +62,10 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Per-task limits.
     pub limits: Limits,
+    /// Whether agents' outbound HTTP may reach private, loopback, link-local and other
+    /// non-public addresses (with a grant naming the host). Off by default: an agent could
+    /// otherwise reach the node's own API and the services beside it.
+    pub allow_private_addresses: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -69,6 +74,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             max_instances: limits::DEFAULT_MAX_INSTANCES,
             limits: Limits::default(),
+            allow_private_addresses: false,
         }
     }
 }
@@ -79,6 +85,7 @@ pub struct Runtime {
     linker: Linker<TaskData>,
     cache: cache::ComponentCache,
     limits: Limits,
+    allow_private_addresses: bool,
     slots: Arc<Semaphore>,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -87,6 +94,7 @@ impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
             .field("limits", &self.limits)
+            .field("allow_private_addresses", &self.allow_private_addresses)
             .field("free_slots", &self.slots.available_permits())
             .finish_non_exhaustive()
     }
@@ -96,6 +104,38 @@ impl std::fmt::Debug for Runtime {
 #[derive(Clone)]
 pub struct AgentComponent {
     pre: AgentPre<TaskData>,
+}
+
+/// A component compiled and linked by [`Runtime::prepare`], its machine code not cached yet
+/// unless it was loaded from the cache.
+pub struct Prepared {
+    component: AgentComponent,
+    uncached: Option<cache::Uncached>,
+}
+
+impl Prepared {
+    /// Writes newly compiled machine code to the cache (nothing if it came from there).
+    pub fn keep(&self) -> Result<(), RuntimeError> {
+        self.uncached.as_ref().map_or(Ok(()), cache::Uncached::keep)
+    }
+
+    /// The loaded agent.
+    pub fn component(&self) -> &AgentComponent {
+        &self.component
+    }
+
+    /// The loaded agent, owned.
+    pub fn into_component(self) -> AgentComponent {
+        self.component
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("cached", &self.uncached.is_none())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for AgentComponent {
@@ -253,6 +293,7 @@ impl Runtime {
             linker,
             cache: cache::ComponentCache::new(config.cache_dir),
             limits,
+            allow_private_addresses: config.allow_private_addresses,
             slots: Arc::new(Semaphore::new(instances as usize)),
             ticker_stop,
         })
@@ -261,6 +302,11 @@ impl Runtime {
     /// The limits applied to tasks.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Whether agents may reach non-public addresses ([`RuntimeConfig::allow_private_addresses`]).
+    pub fn allows_private_addresses(&self) -> bool {
+        self.allow_private_addresses
     }
 
     /// The limits of a task with `overrides`: the deployment's timeout replaces the node's
@@ -278,17 +324,33 @@ impl Runtime {
         }
     }
 
-    /// Compiles (or loads from the cache) and links a component. Fails if the bytes are not a
-    /// component, or if it imports something the platform does not provide.
+    /// Compiles (or loads from the cache) and links a component, and caches what it compiled.
+    /// Fails if the bytes are not a component, or if it imports something the platform does
+    /// not provide; then nothing is cached.
     pub fn load(&self, bytes: &[u8]) -> Result<AgentComponent, RuntimeError> {
-        let component: Component = self.cache.load(&self.engine, bytes)?;
+        let prepared = self.prepare(bytes)?;
+        prepared.keep()?;
+        Ok(prepared.into_component())
+    }
+
+    /// Like [`load`](Self::load), but leaves writing newly compiled machine code to the cache
+    /// to [`Prepared::keep`]: for callers that may still refuse the component (an upload whose
+    /// package is not stored must leave nothing behind).
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, RuntimeError> {
+        let loaded = self.cache.load(&self.engine, bytes)?;
         let instance_pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(loaded.component())
             .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
         let pre = AgentPre::new(instance_pre)
             .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
-        Ok(AgentComponent { pre })
+        Ok(Prepared {
+            component: AgentComponent { pre },
+            uncached: match loaded {
+                cache::Loaded::Cached(_) => None,
+                cache::Loaded::Fresh(uncached) => Some(uncached),
+            },
+        })
     }
 
     /// Runs one task in a fresh instance and reports how it ended and what it used.
@@ -348,7 +410,10 @@ impl Runtime {
                 bus: env.bus,
             },
             events: env.events,
-            outbound: env.outbound,
+            // The node's setting, whatever the caller built the policy with.
+            outbound: env
+                .outbound
+                .allow_private_addresses(self.allow_private_addresses),
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),

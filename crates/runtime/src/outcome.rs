@@ -27,7 +27,8 @@ pub struct Reply {
     pub artifacts: Vec<Artifact>,
 }
 
-/// Why a task failed. Each variant has a stable [`code`](TaskError::code).
+/// Why a task failed. Each variant has a stable [`code`](TaskError::code), which is also its
+/// `code` tag when serialized.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum TaskError {
@@ -50,12 +51,15 @@ pub enum TaskError {
         backtrace: Vec<String>,
     },
     #[error("the agent failed: {message}")]
+    #[serde(rename = "agent_error")]
     Agent { message: String },
     #[error("the component could not be instantiated: {message}")]
+    #[serde(rename = "instantiation_failed")]
     Instantiation { message: String },
     /// Every instance slot of the node stayed taken until the task's deadline (for instance by
     /// agents waiting on agents they call).
     #[error("no instance slot came free within the task's deadline of {limit_ms} ms")]
+    #[serde(rename = "node_at_capacity")]
     AtCapacity { limit_ms: u64 },
 }
 
@@ -100,4 +104,48 @@ fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 pub struct TaskOutcome {
     pub result: TaskResult,
     pub usage: Usage,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The serialized `code` tag (what `nexus run --json` and `/v1` show) is the documented
+    /// code, not the variant's name.
+    #[test]
+    fn serialized_errors_carry_their_documented_codes() {
+        let cases = [
+            (TaskError::Timeout { limit_ms: 1 }, "timeout"),
+            (TaskError::MemoryLimit { limit_bytes: 1 }, "memory_limit"),
+            (TaskError::StackOverflow, "stack_overflow"),
+            (TaskError::FuelExhausted { limit: 1 }, "fuel_exhausted"),
+            (TaskError::OutputLimit { limit_bytes: 1 }, "output_limit"),
+            (TaskError::LogLimit { limit_bytes: 1 }, "log_limit"),
+            (
+                TaskError::Trap {
+                    message: "m".into(),
+                    backtrace: Vec::new(),
+                },
+                "trap",
+            ),
+            (
+                TaskError::Agent {
+                    message: "m".into(),
+                },
+                "agent_error",
+            ),
+            (
+                TaskError::Instantiation {
+                    message: "m".into(),
+                },
+                "instantiation_failed",
+            ),
+            (TaskError::AtCapacity { limit_ms: 1 }, "node_at_capacity"),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.code(), code);
+            let json = serde_json::to_value(&error).unwrap_or_default();
+            assert_eq!(json["code"], code, "{error:?}");
+        }
+    }
 }

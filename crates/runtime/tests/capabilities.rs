@@ -13,7 +13,7 @@ use nexus_host::emit::{AgentEvent, EventSink};
 use nexus_host::http::OutboundPolicy;
 use nexus_host::llm::{EchoProvider, LlmCapability, OpenAiProvider};
 use nexus_host::state::StateCapability;
-use nexus_runtime::{RuntimeConfig, TaskEnv, TaskResult};
+use nexus_runtime::{RuntimeConfig, TaskEnv, TaskError, TaskResult};
 
 #[tokio::test]
 async fn echo_replies() {
@@ -198,6 +198,8 @@ async fn summarizer_talks_to_an_openai_compatible_endpoint() {
     );
 }
 
+/// A loopback host is reachable only when the node allows private addresses, and then only
+/// by a grant naming it.
 #[tokio::test]
 async fn fetcher_reaches_an_explicitly_granted_loopback_host_only() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -209,14 +211,28 @@ async fn fetcher_reaches_an_explicitly_granted_loopback_host_only() {
         axum::serve(listener, app).await
     });
     let url = format!("http://{addr}/");
-    let runtime = runtime(RuntimeConfig::default());
-    let fetcher = load(&runtime, "fetcher");
-
-    let granted = TaskEnv {
+    let granted = || TaskEnv {
         outbound: OutboundPolicy::new(&[format!("http://{addr}")]).expect("grant"),
         ..TaskEnv::deny_all()
     };
-    let outcome = runtime.run(&fetcher, input(&url), granted).await;
+
+    // The node's default: no private address, however the grant names it.
+    let public_only = runtime(RuntimeConfig::default());
+    let fetcher = load(&public_only, "fetcher");
+    let refused = public_only.run(&fetcher, input(&url), granted()).await;
+    match &refused.result {
+        TaskResult::Failed {
+            error: TaskError::Agent { message },
+        } => assert!(message.contains("private or reserved"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    let runtime = runtime(RuntimeConfig {
+        allow_private_addresses: true,
+        ..RuntimeConfig::default()
+    });
+    let fetcher = load(&runtime, "fetcher");
+    let outcome = runtime.run(&fetcher, input(&url), granted()).await;
     let text = reply_text(&outcome);
     assert!(
         text.contains("200") && text.contains("hello from the test server"),

@@ -15,6 +15,7 @@ fn config(limits: Limits) -> RuntimeConfig {
         cache_dir: None,
         max_instances: 16,
         limits,
+        allow_private_addresses: false,
     }
 }
 
@@ -153,6 +154,17 @@ async fn outbound_requests_to_ungranted_or_private_hosts_are_refused() {
             "private or reserved",
         ),
         (&[], "http://127.0.0.1:9/", "not granted"),
+        // Named exactly, but the node does not allow private addresses.
+        (
+            &["http://127.0.0.1:9"],
+            "http://127.0.0.1:9/",
+            "private or reserved",
+        ),
+        (
+            &["http://localhost:9"],
+            "http://localhost:9/",
+            "private or reserved",
+        ),
     ];
     for (grants, url, expected) in cases {
         let mut env = nexus_runtime::TaskEnv::deny_all();

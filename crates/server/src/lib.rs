@@ -100,6 +100,7 @@ impl PlatformBuilder {
                 ..nexus_push::Settings::default()
             });
         builder.max_connections = config.database.max_connections;
+        builder.runtime.allow_private_addresses = config.runtime.allow_private_addresses;
         if let Some(oidc) = &config.oidc {
             builder = builder.oidc(oidc_settings(oidc)?);
         }

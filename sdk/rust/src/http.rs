@@ -178,9 +178,11 @@ pub fn request(
 fn classify(code: ErrorCode) -> HttpError {
     match code {
         ErrorCode::HttpRequestDenied => HttpError::Refused("destination not granted".into()),
-        ErrorCode::DestinationIpProhibited => {
-            HttpError::Refused("private or reserved address".into())
-        }
+        ErrorCode::DestinationIpProhibited => HttpError::Refused(
+            "private or reserved address: reachable only on a node that allows private \
+                 addresses, with a grant naming the host"
+                .into(),
+        ),
         other => HttpError::Failed(format!("{other:?}")),
     }
 }

@@ -27,6 +27,10 @@ use crate::extract::{Path, RawBody};
 pub const VERSION_HEADER: &str = "a2a-version";
 /// Most tasks one `ListTasks` page returns (as the A2A SDKs cap it).
 const MAX_LIST_PAGE: u32 = 100;
+/// Tasks in a `ListTasks` page without `pageSize` (the A2A default).
+const DEFAULT_LIST_PAGE: u32 = 50;
+/// Most characters of an unsupported `A2A-Version` echoed back in the error.
+const MAX_ECHOED_VERSION: usize = 64;
 
 pub(crate) async fn resolve(
     state: &Scope,
@@ -160,16 +164,9 @@ pub async fn rpc(
             )));
         }
     };
-    let version_header = headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok());
-    let Some(version) = Version::from_header(version_header) else {
-        let error = RpcError::new(
-            code::VERSION_NOT_SUPPORTED,
-            format!(
-                "A2A version `{}` is not supported; use 1.0 or 0.3",
-                version_header.unwrap_or("")
-            ),
-        );
-        return Ok(rpc_response(jsonrpc::Response::error(request.id, error)));
+    let version = match request_version(&headers) {
+        Ok(version) => version,
+        Err(error) => return Ok(rpc_response(jsonrpc::Response::error(request.id, error))),
     };
     let trace_id = super::inbound_trace_id(&headers);
     if is_streaming(version, &request.method) {
@@ -253,6 +250,28 @@ pub(crate) async fn dispatch(
             ),
         )),
     }
+}
+
+/// The A2A version the request's `A2A-Version` header names (none means 0.3). A value that
+/// is not visible ASCII names no version: it is refused, not taken for a missing header.
+fn request_version(headers: &HeaderMap) -> Result<Version, RpcError> {
+    let Some(value) = headers.get(VERSION_HEADER) else {
+        return Ok(Version::V0_3);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| Version::from_header(Some(v)))
+        .ok_or_else(|| {
+            let shown: String = String::from_utf8_lossy(value.as_bytes())
+                .chars()
+                .take(MAX_ECHOED_VERSION)
+                .collect();
+            RpcError::new(
+                code::VERSION_NOT_SUPPORTED,
+                format!("A2A version `{shown}` is not supported; use 1.0 or 0.3"),
+            )
+        })
 }
 
 pub(crate) fn invalid_params(message: impl Into<String>) -> RpcError {
@@ -457,10 +476,7 @@ async fn list(
     agent: &Agent,
     params: Value,
 ) -> Result<Value, RpcError> {
-    let page_size = params
-        .get("pageSize")
-        .and_then(Value::as_u64)
-        .map_or(50, |n| n.clamp(1, u64::from(MAX_LIST_PAGE)) as u32);
+    let page_size = page_size(&params)?;
     let state_filter = match params.get("status").and_then(Value::as_str) {
         None | Some("TASK_STATE_UNSPECIFIED") => None,
         Some(name) => Some(
@@ -507,6 +523,19 @@ async fn list(
         "nextPageToken": page.next_cursor.map(|c| c.0).unwrap_or_default(),
         "pageSize": page_size,
     }))
+}
+
+/// `ListTasks`' `pageSize`: absent (or null) is the default; a non-negative integer is clamped
+/// to `1..=MAX_LIST_PAGE`, as `/v1` clamps `limit`; anything else (negative, fractional, not a
+/// number) is refused, as `/v1` and the HTTP+JSON binding refuse it.
+fn page_size(params: &Value) -> Result<u32, RpcError> {
+    match params.get("pageSize") {
+        None | Some(Value::Null) => Ok(DEFAULT_LIST_PAGE),
+        Some(value) => value
+            .as_u64()
+            .map(|n| u32::try_from(n.clamp(1, u64::from(MAX_LIST_PAGE))).unwrap_or(MAX_LIST_PAGE))
+            .ok_or_else(|| invalid_params("`pageSize` must be a non-negative integer")),
+    }
 }
 
 async fn cancel(

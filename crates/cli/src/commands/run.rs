@@ -100,6 +100,9 @@ pub async fn run(args: RunArgs, output: Output) -> Result<(), CliError> {
         cache_dir: Some(args.data_dir.join("cache")),
         max_instances: LOCAL_INSTANCES,
         limits,
+        // A local run on the developer's own machine: whoever passes `--allow-host` with a
+        // private host is the operator, so the exact grant is enough, as it always was.
+        allow_private_addresses: true,
     })
     .map_err(|e| CliError::internal(e.to_string()))?;
     let agent = runtime

@@ -1,6 +1,6 @@
 //! Outbound HTTP policy for `wasi:http/outgoing-handler`: only granted destinations, and never
-//! private, loopback, link-local or otherwise non-public addresses unless a grant names that
-//! host explicitly.
+//! private, loopback, link-local or otherwise non-public addresses unless the node allows them
+//! at all ([`OutboundPolicy::allow_private_addresses`]) and a grant names that host explicitly.
 //!
 //! Grants are patterns in the style of Spin's `allowed_outbound_hosts`:
 //! `scheme://host[:port]`, where scheme is `http`, `https` or `*`, host is a name, an IP
@@ -136,6 +136,21 @@ impl HostPattern {
     pub fn is_explicit(&self) -> bool {
         matches!(self.host, HostMatch::Exact(_))
     }
+
+    /// Whether every host the pattern matches is non-public whatever DNS says: an IP literal
+    /// that is not public ([`is_public`]), or `localhost` and its subdomains, which resolve to
+    /// loopback (RFC 6761). A name that merely resolves to a private address today is not.
+    pub fn is_private_only(&self) -> bool {
+        let loopback_name = |name: &str| name == "localhost" || name.ends_with(".localhost");
+        match &self.host {
+            HostMatch::Any => false,
+            HostMatch::Subdomain(suffix) => loopback_name(suffix.trim_start_matches('.')),
+            HostMatch::Exact(host) => host.parse::<IpAddr>().map_or_else(
+                |_| loopback_name(host.trim_end_matches('.')),
+                |ip| !is_public(ip),
+            ),
+        }
+    }
 }
 
 fn default_port(scheme: &str) -> u16 {
@@ -149,17 +164,30 @@ pub use nexus_core::net::is_public;
 #[derive(Debug, Clone, Default)]
 pub struct OutboundPolicy {
     allowed: Vec<HostPattern>,
+    /// Whether non-public addresses may be reached at all (by an explicit grant).
+    private: bool,
 }
 
 impl OutboundPolicy {
-    /// A policy allowing `grants` (each `scheme://host[:port]`).
+    /// A policy allowing `grants` (each `scheme://host[:port]`), at public addresses only.
     pub fn new<S: AsRef<str>>(grants: &[S]) -> Result<Self, InvalidHostPattern> {
         Ok(Self {
             allowed: grants
                 .iter()
                 .map(|g| HostPattern::parse(g.as_ref()))
                 .collect::<Result<_, _>>()?,
+            private: false,
         })
+    }
+
+    /// Whether a grant that names a host explicitly may reach it at a private, loopback,
+    /// link-local or other non-public address. An operator's decision for the whole node
+    /// (`[runtime] allow_private_addresses`); otherwise agents could reach the node's own API
+    /// and the services beside it.
+    #[must_use]
+    pub fn allow_private_addresses(mut self, allow: bool) -> Self {
+        self.private = allow;
+        self
     }
 
     /// Decides a request to `scheme://host:port` resolving to `addresses`.
@@ -179,7 +207,7 @@ impl OutboundPolicy {
             return Err(HttpError::HttpRequestDenied);
         }
         let private = addresses.iter().any(|ip| !is_public(*ip));
-        if private && !matching.iter().any(|pattern| pattern.is_explicit()) {
+        if private && !(self.private && matching.iter().any(|pattern| pattern.is_explicit())) {
             return Err(HttpError::DestinationIpProhibited);
         }
         Ok(())
@@ -375,7 +403,9 @@ mod tests {
                 .is_ok()
         );
 
-        let explicit = OutboundPolicy::new(&["http://127.0.0.1:8080"]).unwrap_or_default();
+        let explicit = OutboundPolicy::new(&["http://127.0.0.1:8080"])
+            .unwrap_or_default()
+            .allow_private_addresses(true);
         let loopback: IpAddr = IpAddr::from([127, 0, 0, 1]);
         assert!(
             explicit
@@ -391,5 +421,93 @@ mod tests {
             none.check("https", "example.com", 443, &[]),
             Err(HttpError::HttpRequestDenied)
         ));
+    }
+
+    /// With private addresses off for the node, no grant reaches one, however it names it:
+    /// an IP literal, `localhost`, or a name that resolves to a private address (the check
+    /// is on the resolved addresses, which are the ones connected to).
+    #[test]
+    fn private_addresses_are_unreachable_unless_the_node_allows_them() {
+        let loopback = IpAddr::from([127, 0, 0, 1]);
+        let public = IpAddr::from([93, 184, 216, 34]);
+        // (grant, host, address, allowed with the setting off, allowed with it on)
+        let cases: &[(&str, &str, IpAddr, bool, bool)] = &[
+            ("http://127.0.0.1:*", "127.0.0.1", loopback, false, true),
+            ("http://localhost:*", "localhost", loopback, false, true),
+            (
+                "http://db.internal",
+                "db.internal",
+                IpAddr::from([10, 0, 0, 5]),
+                false,
+                true,
+            ),
+            (
+                "http://0.0.0.0:*",
+                "0.0.0.0",
+                IpAddr::from([0, 0, 0, 0]),
+                false,
+                true,
+            ),
+            (
+                "http://[::1]:*",
+                "[::1]",
+                "::1".parse().unwrap_or(loopback),
+                false,
+                true,
+            ),
+            ("http://*:*", "localhost", loopback, false, false),
+            ("https://example.com", "example.com", public, true, true),
+        ];
+        for (grant, host, ip, off, on) in cases {
+            let policy = OutboundPolicy::new(&[grant]).unwrap_or_default();
+            let port = if grant.starts_with("https") { 443 } else { 80 };
+            let scheme = if grant.starts_with("https") {
+                "https"
+            } else {
+                "http"
+            };
+            for (allow, expected) in [(false, off), (true, on)] {
+                let result =
+                    policy
+                        .clone()
+                        .allow_private_addresses(allow)
+                        .check(scheme, host, port, &[*ip]);
+                assert_eq!(result.is_ok(), *expected, "{grant} → {ip}, private {allow}");
+                if !expected {
+                    assert!(matches!(result, Err(HttpError::DestinationIpProhibited)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn grants_that_only_name_private_hosts_are_recognised() {
+        let cases = [
+            ("http://127.0.0.1:*", true),
+            ("http://10.1.2.3", true),
+            ("http://[::1]:8080", true),
+            ("http://[fd00::1]", true),
+            ("http://0.0.0.0:*", true),
+            ("http://169.254.169.254", true),
+            ("http://localhost:*", true),
+            ("http://LOCALHOST", true),
+            ("http://api.localhost", true),
+            ("http://*.localhost", true),
+            ("http://localhost.", true),
+            ("https://example.com", false),
+            ("https://93.184.216.34", false),
+            ("http://*:*", false),
+            ("https://*.example.com", false),
+            ("http://db.internal", false),
+            ("http://notlocalhost", false),
+        ];
+        for (grant, expected) in cases {
+            let pattern = HostPattern::parse(grant);
+            assert_eq!(
+                pattern.as_ref().is_ok_and(HostPattern::is_private_only),
+                expected,
+                "{grant}: {pattern:?}"
+            );
+        }
     }
 }
