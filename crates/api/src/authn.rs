@@ -126,9 +126,10 @@ pub async fn authenticate(
                 return close(exceeded.into_response());
             }
             let trace_id = crate::routes::inbound_trace_id(request.headers());
+            let client_ip = client_ip(&request);
             request
                 .extensions_mut()
-                .insert(caller.with_trace_id(trace_id));
+                .insert(caller.with_trace_id(trace_id).with_client_ip(client_ip));
             return next.run(request).await;
         }
         Err(refusal) => refusal,

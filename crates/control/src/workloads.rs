@@ -121,6 +121,7 @@ impl ControlPlane {
             platform_admin: false,
             trace_id: None,
             teams: Vec::new(),
+            client_ip: None,
         })
     }
 }

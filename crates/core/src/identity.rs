@@ -226,6 +226,9 @@ pub struct Caller {
     /// The teams of `tenant` the principal belongs to (a login session's user, or an OIDC user
     /// whose token names them); policies match them as `principal in Nexus::Team::"<name>"`.
     pub teams: Vec<Name>,
+    /// The address the request came from, when it came over the network (policies see it as
+    /// `context.ip`).
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 impl Caller {
@@ -239,6 +242,7 @@ impl Caller {
             platform_admin: true,
             trace_id: None,
             teams: Vec::new(),
+            client_ip: None,
         }
     }
 
@@ -264,6 +268,7 @@ impl Caller {
             platform_admin: key.platform_admin,
             trace_id: None,
             teams: key.teams.clone(),
+            client_ip: None,
         }
     }
 
@@ -277,6 +282,7 @@ impl Caller {
             platform_admin: false,
             trace_id: None,
             teams: Vec::new(),
+            client_ip: None,
         }
     }
 
@@ -293,6 +299,7 @@ impl Caller {
             platform_admin: false,
             trace_id,
             teams: Vec::new(),
+            client_ip: None,
         }
     }
 
@@ -300,6 +307,13 @@ impl Caller {
     #[must_use]
     pub fn with_teams(mut self, teams: Vec<Name>) -> Self {
         self.teams = teams;
+        self
+    }
+
+    /// The same caller, from `client_ip`.
+    #[must_use]
+    pub fn with_client_ip(mut self, client_ip: Option<std::net::IpAddr>) -> Self {
+        self.client_ip = client_ip;
         self
     }
 
@@ -348,6 +362,7 @@ mod tests {
             user_id: None,
             service_account: None,
             teams: Vec::new(),
+            client_ip: None,
         }
         .into_key(TenantId::new());
         assert!(key.is_active(now));

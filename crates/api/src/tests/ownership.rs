@@ -104,3 +104,38 @@ async fn policies_decide_by_the_callers_teams_and_the_agents_owner() {
     let deleted = app.send_with("DELETE", uri, &erin, None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
 }
+
+#[tokio::test]
+async fn policies_see_the_client_address() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    let app = app().await;
+    let created = app
+        .post_json(
+            "/v1/tenants/default/policies",
+            json!({"name": "office-only", "text": r#"forbid (principal, action == Nexus::Action::"policy.read", resource)
+                unless { context.ip.isInRange(ip("10.0.0.0/8")) };"#})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let list_from = |address: &str| {
+        let mut request = Request::get("/v1/tenants/default/policies")
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", super::ADMIN_KEY),
+            )
+            .body(Body::empty())
+            .unwrap();
+        let peer: std::net::SocketAddr = address.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        app.send_as_is(request)
+    };
+    let inside = list_from("10.9.8.7:50000").await;
+    assert_eq!(inside.status, StatusCode::OK, "{}", inside.text);
+    let outside = list_from("192.0.2.1:50000").await;
+    assert_problem(&outside, StatusCode::FORBIDDEN, "forbidden");
+    assert!(outside.text.contains("office-only"), "{}", outside.text);
+}

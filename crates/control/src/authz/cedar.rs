@@ -14,7 +14,9 @@
 //!   `tenant`, `name`, `tags` (the agent's manifest tags) and `owner` (the id of the principal
 //!   that created it, so `resource.owner == principal.id` means "its own agents");
 //! - actions: `Nexus::Action::"agent.deploy"` and the other names of [`Action`];
-//! - context: `now` (Unix seconds), `hour` and `weekday` (UTC, 0 = Monday).
+//! - context: `now` (Unix seconds), `hour` and `weekday` (UTC, 0 = Monday), and `ip`, the
+//!   client's address as a Cedar `ipaddr` (`0.0.0.0` when the call did not come over the
+//!   network, e.g. an agent calling another, so an allow-list of networks refuses it).
 //!
 //! Cedar's rules decide: a `forbid` that matches wins over any `permit`; without a matching
 //! `permit` the answer is no. So a tenant's `forbid` narrows what a role allows, and its
@@ -243,6 +245,15 @@ pub fn decide(
             "weekday".to_owned(),
             RestrictedExpression::new_long(i64::from(now.weekday().num_days_from_monday())),
         ),
+        (
+            "ip".to_owned(),
+            RestrictedExpression::new_ip(
+                caller
+                    .client_ip
+                    .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+                    .to_string(),
+            ),
+        ),
     ]);
     let context = match context {
         Ok(context) => context,
@@ -284,6 +295,7 @@ mod tests {
             platform_admin: false,
             trace_id: None,
             teams: Vec::new(),
+            client_ip: None,
         }
     }
 
@@ -451,6 +463,27 @@ mod tests {
         let outsider =
             Caller::for_user(TenantId::new(), "eve".into(), Role::Developer).with_teams(vec![sre]);
         assert!(!deploy(&outsider));
+    }
+
+    #[test]
+    fn tenant_policies_name_networks() {
+        let tenant = TenantId::new();
+        let set = policy_set([(
+            "office-only",
+            r#"forbid (principal, action == Nexus::Action::"agent.deploy", resource)
+                unless { context.ip.isInRange(ip("10.0.0.0/8")) };"#,
+        )]);
+        let from = |ip: Option<&str>| {
+            let caller =
+                key(Role::Developer, tenant).with_client_ip(ip.map(|ip| ip.parse().unwrap()));
+            let decided = decide(&set, &caller, tenant, Action::AgentDeploy, Resource::Tenant);
+            assert!(decided.errors.is_empty(), "{:?}", decided.errors);
+            decided.allowed
+        };
+        assert!(from(Some("10.1.2.3")));
+        assert!(!from(Some("192.0.2.1")));
+        assert!(!from(Some("2001:db8::1")));
+        assert!(!from(None), "no address: outside every network");
     }
 
     #[test]

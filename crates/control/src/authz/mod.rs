@@ -454,6 +454,7 @@ mod memo_tests {
             platform_admin: false,
             trace_id: None,
             teams: Vec::new(),
+            client_ip: None,
         }
     }
 
