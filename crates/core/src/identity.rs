@@ -362,7 +362,6 @@ mod tests {
             user_id: None,
             service_account: None,
             teams: Vec::new(),
-            client_ip: None,
         }
         .into_key(TenantId::new());
         assert!(key.is_active(now));
