@@ -64,6 +64,7 @@ impl ControlPlane {
             )));
         }
         cedar::parse_tenant_policy(name.as_str(), &text)
+            .and_then(|policy| cedar::check_actions(&policy))
             .map_err(|e| ControlError::Invalid(format!("text: {e}")))?;
         let new = NewPolicy {
             id: PolicyId::new(),

@@ -27,8 +27,8 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
-    PolicyId, PolicySet, Request, RestrictedExpression,
+    ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicyId, PolicySet, Request, RestrictedExpression,
 };
 use chrono::{Datelike, Timelike};
 use nexus_core::identity::Role;
@@ -68,6 +68,31 @@ pub enum PolicyTextError {
     Parse(String),
     #[error("a tenant policy is one `permit` or `forbid` without template slots")]
     NotOne,
+    #[error("`{0}` is not an action; actions are Nexus::Action::\"<name>\" with one of: {1}")]
+    UnknownAction(String, String),
+}
+
+/// Refuses a new policy whose scope names an action that does not exist (a typo would
+/// otherwise make a `forbid` forbid nothing). Policies stored earlier are not re-checked.
+pub fn check_actions(policy: &Policy) -> Result<(), PolicyTextError> {
+    let actions = match policy.action_constraint() {
+        ActionConstraint::Any => Vec::new(),
+        ActionConstraint::Eq(action) => vec![action],
+        ActionConstraint::In(actions) => actions,
+    };
+    for action in actions {
+        let known = action.type_name().to_string() == "Nexus::Action"
+            && Action::ALL
+                .iter()
+                .any(|known| known.name() == action.id().unescaped());
+        if !known {
+            return Err(PolicyTextError::UnknownAction(
+                action.to_string(),
+                Action::ALL.map(Action::name).join(", "),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The id built-in policies carry, `role:<role>` or `platform-admin`; tenant policies are
@@ -386,6 +411,27 @@ mod tests {
             "allow everything",
         ] {
             assert!(parse_tenant_policy("bad", bad).is_err(), "{bad}");
+        }
+        let actions = |text: &str| {
+            parse_tenant_policy("p", text)
+                .and_then(|policy| check_actions(&policy))
+                .map_err(|e| e.to_string())
+        };
+        assert!(
+            actions(r#"forbid(principal, action == Nexus::Action::"task.send", resource);"#)
+                .is_ok()
+        );
+        assert!(actions(r#"permit(principal, action in [Nexus::Action::"agent.read", Nexus::Action::"agent.list"], resource);"#).is_ok());
+        for typo in [
+            r#"forbid(principal, action == Nexus::Action::"policy.list", resource);"#,
+            r#"forbid(principal, action in [Nexus::Action::"agent.read", Nexus::Action::"agent.raed"], resource);"#,
+            r#"forbid(principal, action == Other::Action::"task.send", resource);"#,
+        ] {
+            let refused = actions(typo).unwrap_err();
+            assert!(
+                refused.contains("is not an action") && refused.contains("policy.read"),
+                "{refused}"
+            );
         }
     }
 
