@@ -472,7 +472,7 @@ fn tenants_export_to_a_file_and_delete_for_good() {
                 "--tenant",
                 "acme",
                 "--text",
-                "forbid(principal, action == Action::\"agent.delete\", resource);"
+                "forbid(principal, action == Nexus::Action::\"agent.delete\", resource);"
             ])
             .status
             .success()
