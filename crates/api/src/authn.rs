@@ -17,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use nexus_core::ErrorCode;
 
+use crate::admission::{Admission, Requester};
 use crate::error::ApiError;
 use crate::ratelimit::RateLimits;
 
@@ -26,6 +27,8 @@ use crate::ratelimit::RateLimits;
 pub struct Gateway {
     pub control: std::sync::Arc<nexus_control::ControlPlane>,
     pub rate_limits: Option<std::sync::Arc<RateLimits>>,
+    /// The node's, tenants' and principals' shares of requests in flight.
+    pub(crate) admission: std::sync::Arc<Admission>,
     /// With authentication off (`Authentication::InsecureNone`), the caller every request is.
     pub anonymous: Option<nexus_core::Caller>,
 }
@@ -44,8 +47,8 @@ pub fn is_public(path: &str) -> bool {
         || path.starts_with(MCP_RESOURCE_METADATA)
 }
 
-/// Authenticates the request and counts it against its key's and tenant's rates, or answers
-/// 401 (or 429).
+/// Authenticates the request, counts it against its key's and tenant's rates and admits it
+/// into their shares of requests in flight, or answers 401 (or 429, or 503).
 pub async fn authenticate(
     State(state): State<Gateway>,
     mut request: Request,
@@ -60,11 +63,26 @@ pub async fn authenticate(
         {
             return exceeded.into_response();
         }
-        return next.run(request).await;
+        let client = client_ip(&request).map(crate::ratelimit::client_key);
+        let requester = Requester {
+            tenant: None,
+            principal: client.map_or_else(|| "local".to_owned(), |ip| format!("ip:{ip}")),
+        };
+        return match state.admission.admit(requester) {
+            Ok(_admitted) => next.run(request).await,
+            Err(share) => ApiError::from(share).into_response(),
+        };
     }
     if let Some(anonymous) = &state.anonymous {
+        let requester = Requester {
+            tenant: Some(anonymous.tenant),
+            principal: anonymous.principal.id(),
+        };
         request.extensions_mut().insert(anonymous.clone());
-        return next.run(request).await;
+        return match state.admission.admit(requester) {
+            Ok(_admitted) => next.run(request).await,
+            Err(share) => ApiError::from(share).into_response(),
+        };
     }
     // A refusal leaves the body unread, and the server then closes the connection: say so, or a
     // keep-alive client sends its next request into a closing connection.
@@ -125,6 +143,14 @@ pub async fn authenticate(
             {
                 return close(exceeded.into_response());
             }
+            let requester = Requester {
+                tenant: Some(caller.tenant),
+                principal: caller.principal.id(),
+            };
+            let _admitted = match state.admission.admit(requester) {
+                Ok(admitted) => admitted,
+                Err(share) => return close(ApiError::from(share).into_response()),
+            };
             let trace_id = crate::routes::inbound_trace_id(request.headers());
             let client_ip = client_ip(&request);
             request

@@ -4,10 +4,10 @@
 //! [`routes`]), the OpenAPI document generated from the handlers, and the gateway layers.
 //! Every error leaves as `application/problem+json` through [`error::ApiError`].
 //!
-//! Layer order, outermost first (see [`router`]): request id → trace span → panic catcher →
-//! metrics → load shedding → concurrency limit → timeout → body limit → routes. Authentication
-//! and rate limiting slot in after the metrics layer, as route layers on `/v1`, without
-//! reshaping any route.
+//! Layer order, outermost first (see [`router`]): CORS → security headers → request id → trace
+//! span → panic catcher → metrics → timeout → body limit → authentication (with rate limits
+//! and admission: the node's, the tenant's and the principal's shares of requests in flight)
+//! → routes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod admission;
 mod authn;
 mod cors;
 pub mod error;
@@ -84,7 +85,10 @@ impl axum::extract::FromRequestParts<AppState> for Scope {
 pub struct Limits {
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
+    /// Requests in flight at most: on the node, per tenant, per principal (see `admission`).
     pub max_in_flight: usize,
+    pub max_in_flight_per_tenant: usize,
+    pub max_in_flight_per_principal: usize,
     /// Requests per key and per tenant (after authentication).
     pub rate_limit: nexus_config::RateLimitConfig,
     /// Whether requests must authenticate.
@@ -301,6 +305,11 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             authn::Gateway {
                 control: state.control.clone(),
                 rate_limits: ratelimit::RateLimits::new(&limits.rate_limit).map(Arc::new),
+                admission: Arc::new(admission::Admission::new(
+                    limits.max_in_flight,
+                    limits.max_in_flight_per_tenant,
+                    limits.max_in_flight_per_principal,
+                )),
                 anonymous: match limits.authentication {
                     Authentication::Required => None,
                     Authentication::InsecureNone { tenant } => Some(Caller::system(tenant)),
@@ -315,8 +324,6 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(middleware::gateway_error))
-                .load_shed()
-                .concurrency_limit(limits.max_in_flight)
                 .timeout(limits.request_timeout),
         )
         .layer(axum::middleware::from_fn(middleware::record_metrics))
@@ -375,6 +382,8 @@ impl Default for Limits {
             body_limit_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_in_flight: 1024,
+            max_in_flight_per_tenant: 256,
+            max_in_flight_per_principal: 128,
             rate_limit: nexus_config::RateLimitConfig::default(),
             authentication: Authentication::Required,
             cors: nexus_config::CorsConfig::default(),

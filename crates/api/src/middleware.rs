@@ -28,17 +28,12 @@ pub async fn method_not_allowed(uri: Uri) -> ApiError {
     )
 }
 
-/// Maps failures of the tower layers (timeout, load shedding) to problems.
+/// Maps failures of the tower layers (the timeout) to problems.
 pub async fn gateway_error(err: BoxError) -> ApiError {
     if err.is::<tower::timeout::error::Elapsed>() {
         ApiError::new(
             ErrorCode::Timeout,
             "the request took too long and was abandoned",
-        )
-    } else if err.is::<tower::load_shed::error::Overloaded>() {
-        ApiError::new(
-            ErrorCode::Overloaded,
-            "too many requests in flight; retry shortly",
         )
     } else {
         tracing::error!(error = %err, "unhandled gateway error");

@@ -124,22 +124,15 @@ impl RateLimits {
             self.forget_idle();
         }
         let (rate, limiter) = &self.logins;
-        // IPv6 clients usually hold a whole /64: count the prefix, not each address of it.
-        let client = match client {
-            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(prefix.into())
-            }
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
-            IpAddr::V4(_) => client,
-        };
-        limiter.check_key(&client).map_err(|not_until| Exceeded {
-            scope: "client address",
-            sustained: rate.per_minute,
-            burst: rate.burst,
-            window: Window::Minute,
-            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-        })
+        limiter
+            .check_key(&client_key(client))
+            .map_err(|not_until| Exceeded {
+                scope: "client address",
+                sustained: rate.per_minute,
+                burst: rate.burst,
+                window: Window::Minute,
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            })
     }
 
     /// Drops the state of keys, tenants and addresses that are back to a full burst (memory
@@ -155,6 +148,19 @@ impl RateLimits {
 
 /// The limiter key of an OIDC user: the first 128 bits of its subject's sha256, in the same
 /// key space as API key ids (a collision between the two is as likely as one of the hashes).
+/// The client an address stands for: IPv6 clients usually hold a whole /64, so the prefix,
+/// not each address of it; an IPv4-mapped address is its IPv4 address.
+pub(crate) fn client_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
+        IpAddr::V4(_) => client,
+    }
+}
+
 fn user_key(subject: &str) -> u128 {
     let hash = nexus_auth::hash_key(subject);
     hash.get(..32)

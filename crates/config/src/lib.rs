@@ -43,6 +43,14 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// How long shutdown waits for in-flight requests before closing anyway.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+/// Open client connections at most (the server also stays 256 below its file limit). At the
+/// cap the connection idle the longest is closed to make room.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// A request head must arrive within this, and a kept-alive connection is closed after idling
+/// this long: slow-header and idle connections cannot hold the server's sockets.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// Longest header timeout accepted: beyond it, slow-header floods hold sockets for minutes.
+pub const MAX_HEADER_TIMEOUT_SECS: u64 = 300;
 
 /// The whole server configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +77,16 @@ pub struct ServerConfig {
     pub body_limit_bytes: u64,
     pub request_timeout_secs: u64,
     pub max_in_flight: usize,
+    /// Requests of one tenant in flight at most; default a quarter of `max_in_flight`, so one
+    /// tenant's flood (slow bodies, slow agents) leaves the rest of the node to the others.
+    pub max_in_flight_per_tenant: Option<usize>,
+    /// Requests of one principal (key, user, service account) in flight at most; default half
+    /// the tenant's share.
+    pub max_in_flight_per_principal: Option<usize>,
+    /// Open client connections at most; the file limit may lower it.
+    pub max_connections: usize,
+    /// Seconds a request head may take to arrive, and a kept-alive connection may idle.
+    pub header_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
     /// HTTPS; plain HTTP unless a certificate and key are set.
     pub tls: TlsConfig,
@@ -384,6 +402,24 @@ pub enum LogFormat {
     Human,
 }
 
+impl ServerConfig {
+    /// Requests of one tenant in flight at most (`max_in_flight_per_tenant`, or a quarter of
+    /// `max_in_flight`).
+    pub fn in_flight_per_tenant(&self) -> usize {
+        self.max_in_flight_per_tenant
+            .unwrap_or(self.max_in_flight / 4)
+            .max(1)
+    }
+
+    /// Requests of one principal in flight at most (`max_in_flight_per_principal`, or half
+    /// the tenant's share).
+    pub fn in_flight_per_principal(&self) -> usize {
+        self.max_in_flight_per_principal
+            .unwrap_or(self.in_flight_per_tenant() / 2)
+            .max(1)
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -392,6 +428,10 @@ impl Default for ServerConfig {
             body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight_per_tenant: None,
+            max_in_flight_per_principal: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout_secs: DEFAULT_HEADER_TIMEOUT_SECS,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
             tls: TlsConfig::default(),
             cors: CorsConfig::default(),
@@ -530,6 +570,43 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "server.max_in_flight",
                 reason: "must be at least 1".into(),
+            });
+        }
+        if let Some(per_tenant) = self.server.max_in_flight_per_tenant
+            && !(1..=self.server.max_in_flight).contains(&per_tenant)
+        {
+            return Err(ConfigError::Invalid {
+                key: "server.max_in_flight_per_tenant",
+                reason: format!(
+                    "{per_tenant} is outside 1..={} (server.max_in_flight)",
+                    self.server.max_in_flight
+                ),
+            });
+        }
+        if let Some(per_principal) = self.server.max_in_flight_per_principal
+            && !(1..=self.server.in_flight_per_tenant()).contains(&per_principal)
+        {
+            return Err(ConfigError::Invalid {
+                key: "server.max_in_flight_per_principal",
+                reason: format!(
+                    "{per_principal} is outside 1..={} (the tenant's share)",
+                    self.server.in_flight_per_tenant()
+                ),
+            });
+        }
+        if self.server.max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "server.max_connections",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if !(1..=MAX_HEADER_TIMEOUT_SECS).contains(&self.server.header_timeout_secs) {
+            return Err(ConfigError::Invalid {
+                key: "server.header_timeout_secs",
+                reason: format!(
+                    "{} is outside 1..={MAX_HEADER_TIMEOUT_SECS}",
+                    self.server.header_timeout_secs
+                ),
             });
         }
         if self.server.data_dir.as_os_str().is_empty() {

@@ -78,6 +78,11 @@ fn config_file_is_found_in_the_data_dir_given_by_flag() {
         };
         let config = load_in(jail, &flags).unwrap();
         assert_eq!(config.server.max_in_flight, 7);
+        // The shares follow: a quarter for a tenant, half of that for a principal, never 0.
+        assert_eq!(config.server.in_flight_per_tenant(), 1);
+        assert_eq!(config.server.in_flight_per_principal(), 1);
+        assert_eq!(Config::default().server.in_flight_per_tenant(), 256);
+        assert_eq!(Config::default().server.in_flight_per_principal(), 128);
         assert_eq!(config.database_url(), "sqlite://elsewhere/nexus.db");
         Ok(())
     });
@@ -118,6 +123,26 @@ fn invalid_values_name_the_key_and_reason() {
             "server.request_timeout_secs",
         ),
         ("NEXUS__SERVER__MAX_IN_FLIGHT", "0", "server.max_in_flight"),
+        (
+            "NEXUS__SERVER__MAX_IN_FLIGHT_PER_TENANT",
+            "2000",
+            "server.max_in_flight_per_tenant",
+        ),
+        (
+            "NEXUS__SERVER__MAX_IN_FLIGHT_PER_PRINCIPAL",
+            "300",
+            "server.max_in_flight_per_principal",
+        ),
+        (
+            "NEXUS__SERVER__MAX_CONNECTIONS",
+            "0",
+            "server.max_connections",
+        ),
+        (
+            "NEXUS__SERVER__HEADER_TIMEOUT_SECS",
+            "0",
+            "server.header_timeout_secs",
+        ),
         ("NEXUS__DATABASE__URL", "mysql://x", "database.url"),
         ("NEXUS__LOG__LEVEL", "nexus=loud", "log.level"),
         // Wrong type: figment names the key.

@@ -18,6 +18,16 @@ pub const HTTP_REQUEST_DURATION: &str = "nexus_http_request_duration_seconds";
 pub const HTTP_REQUESTS: &str = "nexus_http_requests_total";
 /// Gauge of requests being processed.
 pub const HTTP_IN_FLIGHT: &str = "nexus_http_requests_in_flight";
+/// Gauge of open client connections.
+pub const HTTP_CONNECTIONS: &str = "nexus_http_connections";
+/// Counter of client connections closed by the server to make room (idle ones, at the cap) or
+/// refused (at the cap with none idle), labelled by `reason`: `evicted` or `refused`.
+pub const HTTP_CONNECTIONS_SHED: &str = "nexus_http_connections_shed_total";
+/// Gauge of requests admitted and not yet answered (the node's share in use).
+pub const HTTP_REQUESTS_ADMITTED: &str = "nexus_http_requests_admitted";
+/// Counter of requests refused by admission control (too many in flight), labelled by `scope`:
+/// `node`, `tenant` or `principal`.
+pub const HTTP_REQUESTS_SHED: &str = "nexus_http_requests_shed_total";
 
 /// Histogram buckets for request latency: from 100 µs (a cached read) to 30 s (the default
 /// request timeout).

@@ -188,3 +188,101 @@ async fn rate_limits_can_be_turned_off() {
         );
     }
 }
+
+/// Sends a request as `key` whose body never finishes, and returns once the gateway let it in
+/// (its handler began reading the body). Aborting the returned task ends the request.
+async fn slow_body(app: &TestApp, key: &str, uri: &str) -> tokio::task::JoinHandle<()> {
+    let (started, begun) = tokio::sync::oneshot::channel::<()>();
+    let body = futures::stream::once(async move {
+        let _ = started.send(());
+        std::future::pending::<Result<axum::body::Bytes, std::io::Error>>().await
+    });
+    let request = Request::post(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(body))
+        .unwrap();
+    let router = app.router.clone();
+    let task = tokio::spawn(async move {
+        let _ = tower::ServiceExt::oneshot(router, request).await;
+    });
+    begun.await.expect("the request reached its handler");
+    task
+}
+
+#[tokio::test]
+async fn slow_bodies_fill_their_tenants_share_and_other_tenants_go_on() {
+    let app = app_with(Limits {
+        max_in_flight: 8,
+        max_in_flight_per_tenant: 4,
+        max_in_flight_per_principal: 2,
+        ..Limits::default()
+    })
+    .await;
+    let (first, second, third) = (
+        key_in(&app, "flood", Role::Developer).await,
+        key_in(&app, "flood", Role::Developer).await,
+        key_in(&app, "flood", Role::Developer).await,
+    );
+    let other = key_in(&app, "other", Role::Developer).await;
+    let a2a = "/a2a/flood/echo";
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        slow.push(slow_body(&app, &first, a2a).await);
+    }
+    // The first key is at its own share, on every route.
+    for uri in ["/v1/tenants/flood/agents", "/v1/tenants/flood/tasks"] {
+        let reply = get_as(&app, &first, uri).await;
+        assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+        assert_eq!(reply.headers[header::RETRY_AFTER], "1");
+        assert!(reply.text.contains("you have"), "{}", reply.text);
+    }
+    // Another key of the tenant fills the tenant's share; a third key of it is then shed.
+    for _ in 0..2 {
+        slow.push(slow_body(&app, &second, "/mcp/flood").await);
+    }
+    let reply = get_as(&app, &third, "/v1/tenants/flood/agents").await;
+    assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+    assert!(reply.text.contains("this tenant"), "{}", reply.text);
+
+    // Other tenants, public routes and the platform admin are not held back.
+    assert_eq!(
+        get_as(&app, &other, "/v1/tenants/other/agents")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let rpc = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": {"id": "x"}});
+    let reply = app
+        .send_as_is(
+            Request::post("/a2a/other/echo")
+                .header(header::AUTHORIZATION, format!("Bearer {other}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(rpc.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_ne!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text
+    );
+    assert_eq!(get_as(&app, "", "/healthz").await.status, StatusCode::OK);
+    assert_eq!(
+        get_as(&app, ADMIN_KEY, "/v1/tenants").await.status,
+        StatusCode::OK
+    );
+
+    // Once the slow requests end, their places are free again.
+    for task in slow {
+        task.abort();
+        let _ = task.await;
+    }
+    assert_eq!(
+        get_as(&app, &third, "/v1/tenants/flood/agents")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}

@@ -104,6 +104,8 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         body_limit_bytes: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
         request_timeout: Duration::from_secs(config.server.request_timeout_secs),
         max_in_flight: config.server.max_in_flight,
+        max_in_flight_per_tenant: config.server.in_flight_per_tenant(),
+        max_in_flight_per_principal: config.server.in_flight_per_principal(),
         rate_limit: config.rate_limit,
         authentication: authentication(&config, args.insecure_no_auth, default_tenant)?,
         cors: config.server.cors.clone(),
@@ -125,6 +127,12 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
     let local = listener
         .local_addr()
         .map_err(|e| CliError::internal(e.to_string()))?;
+    let file_limit = nexus_serve::raise_file_limit();
+    let serving = nexus_serve::ServeConfig {
+        max_connections: nexus_serve::connection_cap(config.server.max_connections, file_limit),
+        header_timeout: Duration::from_secs(config.server.header_timeout_secs),
+        grace: Duration::from_secs(config.server.shutdown_grace_secs),
+    };
     let certificate_sha256 = tls.as_ref().map(|t| t.certificate_sha256());
     tracing::info!(
         address = %local,
@@ -134,13 +142,14 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         certificate_sha256 = certificate_sha256.as_deref(),
         database = store.backend(),
         data_dir = %config.server.data_dir.display(),
+        max_connections = serving.max_connections,
+        file_limit,
         "listening"
     );
 
-    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let outcome = match tls {
         Some(tls) => match nexus_tls::TlsListener::new(listener, tls) {
-            Ok(listener) => serve::<_, nexus_tls::TlsPeer>(listener, app, grace).await,
+            Ok(listener) => serve(listener, app, serving).await,
             Err(e) => Err(CliError::internal(format!(
                 "cannot start the TLS listener: {e}"
             ))),
@@ -153,7 +162,7 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
                     tracing::warn!(error = %e, "cannot set TCP_NODELAY");
                 }
             });
-            serve::<_, std::net::SocketAddr>(listener, app, grace).await
+            serve(listener, app, serving).await
         }
     };
     if let Some(watching) = watching {
@@ -165,45 +174,38 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
 }
 
 /// Serves `app` on `listener` until SIGINT or SIGTERM, then lets in-flight requests finish
-/// for up to `grace`. Requests carry `ConnectInfo<C>`: the client's address (and over TLS the
-/// identity its certificate names), for authentication and per-client limits.
-async fn serve<L, C>(listener: L, app: axum::Router, grace: Duration) -> Result<(), CliError>
+/// for up to the grace period. Requests carry `ConnectInfo` of the listener's address type: the
+/// client's address (and over TLS the identity its certificate names), for authentication and
+/// per-client limits.
+async fn serve<L>(
+    listener: L,
+    app: axum::Router,
+    config: nexus_serve::ServeConfig,
+) -> Result<(), CliError>
 where
     L: Listener,
-    L::Addr: std::fmt::Debug,
-    C: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    L::Addr: Clone + Send + Sync + 'static,
 {
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = app.into_make_service_with_connect_info::<C>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let grace = config.grace;
+    let shutdown = async {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
-        let _ = stopping_tx.send(());
-    });
+    };
     // On a worker thread, not on the thread that blocks on `main`'s future: there, every
     // accepted connection would wake a thread of its own before a worker got the connection.
-    let mut serving = tokio::spawn(server.into_future());
-    tokio::select! {
-        result = &mut serving => match result {
-            Ok(served) => served.map_err(|e| CliError::internal(format!("server error: {e}"))),
-            Err(e) => Err(CliError::internal(format!("the server's accept loop failed: {e}"))),
-        },
-        () = async {
-            // Only counts down once shutdown has begun.
-            if stopping_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => {
-            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
-            serving.abort();
+    match tokio::spawn(nexus_serve::serve(listener, app, config, shutdown)).await {
+        Ok(nexus_serve::Stopped::Drained) => Ok(()),
+        Ok(nexus_serve::Stopped::GraceExpired { open_connections }) => {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                open_connections,
+                "in-flight requests did not finish in time"
+            );
             Ok(())
         }
+        Err(e) => Err(CliError::internal(format!(
+            "the server's accept loop failed: {e}"
+        ))),
     }
 }
 

@@ -21,13 +21,36 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(NEXUS)
+        Self::start_with(data_dir, extra, &[], None)
+    }
+
+    /// Starts a server with `env` set and, with `file_limit`, that many file descriptors at
+    /// most (soft and hard, through the shell's `ulimit`).
+    pub fn start_with(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        file_limit: Option<u64>,
+    ) -> Self {
+        let mut command = match file_limit {
+            Some(limit) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(NEXUS);
+                shell
+            }
+            None => Command::new(NEXUS),
+        };
+        let mut child = command
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env_remove("NEXUS_LISTEN")
             .env("NEXUS__LOG__FORMAT", "json")
             .env("NEXUS_BOOTSTRAP_API_KEY", API_KEY)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
