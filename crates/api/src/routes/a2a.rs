@@ -443,7 +443,7 @@ pub(crate) fn control_error(error: ControlError) -> RpcError {
         C::UnsupportedMediaType => code::CONTENT_TYPE_NOT_SUPPORTED,
         C::NotFound => code::TASK_NOT_FOUND,
         C::Conflict | C::IllegalTransition => code::UNSUPPORTED_OPERATION,
-        C::Forbidden | C::Unauthenticated | C::OriginRefused => code::FORBIDDEN,
+        C::Forbidden | C::Unauthenticated | C::OriginRefused | C::HostRefused => code::FORBIDDEN,
         C::RouteNotFound | C::MethodNotAllowed | C::NotAcceptable => code::INVALID_REQUEST,
         C::RateLimited | C::Timeout | C::Overloaded | C::Unavailable | C::Internal => {
             return internal(error);
