@@ -16,7 +16,8 @@ const ALLOWED_METHODS: &str = "GET, POST, PUT, DELETE";
 /// Request headers a browser client may send: credentials, bodies, SSE resumption, tracing,
 /// and A2A's version. (MCP's headers are not listed: the MCP endpoint refuses every browser
 /// page.)
-const ALLOWED_HEADERS: &str = "authorization, content-type, accept, last-event-id, traceparent, a2a-version";
+const ALLOWED_HEADERS: &str =
+    "authorization, content-type, accept, last-event-id, traceparent, a2a-version";
 
 /// Response headers a browser client may read.
 const EXPOSED_HEADERS: &str = "location, retry-after, www-authenticate, x-request-id, \

@@ -142,7 +142,10 @@ impl AllowedHosts {
         let mut names = HashSet::new();
         let mut suffixes = Vec::new();
         for entry in allowed_hosts {
-            let entry = entry.strip_suffix('.').unwrap_or(entry).to_ascii_lowercase();
+            let entry = entry
+                .strip_suffix('.')
+                .unwrap_or(entry)
+                .to_ascii_lowercase();
             match entry.strip_prefix('*') {
                 Some(suffix) if suffix.starts_with('.') => suffixes.push(suffix.to_owned()),
                 Some(_) => {}
@@ -161,7 +164,9 @@ impl AllowedHosts {
             (Self::Names { names, suffixes }, Host::Name(name)) => {
                 name == "localhost"
                     || names.contains(name)
-                    || suffixes.iter().any(|suffix| name.ends_with(suffix.as_str()))
+                    || suffixes
+                        .iter()
+                        .any(|suffix| name.ends_with(suffix.as_str()))
             }
         }
     }

@@ -17,7 +17,10 @@ fn authorities_parse_as_host_carries_them() {
         ("localhost", Some((name("localhost"), None))),
         ("localhost:7700", Some((name("localhost"), Some(7700)))),
         ("Nexus.Example.COM", Some((name("nexus.example.com"), None))),
-        ("nexus.example.com.:443", Some((name("nexus.example.com"), Some(443)))),
+        (
+            "nexus.example.com.:443",
+            Some((name("nexus.example.com"), Some(443))),
+        ),
         ("127.0.0.1:7700", Some((ip("127.0.0.1"), Some(7700)))),
         ("10.1.2.3", Some((ip("10.1.2.3"), None))),
         ("[::1]:7700", Some((ip("::1"), Some(7700)))),
@@ -52,8 +55,14 @@ fn authorities_parse_as_host_carries_them() {
 #[test]
 fn origins_parse_as_browsers_send_them() {
     let cases: &[(&str, Option<(bool, Host, Option<u16>)>)] = &[
-        ("http://localhost:7700", Some((false, name("localhost"), Some(7700)))),
-        ("https://app.example.com", Some((true, name("app.example.com"), None))),
+        (
+            "http://localhost:7700",
+            Some((false, name("localhost"), Some(7700))),
+        ),
+        (
+            "https://app.example.com",
+            Some((true, name("app.example.com"), None)),
+        ),
         ("http://[::1]:3000", Some((false, ip("::1"), Some(3000)))),
         ("null", None),
         ("", None),
@@ -112,8 +121,16 @@ fn same_origin_is_the_same_host_and_port() {
         ("https://nexus.example.com", "nexus.example.com:443", true),
         ("http://nexus.example.com", "nexus.example.com:80", true),
         // The scheme is not compared: behind TLS termination the server cannot know it.
-        ("http://nexus.example.com:7700", "nexus.example.com:7700", true),
-        ("https://nexus.example.com:7700", "nexus.example.com:7700", true),
+        (
+            "http://nexus.example.com:7700",
+            "nexus.example.com:7700",
+            true,
+        ),
+        (
+            "https://nexus.example.com:7700",
+            "nexus.example.com:7700",
+            true,
+        ),
         ("http://localhost:3000", "localhost:7700", false),
         ("http://localhost", "localhost:7700", false),
         ("http://127.0.0.1:7700", "localhost:7700", false),

@@ -78,7 +78,10 @@ async fn no_origin_is_allowed_by_default() {
     assert!(!has_cors_headers(&answer));
     let read = get_from(&app, ALLOWED).await;
     assert_problem(&read, StatusCode::FORBIDDEN, "origin_refused");
-    assert!(!has_cors_headers(&read), "browsers keep the answer from the script");
+    assert!(
+        !has_cors_headers(&read),
+        "browsers keep the answer from the script"
+    );
 }
 
 #[tokio::test]
@@ -149,7 +152,11 @@ async fn listed_origins_only() {
                 .unwrap(),
         )
         .await;
-    assert_problem(&unauthenticated, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_problem(
+        &unauthenticated,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
     assert_eq!(allow_origin(&unauthenticated), Some(ALLOWED));
     // `OPTIONS` that is no preflight goes to the router.
     let options = app
@@ -162,9 +169,16 @@ async fn listed_origins_only() {
                 .unwrap(),
         )
         .await;
-    assert_problem(&options, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_problem(
+        &options,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
 
-    for stranger in [preflight(&app, STRANGER).await, get_from(&app, STRANGER).await] {
+    for stranger in [
+        preflight(&app, STRANGER).await,
+        get_from(&app, STRANGER).await,
+    ] {
         assert_problem(&stranger, StatusCode::FORBIDDEN, "origin_refused");
         assert!(!has_cors_headers(&stranger), "{:?}", stranger.headers);
     }

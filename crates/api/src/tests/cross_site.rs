@@ -134,7 +134,12 @@ async fn json_bodies_pass_in_every_accepted_spelling() {
     ] {
         // Past the check: a JSON-RPC answer (no such task), not a 415.
         let reply = app.send(rpc_with(content_type)).await;
-        assert_eq!(reply.status, StatusCode::OK, "{content_type}: {}", reply.text);
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{content_type}: {}",
+            reply.text
+        );
         assert_eq!(reply.body["error"]["code"], -32001, "{content_type}");
         let rest = app
             .send(
@@ -168,11 +173,22 @@ async fn json_bodies_pass_in_every_accepted_spelling() {
                 .unwrap(),
         )
         .await;
-    assert_eq!(subscribe.status, StatusCode::NOT_FOUND, "{}", subscribe.text);
-    assert_eq!(subscribe.body["error"]["details"][0]["reason"], "TASK_NOT_FOUND");
+    assert_eq!(
+        subscribe.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        subscribe.text
+    );
+    assert_eq!(
+        subscribe.body["error"]["details"][0]["reason"],
+        "TASK_NOT_FOUND"
+    );
     // Reads and deletes take no body and need no type, on `/v1` and A2A alike.
     assert_eq!(app.get("/v1/tenants").await.status, StatusCode::OK);
-    assert_eq!(app.get("/a2a/default/echo/tasks").await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/a2a/default/echo/tasks").await.status,
+        StatusCode::OK
+    );
     let created = app
         .post_json(
             "/v1/tenants",
@@ -306,7 +322,10 @@ async fn listed_host_names_are_served_and_star_serves_any() {
     let page = get_with(
         &any,
         "/v1/tenants",
-        &[(header::HOST, REBOUND), (header::ORIGIN, "https://evil.example.net")],
+        &[
+            (header::HOST, REBOUND),
+            (header::ORIGIN, "https://evil.example.net"),
+        ],
     )
     .await;
     assert_problem(&page, StatusCode::FORBIDDEN, "origin_refused");
