@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// A parsed authority: host and port.
+type Parsed = Option<(Host, Option<u16>)>;
+/// A parsed origin: whether `https`, host and port.
+type ParsedOrigin = Option<(bool, Host, Option<u16>)>;
+
 fn name(n: &str) -> Host {
     Host::Name(n.to_owned())
 }
@@ -13,7 +18,7 @@ fn ip(s: &str) -> Host {
 
 #[test]
 fn authorities_parse_as_host_carries_them() {
-    let cases: &[(&str, Option<(Host, Option<u16>)>)] = &[
+    let cases: &[(&str, Parsed)] = &[
         ("localhost", Some((name("localhost"), None))),
         ("localhost:7700", Some((name("localhost"), Some(7700)))),
         ("Nexus.Example.COM", Some((name("nexus.example.com"), None))),
@@ -54,7 +59,7 @@ fn authorities_parse_as_host_carries_them() {
 
 #[test]
 fn origins_parse_as_browsers_send_them() {
-    let cases: &[(&str, Option<(bool, Host, Option<u16>)>)] = &[
+    let cases: &[(&str, ParsedOrigin)] = &[
         (
             "http://localhost:7700",
             Some((false, name("localhost"), Some(7700))),
