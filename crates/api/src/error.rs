@@ -48,7 +48,12 @@ impl ApiError {
 /// The HTTP status of each error code. Exhaustive on purpose: a new code must choose one.
 pub const fn status_of(code: ErrorCode) -> StatusCode {
     match code {
-        ErrorCode::InvalidJson | ErrorCode::InvalidParameter => StatusCode::BAD_REQUEST,
+        // A `Host` the server does not answer to is 400, not 421: RFC 9112 §3.2 asks 400 for a
+        // missing, repeated or invalid `Host`, one code keeps clients simple, and 421 would make
+        // browsers retry on a fresh connection for nothing.
+        ErrorCode::InvalidJson | ErrorCode::InvalidParameter | ErrorCode::HostRefused => {
+            StatusCode::BAD_REQUEST
+        }
         ErrorCode::InvalidBody
         | ErrorCode::ValidationFailed
         | ErrorCode::InvalidPackage
@@ -81,6 +86,7 @@ const fn title_of(code: ErrorCode) -> &'static str {
         ErrorCode::MethodNotAllowed => "Method not allowed",
         ErrorCode::NotAcceptable => "Not acceptable",
         ErrorCode::OriginRefused => "Origin refused",
+        ErrorCode::HostRefused => "Host refused",
         ErrorCode::Unauthenticated => "Authentication required",
         ErrorCode::Forbidden => "Forbidden",
         ErrorCode::RateLimited => "Too many requests",

@@ -2,8 +2,8 @@
 
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nexus_core::ErrorCode;
 use serde::Serialize;
@@ -109,4 +109,41 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
                 ApiError::new(code, rejection.body_text())
             })
     }
+}
+
+/// Media types a JSON request body may be declared as: JSON, and A2A's own (A2A 1.0 §11.1).
+/// Parameters (`; charset=utf-8`) are allowed; the type is compared without case.
+const JSON_MEDIA_TYPES: [&str; 2] = ["application/json", "application/a2a+json"];
+
+/// Whether `headers` declare one [JSON media type](JSON_MEDIA_TYPES).
+pub fn declares_json(headers: &HeaderMap) -> bool {
+    let mut types = headers.get_all(header::CONTENT_TYPE).iter();
+    match (types.next(), types.next()) {
+        (Some(value), None) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|essence| {
+                JSON_MEDIA_TYPES
+                    .iter()
+                    .any(|json| essence.trim().eq_ignore_ascii_case(json))
+            }),
+        _ => false,
+    }
+}
+
+/// Refuses (`415 unsupported_media_type`) a body that is not declared JSON, before anything
+/// reads it. A browser page may send `text/plain`, form types or no type at all to any origin
+/// without a CORS preflight, so accepting them would let any web page call the endpoint.
+/// A request with neither a body nor a `Content-Type` passes when `body_required` is false
+/// (the A2A REST binding's `tasks/{id}:subscribe` is such a `POST`).
+pub fn require_json(headers: &HeaderMap, body: &[u8], body_required: bool) -> Result<(), ApiError> {
+    let untyped_and_empty = !headers.contains_key(header::CONTENT_TYPE) && body.is_empty();
+    if declares_json(headers) || (untyped_and_empty && !body_required) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::UnsupportedMediaType,
+        "the body must be declared `Content-Type: application/json` (or `application/a2a+json`)",
+    ))
 }

@@ -4,10 +4,10 @@
 //! [`routes`]), the OpenAPI document generated from the handlers, and the gateway layers.
 //! Every error leaves as `application/problem+json` through [`error::ApiError`].
 //!
-//! Layer order, outermost first (see [`router`]): CORS → security headers → request id → trace
-//! span → panic catcher → metrics → timeout → body limit → authentication (with rate limits
-//! and admission: the node's, the tenant's and the principal's shares of requests in flight)
-//! → routes.
+//! Layer order, outermost first (see [`router`]): security headers → request id → trace span →
+//! panic catcher → metrics → the cross-site gate (`Host`, `Origin`, CORS: [`origin`]) → timeout
+//! → body limit → authentication (with rate limits and admission: the node's, the tenant's and
+//! the principal's shares of requests in flight, see `admission`) → routes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +34,7 @@ mod cors;
 pub mod error;
 pub mod extract;
 mod middleware;
+mod origin;
 mod ratelimit;
 pub mod routes;
 
@@ -95,6 +96,9 @@ pub struct Limits {
     pub authentication: Authentication,
     /// Which browser origins may call the API (none by default).
     pub cors: nexus_config::CorsConfig,
+    /// Host names served besides IP literals and `localhost` (`[server] allowed_hosts`; `*`
+    /// for any). Empty by default: the server's own addresses only.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Whether the gateway asks for credentials.
@@ -326,6 +330,14 @@ pub fn router(state: AppState, limits: Limits) -> Router {
                 .layer(HandleErrorLayer::new(middleware::gateway_error))
                 .timeout(limits.request_timeout),
         )
+        // The cross-site gate (`Host`, `Origin`, CORS) refuses before admission counts the
+        // request, authentication or any handler runs; it answers listed origins'
+        // preflights, which carry no credentials. Inside the metrics and request id layers,
+        // so its refusals are counted and carry an id.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(origin::Gate::new(&limits.allowed_hosts, &limits.cors)),
+            origin::check,
+        ))
         .layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(
@@ -340,13 +352,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
-    let routes = with_security_headers(routes);
-    // Outermost: a browser's preflight carries no credentials and must be answered before
-    // authentication would refuse it.
-    match cors::layer(&limits.cors) {
-        Some(cors) => routes.layer(cors),
-        None => routes,
-    }
+    with_security_headers(routes)
 }
 
 /// Headers every response carries: the API serves JSON, never pages, so browsers are told
@@ -387,6 +393,7 @@ impl Default for Limits {
             rate_limit: nexus_config::RateLimitConfig::default(),
             authentication: Authentication::Required,
             cors: nexus_config::CorsConfig::default(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -12,6 +12,7 @@ use super::*;
 
 mod access;
 mod cors;
+mod cross_site;
 mod limits;
 mod ownership;
 mod users;
@@ -639,7 +640,7 @@ async fn mcp_bad_tenants_and_methods_are_problems() {
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
     );
-    // A browser page (DNS rebinding) is refused by the MCP layer.
+    // A browser page (DNS rebinding) is refused by the gateway (and the MCP layer).
     let from_page = app
         .send(
             Request::post("/mcp/default")
@@ -1067,5 +1068,68 @@ async fn a2a_json_rpc_refuses_unreadable_versions_and_page_sizes() {
                 assert!(reply.body.get("result").is_none(), "{what}");
             }
         }
+    }
+}
+
+/// `docs/errors.md` lists every code with the status `status_of` gives it. The `match` makes
+/// a new code fail to compile here until it is added to the list.
+#[test]
+fn every_error_code_is_documented_with_its_status() {
+    const DOC: &str = include_str!("../../../docs/errors.md");
+    fn listed(code: ErrorCode) -> ErrorCode {
+        match code {
+            ErrorCode::InvalidJson
+            | ErrorCode::InvalidBody
+            | ErrorCode::ValidationFailed
+            | ErrorCode::UnsupportedMediaType
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::InvalidParameter
+            | ErrorCode::RouteNotFound
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::NotAcceptable
+            | ErrorCode::OriginRefused
+            | ErrorCode::HostRefused
+            | ErrorCode::Unauthenticated
+            | ErrorCode::Forbidden
+            | ErrorCode::RateLimited
+            | ErrorCode::NotFound
+            | ErrorCode::Conflict
+            | ErrorCode::IllegalTransition
+            | ErrorCode::InvalidPackage
+            | ErrorCode::GrantRefused
+            | ErrorCode::Timeout
+            | ErrorCode::Overloaded
+            | ErrorCode::Unavailable
+            | ErrorCode::Internal => code,
+        }
+    }
+    let all = [
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidBody,
+        ErrorCode::ValidationFailed,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::InvalidParameter,
+        ErrorCode::RouteNotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::NotAcceptable,
+        ErrorCode::OriginRefused,
+        ErrorCode::HostRefused,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::IllegalTransition,
+        ErrorCode::InvalidPackage,
+        ErrorCode::GrantRefused,
+        ErrorCode::Timeout,
+        ErrorCode::Overloaded,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+    for code in all.map(listed) {
+        let row = format!("| `{code}` | {} |", error::status_of(code).as_u16());
+        assert!(DOC.contains(&row), "docs/errors.md has no row `{row}`");
     }
 }

@@ -465,6 +465,7 @@ async fn a2a_errors_have_their_spec_codes() {
     // An unknown agent is an HTTP 404 problem, not a JSON-RPC answer.
     let missing = http
         .post(format!("{}/a2a/default/nobody", server.url))
+        .header("content-type", "application/json")
         .body("{}")
         .send()
         .await

@@ -11,9 +11,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod cors;
+mod hosts;
 mod tls;
 
 pub use cors::{CorsConfig, DEFAULT_CORS_MAX_AGE_SECS, MAX_CORS_ORIGINS};
+pub use hosts::{ANY_HOST, MAX_ALLOWED_HOSTS, MAX_HOST_NAME_LEN, is_dns_name};
 pub use tls::{
     ClientAuth, MAX_TRUST_DOMAIN_LEN, TlsConfig, TlsOverrides, TlsVersion, is_trust_domain,
 };
@@ -92,6 +94,11 @@ pub struct ServerConfig {
     pub tls: TlsConfig,
     /// Cross-origin requests from browsers; none allowed unless origins are listed.
     pub cors: CorsConfig,
+    /// Host names the server answers to besides IP literals and `localhost` (always served):
+    /// a request whose `Host` names anything else is refused, which defeats DNS rebinding.
+    /// `*.example.com` allows the names below `example.com`; `*` allows every name (behind a
+    /// proxy that rewrites `Host`). Empty by default: the server's own addresses only.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[database]`: which store backend to use.
@@ -435,6 +442,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
             tls: TlsConfig::default(),
             cors: CorsConfig::default(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -650,6 +658,7 @@ impl Config {
         self.database_backend()?;
         self.server.tls.validate()?;
         self.server.cors.validate()?;
+        hosts::validate(&self.server.allowed_hosts)?;
         if let Some(oidc) = &self.oidc {
             oidc.validate()?;
         }

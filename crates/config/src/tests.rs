@@ -383,3 +383,41 @@ fn oidc_values_are_checked_naming_the_key() {
         Ok(())
     });
 }
+
+#[test]
+fn allowed_hosts_come_from_file_and_env_and_are_checked() {
+    Jail::expect_with(|jail| {
+        let config = load_in(jail, &Overrides::default()).unwrap();
+        assert!(
+            config.server.allowed_hosts.is_empty(),
+            "the server's own addresses only by default"
+        );
+        jail.create_dir(".nexus")?;
+        jail.create_file(
+            ".nexus/nexus.toml",
+            r#"
+            [server]
+            allowed_hosts = ["nexus.example.com", "*.nexus.example.com"]
+            "#,
+        )?;
+        let config = load_in(jail, &Overrides::default()).unwrap();
+        assert_eq!(
+            config.server.allowed_hosts,
+            ["nexus.example.com", "*.nexus.example.com"]
+        );
+        jail.set_env("NEXUS__SERVER__ALLOWED_HOSTS", r#"["*"]"#);
+        let config = load_in(jail, &Overrides::default()).unwrap();
+        assert_eq!(config.server.allowed_hosts, [ANY_HOST]);
+
+        jail.set_env(
+            "NEXUS__SERVER__ALLOWED_HOSTS",
+            r#"["nexus.example.com:7700"]"#,
+        );
+        let refused = load_in(jail, &Overrides::default()).unwrap_err();
+        assert!(
+            refused.to_string().contains("server.allowed_hosts"),
+            "{refused}"
+        );
+        Ok(())
+    });
+}

@@ -31,6 +31,9 @@ pub enum ErrorCode {
     NotAcceptable,
     /// The request comes from a web page (its `Origin`) the endpoint does not serve.
     OriginRefused,
+    /// The request's `Host` names no address the server answers to (or is malformed, or
+    /// given twice): what DNS rebinding would send.
+    HostRefused,
     /// The request carries no credentials, or credentials that are malformed, unknown,
     /// expired or revoked.
     Unauthenticated,
@@ -72,6 +75,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotAcceptable => "not_acceptable",
             Self::OriginRefused => "origin_refused",
+            Self::HostRefused => "host_refused",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",

@@ -134,12 +134,18 @@ fn rpc_response(response: jsonrpc::Response) -> Response {
 }
 
 /// JSON-RPC 2.0 endpoint of one agent.
+///
+/// A body not declared `application/json` (or `application/a2a+json`) is a `415
+/// unsupported_media_type` problem, not a JSON-RPC error: it is refused before anything reads
+/// it, as the binding requires that type, and a request a browser may send from any page
+/// without a preflight (`text/plain`, a form, no type) is no JSON-RPC request at all.
 pub async fn rpc(
     state: Scope,
     Path((tenant, agent)): Path<(String, String)>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    crate::extract::require_json(&headers, &body, true)?;
     let (tenant, agent) = resolve(&state, &tenant, &agent).await?;
     let raw: jsonrpc::RawRequest = match serde_json::from_slice(&body) {
         Ok(raw) => raw,
@@ -443,7 +449,7 @@ pub(crate) fn control_error(error: ControlError) -> RpcError {
         C::UnsupportedMediaType => code::CONTENT_TYPE_NOT_SUPPORTED,
         C::NotFound => code::TASK_NOT_FOUND,
         C::Conflict | C::IllegalTransition => code::UNSUPPORTED_OPERATION,
-        C::Forbidden | C::Unauthenticated | C::OriginRefused => code::FORBIDDEN,
+        C::Forbidden | C::Unauthenticated | C::OriginRefused | C::HostRefused => code::FORBIDDEN,
         C::RouteNotFound | C::MethodNotAllowed | C::NotAcceptable => code::INVALID_REQUEST,
         C::RateLimited | C::Timeout | C::Overloaded | C::Unavailable | C::Internal => {
             return internal(error);

@@ -19,7 +19,9 @@
 //! Errors are `google.rpc.Status` JSON (`{"error": {"code", "status", "message", "details"}}`)
 //! with an `ErrorInfo` detail naming the A2A reason, at the HTTP status of the A2A 1.0 mapping
 //! table ([`error_mapping`]). An unknown tenant or agent stays a platform `problem+json` 404:
-//! there is no agent to speak for.
+//! there is no agent to speak for. So does a `POST` body not declared `application/json` or
+//! `application/a2a+json` (`415 unsupported_media_type`), refused before anything reads it: a
+//! `POST` without body or `Content-Type` (`tasks/{id}:subscribe`) passes.
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -231,6 +233,9 @@ pub async fn endpoint(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    if method == Method::POST {
+        crate::extract::require_json(&headers, &body, false)?;
+    }
     let (tenant, agent) = rpc::resolve(&state, &tenant, &agent).await?;
     let operation = match route(&method, &path) {
         Ok(operation) => operation,

@@ -144,7 +144,8 @@ fn control_error(error: ControlError) -> ErrorData {
         | C::IllegalTransition
         | C::Forbidden
         | C::Unauthenticated
-        | C::OriginRefused => ErrorData::invalid_params(error.to_string(), None),
+        | C::OriginRefused
+        | C::HostRefused => ErrorData::invalid_params(error.to_string(), None),
         C::RateLimited | C::Timeout | C::Overloaded | C::Unavailable | C::Internal => {
             internal(error)
         }

@@ -109,6 +109,7 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         rate_limit: config.rate_limit,
         authentication: authentication(&config, args.insecure_no_auth, default_tenant)?,
         cors: config.server.cors.clone(),
+        allowed_hosts: config.server.allowed_hosts.clone(),
     };
     bootstrap_key(&control, default_tenant, args.bootstrap_api_key.as_deref()).await?;
     // The OIDC issuer's keys, fetched while the listener comes up (logged if unreachable).
