@@ -78,7 +78,9 @@ pub use secrets::{MAX_SECRET_NAME_LEN, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_A
 pub use service_accounts::MAX_SERVICE_ACCOUNT_DESCRIPTION_LEN;
 pub use tasks::{Invocation, InvokeRequest, MAX_CONTEXT_ID_LEN, Started};
 pub use tenants::TenantRef;
-pub use unpacking::{MAX_UNPACKS_WAITING, UNPACK_MEMORY_BYTES, UNPACK_MEMORY_WAIT};
+pub use unpacking::{
+    MAX_CONCURRENT_UNPACKS, MAX_UNPACKS_WAITING, UNPACK_MEMORY_BYTES, UNPACK_MEMORY_WAIT,
+};
 pub use users::{
     LoginRequest, MAX_CONCURRENT_PASSWORD_CHECKS, NewMemberRequest, SESSION_TTL, Session, WhoAmI,
 };

@@ -83,12 +83,17 @@ impl ControlPlane {
     }
 
     /// Unpacks an archive on a blocking thread (decompressing up to 128 MiB keeps a core busy
-    /// for a while) within the node's unpacking memory (`unpacking`). The reservation comes
+    /// for a while), in its turn and within the node's unpacking memory (`unpacking`). The reservation comes
     /// back with the package: keep it while the package's contents are in use.
     async fn unpack(
         &self,
         bytes: Bytes,
     ) -> Result<(nexus_package::Package, Reservation), ControlError> {
+        let _turn = self
+            .unpack_memory
+            .turn()
+            .await
+            .map_err(ControlError::Overloaded)?;
         let memory = Arc::clone(&self.unpack_memory);
         tokio::task::spawn_blocking(move || {
             let mut reservation = memory.reservation();

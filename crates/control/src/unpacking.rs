@@ -8,7 +8,8 @@
 //! what it was granted until it is dropped, which the upload does once the package is
 //! compiled and stored (or refused): the decompressed component lives that long.
 //!
-//! When the budget is spent, an unpack waits, up to [`UNPACK_MEMORY_WAIT`], for others to
+//! At most [`MAX_CONCURRENT_UNPACKS`] archives are decompressed at once (a `turn`), which
+//! bounds the decoders' windows and the CPU they take. When the budget is spent, an unpack waits, up to [`UNPACK_MEMORY_WAIT`], for others to
 //! release memory; past that, or when [`MAX_UNPACKS_WAITING`] are waiting already, it is
 //! refused with `overloaded` (503, `Retry-After`). Waiting briefly lets a legitimate upload
 //! queue behind another large one; refusing beyond it keeps a flood of uploads from holding
@@ -31,6 +32,11 @@ pub const UNPACK_MEMORY_WAIT: Duration = Duration::from_secs(5);
 /// Unpacks that may wait for memory at once; past this one is refused at once. Each waiter
 /// holds a blocking thread and a request slot, so the queue stays short.
 pub const MAX_UNPACKS_WAITING: usize = 8;
+/// Archives decompressed at once. Decompressing is CPU-bound, so more than the cores of a
+/// small node gains nothing, and each decoder touches its whole window (up to 8.6 MiB) even
+/// for a 6 KB bomb: two at a time keep 16 such bombs at ~17 MiB instead of ~140. Others wait
+/// for a turn (asynchronously, up to [`UNPACK_MEMORY_WAIT`]), then are refused as overloaded.
+pub const MAX_CONCURRENT_UNPACKS: usize = 2;
 
 /// A budget of bytes for unpacking (see the module documentation).
 #[derive(Debug)]
@@ -38,6 +44,8 @@ pub(crate) struct UnpackMemory {
     capacity: u64,
     state: Mutex<State>,
     released: Condvar,
+    /// Turns to decompress (see [`MAX_CONCURRENT_UNPACKS`]).
+    turns: tokio::sync::Semaphore,
 }
 
 #[derive(Debug)]
@@ -56,7 +64,21 @@ impl UnpackMemory {
                 waiting: 0,
             }),
             released: Condvar::new(),
+            turns: tokio::sync::Semaphore::new(MAX_CONCURRENT_UNPACKS),
         })
+    }
+
+    /// A turn to decompress, waiting up to [`UNPACK_MEMORY_WAIT`] for one; keep it until the
+    /// archive is unpacked (the decoder freed).
+    pub(crate) async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, String> {
+        match tokio::time::timeout(UNPACK_MEMORY_WAIT, self.turns.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(
+                "the node is unpacking other packages and has no turn for this one now; retry \
+                 shortly"
+                    .to_owned(),
+            ),
+        }
     }
 
     /// An empty reservation, whose requests wait at most [`UNPACK_MEMORY_WAIT`] in all.

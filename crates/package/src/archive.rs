@@ -388,7 +388,8 @@ impl ReadLimits {
 /// refuses output beyond it) and [`DECODER_OVERHEAD_BYTES`].
 fn decoder_bytes(bytes: &[u8]) -> u64 {
     let window = (1u64 << MAX_WINDOW_LOG) + ZSTD_BLOCK_BYTES;
-    let one_frame = zstd::zstd_safe::find_frame_compressed_size(bytes).is_ok_and(|n| n == bytes.len());
+    let one_frame =
+        zstd::zstd_safe::find_frame_compressed_size(bytes).is_ok_and(|n| n == bytes.len());
     let buffer = match zstd::zstd_safe::get_frame_content_size(bytes) {
         Ok(Some(size)) if one_frame => window.min(size),
         _ => window,

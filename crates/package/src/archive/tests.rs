@@ -633,7 +633,11 @@ fn a_declared_size_over_the_limit_is_refused_before_anything_is_reserved_for_it(
             limit: MAX_UNCOMPRESSED_BYTES
         })
     );
-    assert!(ledger.asked.iter().all(|n| *n < 16 * MIB), "{:?}", ledger.asked);
+    assert!(
+        ledger.asked.iter().all(|n| *n < 16 * MIB),
+        "{:?}",
+        ledger.asked
+    );
 }
 
 #[test]
