@@ -44,6 +44,8 @@ impl ControlError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Store(e) => store_code(e),
+            // Not the package's fault: the node had no memory to unpack it (`unpacking`).
+            Self::Package(nexus_package::PackageError::OverBudget(_)) => ErrorCode::Overloaded,
             Self::Package(_) | Self::Component(_) => ErrorCode::InvalidPackage,
             Self::Grant(_) => ErrorCode::GrantRefused,
             Self::Invalid(_) => ErrorCode::ValidationFailed,

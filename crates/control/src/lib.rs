@@ -5,7 +5,8 @@
 //!
 //! One module per concern:
 //! - `tenants`: tenants, resolved by name or id, visible only to their own callers;
-//! - `packages`: upload (validate, compile, store), list, load by digest;
+//! - `packages`: upload (validate, compile, store), list, load by digest; `unpacking`: the
+//!   node's memory budget for unpacking packages;
 //! - `deployments`: agents and their revisions, grants, rollback, deletion, agent cards;
 //! - `tasks`: a message runs as a durable task (`run`), followed through its log (`follow`),
 //!   with the capabilities its revision grants (`env`); cancel, get, list, events;
@@ -53,6 +54,7 @@ mod state;
 mod tasks;
 mod teams;
 mod tenants;
+mod unpacking;
 mod users;
 mod workloads;
 
@@ -76,6 +78,9 @@ pub use secrets::{MAX_SECRET_NAME_LEN, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_A
 pub use service_accounts::MAX_SERVICE_ACCOUNT_DESCRIPTION_LEN;
 pub use tasks::{Invocation, InvokeRequest, MAX_CONTEXT_ID_LEN, Started};
 pub use tenants::TenantRef;
+pub use unpacking::{
+    MAX_CONCURRENT_UNPACKS, MAX_UNPACKS_WAITING, UNPACK_MEMORY_BYTES, UNPACK_MEMORY_WAIT,
+};
 pub use users::{
     LoginRequest, MAX_CONCURRENT_PASSWORD_CHECKS, NewMemberRequest, SESSION_TTL, Session, WhoAmI,
 };
@@ -102,6 +107,8 @@ pub struct ControlPlane {
     kms: Arc<dyn nexus_secrets::Kms>,
     /// Loaded components by package digest: compiled once, instantiated per task.
     loaded: Mutex<HashMap<String, packages::Loaded>>,
+    /// The memory every package unpacked on this node reserves from.
+    unpack_memory: Arc<unpacking::UnpackMemory>,
     /// Tasks running on this node, for followers and cancellation.
     live: live::LiveTasks,
     /// Push-notification delivery and the watchers running here.
@@ -150,6 +157,7 @@ impl ControlPlane {
             llm,
             kms,
             loaded: Mutex::new(HashMap::new()),
+            unpack_memory: unpacking::UnpackMemory::new(unpacking::UNPACK_MEMORY_BYTES),
             live: live::LiveTasks::default(),
             push: push::PushState::new(nexus_push::Settings::default()),
             revisions: std::sync::Mutex::new(HashMap::new()),

@@ -1,16 +1,23 @@
 //! Packages: uploaded, validated, compiled once and loaded by digest.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use nexus_blob::Digest;
 use nexus_core::{Caller, NewPackage, Package, Page, PageRequest, TenantId};
+use nexus_package::PackageError;
 use nexus_runtime::{AgentComponent, Prepared};
 use nexus_store::StoreError;
 
+use crate::unpacking::Reservation;
 use crate::{Action, ControlError, ControlPlane, audit};
 
 impl ControlPlane {
     /// Validates, compiles and stores a package. Uploading the same bytes again stores nothing
-    /// new, but is audited like the first upload.
+    /// new, but is audited like the first upload. Unpacking reserves the node's unpacking
+    /// memory (`unpacking`) until the upload ends; when other uploads hold it all for longer
+    /// than [`UNPACK_MEMORY_WAIT`](crate::UNPACK_MEMORY_WAIT), the answer is
+    /// [`ControlError::Overloaded`].
     pub async fn upload_package(
         &self,
         caller: &Caller,
@@ -19,12 +26,21 @@ impl ControlPlane {
     ) -> Result<Package, ControlError> {
         self.authorize(caller, tenant, Action::PackageUpload)
             .await?;
-        let package = nexus_package::unpack(&bytes)?;
+        // Held until the upload ends: the decompressed component lives through compilation.
+        let (package, _memory) = self.unpack(bytes.clone()).await?;
+        let nexus_package::Package {
+            manifest,
+            wasm,
+            bytes: copy,
+            ..
+        } = package;
+        let size_bytes = copy.len() as u64;
+        drop(copy);
         // Compile and link before storing anything: a package whose component does not load is
         // refused whole, and its machine code is cached only once the package is stored.
-        let prepared = self.prepare(package.wasm.clone()).await?;
+        let prepared = self.prepare(wasm).await?;
         let digest = self.blobs.put(bytes).await?;
-        let reference = package.manifest.package_ref();
+        let reference = manifest.package_ref();
         let digest = digest.to_string();
         // Recorded with the package, a repeated upload too.
         let event = audit::event(
@@ -40,14 +56,14 @@ impl ControlPlane {
                 NewPackage {
                     reference,
                     digest,
-                    size_bytes: package.bytes.len() as u64,
-                    manifest: package.manifest.to_json(),
+                    size_bytes,
+                    manifest: manifest.to_json(),
                 },
                 event,
             )
             .await?;
         let component = keep(prepared).await;
-        let limits = limit_overrides(&package.manifest);
+        let limits = limit_overrides(&manifest);
         self.loaded
             .lock()
             .await
@@ -64,6 +80,31 @@ impl ControlPlane {
     ) -> Result<Page<Package>, ControlError> {
         self.authorize(caller, tenant, Action::PackageList).await?;
         Ok(self.store.list_packages(tenant, page).await?)
+    }
+
+    /// Unpacks an archive on a blocking thread (decompressing up to 128 MiB keeps a core busy
+    /// for a while), in its turn and within the node's unpacking memory (`unpacking`). The reservation comes
+    /// back with the package: keep it while the package's contents are in use.
+    async fn unpack(
+        &self,
+        bytes: Bytes,
+    ) -> Result<(nexus_package::Package, Reservation), ControlError> {
+        let _turn = self
+            .unpack_memory
+            .turn()
+            .await
+            .map_err(ControlError::Overloaded)?;
+        let memory = Arc::clone(&self.unpack_memory);
+        tokio::task::spawn_blocking(move || {
+            let mut reservation = memory.reservation();
+            nexus_package::unpack_within(&bytes, &mut reservation).map(|p| (p, reservation))
+        })
+        .await
+        .map_err(|e| ControlError::Internal(format!("unpacking was interrupted: {e}")))?
+        .map_err(|e| match e {
+            PackageError::OverBudget(message) => ControlError::Overloaded(message),
+            e => ControlError::Package(e),
+        })
     }
 
     /// Compiles (or loads cached machine code for) a component on a blocking thread: Cranelift
@@ -95,7 +136,7 @@ impl ControlPlane {
             .parse()
             .map_err(|e: nexus_blob::InvalidDigest| StoreError::Corrupt(e.to_string()))?;
         let bytes = self.blobs.get(&digest_value).await?;
-        let package = nexus_package::unpack(&bytes)?;
+        let (package, _memory) = self.unpack(bytes).await?;
         let limits = limit_overrides(&package.manifest);
         let component = self.load(package.wasm).await?;
         let loaded = Loaded { component, limits };

@@ -25,6 +25,18 @@ pub const MAX_COMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
 /// decompressing, so a zstd or tar bomb stops here instead of exhausting memory; twice the
 /// compressed limit, since components compress roughly 2-4x.
 pub const MAX_UNCOMPRESSED_BYTES: u64 = 128 * 1024 * 1024;
+/// Most the contents (the decompressed tar stream) may expand over the archive, past
+/// [`EXPANSION_GRACE_BYTES`]. Components compress 2-5x at [`COMPRESSION_LEVEL`]; an archive
+/// that expands 1,000x or more is a bomb, and this ratio keeps what an upload can make the
+/// server hold in proportion to what was sent (the rule of zip readers such as Apache POI's
+/// minimum inflate ratio). It lets a bomb be refused from its tar headers, before it is read.
+pub const MAX_EXPANSION_RATIO: u64 = 32;
+/// Contents up to this size are accepted whatever their ratio: small packages (a manifest and a
+/// component of a few MiB) may compress as well as they like.
+pub const EXPANSION_GRACE_BYTES: u64 = 16 * 1024 * 1024;
+/// Memory the zstd decoder takes besides its window buffer: its context (~160 KiB) and an
+/// input block (128 KiB), rounded up. Reserved with the window before decompressing.
+pub const DECODER_OVERHEAD_BYTES: u64 = 512 * 1024;
 /// Most tar entries read. A package has at most four known entries today; the headroom is for
 /// assets, and the cap bounds work on archives made of many tiny entries.
 pub const MAX_ENTRIES: usize = 16;
@@ -37,8 +49,8 @@ pub const COMPRESSION_LEVEL: i32 = 9;
 
 /// Regular-file mode of every entry.
 const ENTRY_MODE: u32 = 0o644;
-/// Largest allocation made up front for one entry; larger entries grow as they are read.
-const MAX_PREALLOCATION: u64 = 1024 * 1024;
+/// The largest zstd block: the decoder's output buffer is its window plus one block.
+const ZSTD_BLOCK_BYTES: u64 = 128 * 1024;
 /// The first bytes of every WebAssembly binary.
 const WASM_MAGIC: [u8; 4] = *b"\0asm";
 /// Version and layer of a component (component-model binary format).
@@ -114,6 +126,22 @@ pub enum PackageError {
         /// The limit, in bytes.
         limit: u64,
     },
+    /// The contents are larger than [`MAX_EXPANSION_RATIO`] times the archive (and than
+    /// [`EXPANSION_GRACE_BYTES`]): a compression bomb, refused from its tar headers where they
+    /// say so.
+    #[error(
+        "the package contents (uncompressed) are larger than {limit} bytes, {MAX_EXPANSION_RATIO} times the {compressed}-byte archive; real components compress 2-5x"
+    )]
+    TooCompressed {
+        /// The archive's size, in bytes.
+        compressed: u64,
+        /// What its contents may take, in bytes.
+        limit: u64,
+    },
+    /// The caller's [`Reserve`] refused memory the archive needs: the node is busy with other
+    /// archives. Not a fault of the package; the same bytes may be accepted later.
+    #[error("{0}")]
+    OverBudget(String),
     /// The archive has more than [`MAX_ENTRIES`] entries.
     #[error("the package has more than {limit} entries")]
     TooManyEntries {
@@ -253,6 +281,14 @@ pub fn pack(
             limit: MAX_COMPRESSED_BYTES,
         });
     }
+    // What `unpack` would refuse: contents that compress too well.
+    let limit = ReadLimits::DEFAULT.contents(bytes.len() as u64);
+    if tar.len() as u64 > limit {
+        return Err(PackageError::TooCompressed {
+            compressed: bytes.len() as u64,
+            limit,
+        });
+    }
 
     Ok(Package {
         digest: digest_of(&bytes),
@@ -266,9 +302,44 @@ pub fn pack(
 
 /// Reads a package archive, treating it as hostile (see the crate documentation for the
 /// rules), and validates its manifest and component header. The digest is computed from
-/// `bytes`; comparing it with an expected one is the caller's business.
+/// `bytes`; comparing it with an expected one is the caller's business. Takes memory without
+/// asking anyone: see [`unpack_within`] for a server.
 pub fn unpack(bytes: &[u8]) -> Result<Package, PackageError> {
-    unpack_with(bytes, &ReadLimits::DEFAULT)
+    unpack_within(bytes, &mut Unmetered)
+}
+
+/// Like [`unpack`], asking `budget` for memory before taking it: the copy of the archive the
+/// [`Package`] keeps, the decoder's window and buffers, and each entry's contents, reserved by
+/// the size its tar header declares (which bounds what is read) once that size has been
+/// checked against the limits. If `budget` refuses, unpacking stops with
+/// [`PackageError::OverBudget`] before the memory is taken. Everything reserved is still in
+/// use when this returns (the package holds it) or was freed (on an error); releasing the
+/// reservation once the package is dropped is the caller's business.
+///
+/// Apart from transient buffers of a few KiB, what is reserved bounds what is allocated: at
+/// most the archive's size, plus [`DECODER_OVERHEAD_BYTES`] and an 8 MiB window, plus
+/// [`MAX_UNCOMPRESSED_BYTES`] (or less, see [`MAX_EXPANSION_RATIO`]).
+pub fn unpack_within(bytes: &[u8], budget: &mut dyn Reserve) -> Result<Package, PackageError> {
+    unpack_with(bytes, &ReadLimits::DEFAULT, budget)
+}
+
+/// Memory asked for before it is taken, so a caller can bound what all the archives it
+/// unpacks at once hold together (see [`unpack_within`]).
+pub trait Reserve {
+    /// Takes `bytes` more from the budget, or refuses with a message for the client (why, and
+    /// that it may retry). May wait for memory to be released; it runs on the unpacking
+    /// thread.
+    fn reserve(&mut self, bytes: u64) -> Result<(), String>;
+}
+
+/// A [`Reserve`] that grants everything: [`unpack`]'s, for tools that read one package.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unmetered;
+
+impl Reserve for Unmetered {
+    fn reserve(&mut self, _bytes: u64) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The limits [`unpack`] enforces; lowered in tests to exercise each guard cheaply.
@@ -276,6 +347,8 @@ pub fn unpack(bytes: &[u8]) -> Result<Package, PackageError> {
 pub(crate) struct ReadLimits {
     pub(crate) compressed: u64,
     pub(crate) uncompressed: u64,
+    pub(crate) expansion: u64,
+    pub(crate) grace: u64,
     pub(crate) entries: usize,
 }
 
@@ -283,12 +356,54 @@ impl ReadLimits {
     pub(crate) const DEFAULT: Self = Self {
         compressed: MAX_COMPRESSED_BYTES,
         uncompressed: MAX_UNCOMPRESSED_BYTES,
+        expansion: MAX_EXPANSION_RATIO,
+        grace: EXPANSION_GRACE_BYTES,
         entries: MAX_ENTRIES,
     };
+
+    /// What the contents of an archive of `compressed` bytes may take.
+    pub(crate) fn contents(&self, compressed: u64) -> u64 {
+        self.expansion
+            .saturating_mul(compressed)
+            .max(self.grace)
+            .min(self.uncompressed)
+    }
+
+    /// The error for contents over [`contents`](Self::contents).
+    fn contents_error(&self, compressed: u64) -> PackageError {
+        let limit = self.contents(compressed);
+        if limit < self.uncompressed {
+            PackageError::TooCompressed { compressed, limit }
+        } else {
+            PackageError::TooLarge {
+                what: "the package contents (uncompressed)",
+                limit,
+            }
+        }
+    }
 }
 
-pub(crate) fn unpack_with(bytes: &[u8], limits: &ReadLimits) -> Result<Package, PackageError> {
-    if bytes.len() as u64 > limits.compressed {
+/// What the zstd decoder allocates for `bytes`: its output buffer (the window plus a block,
+/// or the content size if the archive is one frame that declares a smaller one: the decoder
+/// refuses output beyond it) and [`DECODER_OVERHEAD_BYTES`].
+fn decoder_bytes(bytes: &[u8]) -> u64 {
+    let window = (1u64 << MAX_WINDOW_LOG) + ZSTD_BLOCK_BYTES;
+    let one_frame =
+        zstd::zstd_safe::find_frame_compressed_size(bytes).is_ok_and(|n| n == bytes.len());
+    let buffer = match zstd::zstd_safe::get_frame_content_size(bytes) {
+        Ok(Some(size)) if one_frame => window.min(size),
+        _ => window,
+    };
+    buffer + DECODER_OVERHEAD_BYTES
+}
+
+pub(crate) fn unpack_with(
+    bytes: &[u8],
+    limits: &ReadLimits,
+    budget: &mut dyn Reserve,
+) -> Result<Package, PackageError> {
+    let compressed = bytes.len() as u64;
+    if compressed > limits.compressed {
         return Err(PackageError::TooLarge {
             what: "the package archive",
             limit: limits.compressed,
@@ -299,25 +414,31 @@ pub(crate) fn unpack_with(bytes: &[u8], limits: &ReadLimits) -> Result<Package, 
             "the package is empty".to_owned(),
         ));
     }
+    // The copy the package keeps, then the decoder.
+    budget
+        .reserve(compressed)
+        .map_err(PackageError::OverBudget)?;
+    budget
+        .reserve(decoder_bytes(bytes))
+        .map_err(PackageError::OverBudget)?;
     let mut decoder = zstd::stream::read::Decoder::with_buffer(bytes)
         .map_err(|e| PackageError::InvalidArchive(format!("cannot start decompressing: {e}")))?;
     decoder
         .window_log_max(MAX_WINDOW_LOG)
         .map_err(|e| PackageError::InvalidArchive(format!("cannot start decompressing: {e}")))?;
+    let contents_limit = limits.contents(compressed);
     let mut reader = Budget {
         inner: decoder,
-        remaining: limits.uncompressed,
+        remaining: contents_limit,
         exceeded: false,
     };
-    let contents = match read_entries(&mut reader, limits) {
-        Err(_) if reader.exceeded => {
-            return Err(PackageError::TooLarge {
-                what: "the package contents (uncompressed)",
-                limit: limits.uncompressed,
-            });
-        }
-        other => other?,
+    let contents = match read_entries(&mut reader, limits, contents_limit, budget) {
+        Err(_) if reader.exceeded => return Err(limits.contents_error(compressed)),
+        Err(ContentsError::OverLimit) => return Err(limits.contents_error(compressed)),
+        Err(ContentsError::Package(e)) => return Err(e),
+        Ok(contents) => contents,
     };
+    drop(reader);
 
     let manifest_bytes = contents
         .manifest
@@ -377,11 +498,32 @@ impl Contents {
     }
 }
 
-/// Reads the tar stream: every entry's header is checked before its contents are read, and
-/// everything after the end-of-archive marker must be zero padding.
-fn read_entries<R: Read>(reader: &mut R, limits: &ReadLimits) -> Result<Contents, PackageError> {
+/// Why [`read_entries`] stopped.
+enum ContentsError {
+    /// The declared entry sizes add up to more than the contents may take.
+    OverLimit,
+    /// Anything else.
+    Package(PackageError),
+}
+
+impl From<PackageError> for ContentsError {
+    fn from(e: PackageError) -> Self {
+        Self::Package(e)
+    }
+}
+
+/// Reads the tar stream: every entry's header is checked before its contents are read (its
+/// declared size against the limits, then reserved from `budget`), and everything after the
+/// end-of-archive marker must be zero padding.
+fn read_entries<R: Read>(
+    reader: &mut R,
+    limits: &ReadLimits,
+    contents_limit: u64,
+    budget: &mut dyn Reserve,
+) -> Result<Contents, ContentsError> {
     let corrupt = |e: io::Error| PackageError::InvalidArchive(e.to_string());
     let mut contents = Contents::default();
+    let mut declared: u64 = 0;
     let mut archive = tar::Archive::new(&mut *reader);
     // Raw: no GNU long-name or PAX processing (which would buffer extension data); such
     // headers show up as entries of their own and are refused below.
@@ -391,7 +533,8 @@ fn read_entries<R: Read>(reader: &mut R, limits: &ReadLimits) -> Result<Contents
         if index >= limits.entries {
             return Err(PackageError::TooManyEntries {
                 limit: limits.entries,
-            });
+            }
+            .into());
         }
         let name = entry.path_bytes().into_owned();
         let kind = entry.header().entry_type();
@@ -399,29 +542,46 @@ fn read_entries<R: Read>(reader: &mut R, limits: &ReadLimits) -> Result<Contents
             return Err(PackageError::NotRegularFile {
                 name: shown(&name),
                 kind: describe(kind),
-            });
+            }
+            .into());
         }
         let Some(slot) = contents.slot(&name) else {
-            return Err(PackageError::UnexpectedEntry(shown(&name)));
+            return Err(PackageError::UnexpectedEntry(shown(&name)).into());
         };
         if slot.is_some() {
-            return Err(PackageError::DuplicateEntry(shown(&name)));
+            return Err(PackageError::DuplicateEntry(shown(&name)).into());
         }
         let size = entry.size();
         if size > limits.uncompressed {
             return Err(PackageError::TooLarge {
                 what: "an entry of the package",
                 limit: limits.uncompressed,
-            });
+            }
+            .into());
         }
-        let capacity = usize::try_from(size.min(MAX_PREALLOCATION)).unwrap_or(0);
-        let mut data = Vec::with_capacity(capacity);
+        // Whether the contents fit, from the headers alone: a bomb stops here, unread.
+        declared = declared.saturating_add(size);
+        if declared > contents_limit {
+            return Err(ContentsError::OverLimit);
+        }
+        budget.reserve(size).map_err(PackageError::OverBudget)?;
+        let len = usize::try_from(size).map_err(|_| PackageError::TooLarge {
+            what: "an entry of the package",
+            limit: usize::MAX as u64,
+        })?;
+        // Exactly the declared size, allocated once: what was reserved, and no doubling while
+        // growing (the entry yields at most `size` bytes).
+        let mut data = Vec::new();
+        data.try_reserve_exact(len).map_err(|e| {
+            PackageError::OverBudget(format!("cannot allocate {size} bytes for an entry: {e}"))
+        })?;
         entry.read_to_end(&mut data).map_err(corrupt)?;
         if data.len() as u64 != size {
             return Err(PackageError::InvalidArchive(format!(
                 "entry {:?} is truncated",
                 shown(&name)
-            )));
+            ))
+            .into());
         }
         *slot = Some(data);
     }
@@ -437,7 +597,8 @@ fn read_entries<R: Read>(reader: &mut R, limits: &ReadLimits) -> Result<Contents
         if buf[..n].iter().any(|b| *b != 0) {
             return Err(PackageError::InvalidArchive(
                 "data after the end of the tar archive".to_owned(),
-            ));
+            )
+            .into());
         }
     }
     Ok(contents)

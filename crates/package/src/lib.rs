@@ -30,20 +30,28 @@
 //! compressed archive bytes ([`digest_of`]).
 //!
 //! [`unpack`] treats its input as hostile: the compressed size, the uncompressed size (counted
-//! while decompressing, so a zstd or tar bomb stops early) and the number of entries are
-//! bounded ([`MAX_COMPRESSED_BYTES`], [`MAX_UNCOMPRESSED_BYTES`], [`MAX_ENTRIES`]); names must be
+//! while decompressing, so a zstd or tar bomb stops early, and checked first against the sizes
+//! the tar headers declare, so most bombs stop before any contents are read) and the number of
+//! entries are bounded ([`MAX_COMPRESSED_BYTES`], [`MAX_UNCOMPRESSED_BYTES`], [`MAX_ENTRIES`]);
+//! past [`EXPANSION_GRACE_BYTES`] the contents may be at most [`MAX_EXPANSION_RATIO`] times the
+//! archive, so what an archive makes its reader hold stays in proportion to its size; names must be
 //! exactly one of the names above (no paths, no `..`), only regular files are accepted (no
 //! links, directories, devices, GNU or PAX extension headers), duplicates are refused, the zstd
 //! window is capped ([`MAX_WINDOW_LOG`]) and only zero padding may follow the end of the tar.
 //! Each failure is one [`PackageError`] variant.
+//!
+//! [`unpack_within`] does the same, asking the caller's [`Reserve`] for every allocation that
+//! grows with the input (the archive copy, the decoder, each entry by its declared size) before
+//! making it: a server bounds what all the uploads it unpacks at once hold together.
 
 mod archive;
 mod manifest;
 
 pub use archive::{
-    COMPRESSION_LEVEL, MAX_COMPRESSED_BYTES, MAX_ENTRIES, MAX_UNCOMPRESSED_BYTES, MAX_WINDOW_LOG,
-    PACKAGE_EXTENSION, Package, PackageError, README_ENTRY, SIGNATURE_ENTRY, WASM_ENTRY,
-    check_component, digest_of, pack, unpack,
+    COMPRESSION_LEVEL, DECODER_OVERHEAD_BYTES, EXPANSION_GRACE_BYTES, MAX_COMPRESSED_BYTES,
+    MAX_ENTRIES, MAX_EXPANSION_RATIO, MAX_UNCOMPRESSED_BYTES, MAX_WINDOW_LOG, PACKAGE_EXTENSION,
+    Package, PackageError, README_ENTRY, Reserve, SIGNATURE_ENTRY, Unmetered, WASM_ENTRY,
+    check_component, digest_of, pack, unpack, unpack_within,
 };
 pub use manifest::{
     AgentSection, Capabilities, DEFAULT_MODE, Limits, MANIFEST_FILE, MAX_DESCRIPTION_CHARS,

@@ -347,30 +347,51 @@ fn too_many_entries() {
     };
     let three = valid_plus(&[file("README.md", README.as_bytes())]);
     assert_eq!(
-        unpack_with(&three, &limits).err(),
+        unpack_with(&three, &limits, &mut Unmetered).err(),
         Some(PackageError::TooManyEntries { limit: 2 })
     );
     assert!(unpack(&three).is_ok());
 }
 
-#[test]
-fn zstd_bomb_stops_at_the_uncompressed_limit() {
-    // 200 MiB of zeros, streamed through the encoder: a few KiB compressed. To tar they read
-    // as an end-of-archive marker followed by padding, which is drained against the budget.
+/// 200 MiB of zeros, streamed through the encoder: a few KiB compressed. To tar they read as
+/// an end-of-archive marker followed by padding, which is drained against the budget.
+fn zeros_bomb() -> Vec<u8> {
     let mut encoder =
         zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap_or_else(|e| panic!("{e}"));
     let chunk = vec![0u8; MIB as usize];
     for _ in 0..200 {
         encoder.write_all(&chunk).unwrap_or_else(|e| panic!("{e}"));
     }
-    let bomb = encoder.finish().unwrap_or_else(|e| panic!("{e}"));
+    encoder.finish().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn zstd_bomb_stops_at_the_expansion_limit() {
+    let bomb = zeros_bomb();
     assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
     assert_eq!(
         unpack_err(&bomb),
-        PackageError::TooLarge {
+        PackageError::TooCompressed {
+            compressed: bomb.len() as u64,
+            limit: EXPANSION_GRACE_BYTES
+        }
+    );
+}
+
+#[test]
+fn zstd_bomb_stops_at_the_uncompressed_limit() {
+    // Without the ratio, the absolute limit still holds.
+    let bomb = zeros_bomb();
+    let limits = ReadLimits {
+        expansion: u64::MAX,
+        ..ReadLimits::DEFAULT
+    };
+    assert_eq!(
+        unpack_with(&bomb, &limits, &mut Unmetered).err(),
+        Some(PackageError::TooLarge {
             what: "the package contents (uncompressed)",
             limit: MAX_UNCOMPRESSED_BYTES
-        }
+        })
     );
 }
 
@@ -399,8 +420,8 @@ fn tar_bomb_is_refused_from_its_header() {
 }
 
 #[test]
-fn uncompressed_budget_counts_while_reading() {
-    // Entries each under the limit but together over it: the counting reader stops them.
+fn uncompressed_limit_counts_every_entry() {
+    // Entries each under the limit but together over it: their declared sizes stop them.
     let limits = ReadLimits {
         uncompressed: 64 * 1024,
         ..ReadLimits::DEFAULT
@@ -408,7 +429,7 @@ fn uncompressed_budget_counts_while_reading() {
     let big = vec![b'#'; 40 * 1024];
     let bytes = valid_plus(&[file("README.md", &big), file("signature", &big)]);
     assert_eq!(
-        unpack_with(&bytes, &limits).err(),
+        unpack_with(&bytes, &limits, &mut Unmetered).err(),
         Some(PackageError::TooLarge {
             what: "the package contents (uncompressed)",
             limit: 64 * 1024
@@ -425,7 +446,7 @@ fn compressed_limit() {
         ..ReadLimits::DEFAULT
     };
     assert_eq!(
-        unpack_with(&package.bytes, &limits).err(),
+        unpack_with(&package.bytes, &limits, &mut Unmetered).err(),
         Some(PackageError::TooLarge {
             what: "the package archive",
             limit: package.bytes.len() as u64 - 1
@@ -515,4 +536,164 @@ fn garbage_and_corruption_are_invalid_archives() {
             "{what}: {err:?}"
         );
     }
+}
+
+/// A [`Reserve`] that records what is asked and grants up to `cap` bytes in all.
+struct Ledger {
+    asked: Vec<u64>,
+    granted: u64,
+    cap: u64,
+}
+
+impl Ledger {
+    fn new(cap: u64) -> Self {
+        Self {
+            asked: Vec::new(),
+            granted: 0,
+            cap,
+        }
+    }
+}
+
+impl Reserve for Ledger {
+    fn reserve(&mut self, bytes: u64) -> Result<(), String> {
+        self.asked.push(bytes);
+        if self.granted + bytes > self.cap {
+            return Err(format!("no room for {bytes} bytes"));
+        }
+        self.granted += bytes;
+        Ok(())
+    }
+}
+
+/// An archive of a manifest and an `agent.wasm` declaring `wasm_size` bytes (a component
+/// header, then `zeros` zeros): a 4 KiB bomb for 120 MiB.
+fn header_bomb(wasm_size: u64, zeros: u64) -> Vec<u8> {
+    let mut encoder =
+        zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap_or_else(|e| panic!("{e}"));
+    let mut head = Vec::new();
+    push_entry(
+        &mut head,
+        &header(b"nexus.toml", EntryType::Regular, MANIFEST.len() as u64),
+        MANIFEST.as_bytes(),
+    );
+    head.extend_from_slice(header(b"agent.wasm", EntryType::Regular, wasm_size).as_bytes());
+    head.extend_from_slice(WASM);
+    encoder.write_all(&head).unwrap_or_else(|e| panic!("{e}"));
+    let chunk = vec![0u8; MIB as usize];
+    let mut left = zeros;
+    while left > 0 {
+        let n = left.min(MIB);
+        encoder
+            .write_all(&chunk[..n as usize])
+            .unwrap_or_else(|e| panic!("{e}"));
+        left -= n;
+    }
+    encoder.finish().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_bomb_is_refused_from_its_headers_before_its_contents_are_reserved() {
+    let bomb = header_bomb(120 * MIB, 120 * MIB);
+    assert!(bomb.len() < 16 * 1024, "{}", bomb.len());
+    let mut ledger = Ledger::new(u64::MAX);
+    let err = unpack_within(&bomb, &mut ledger).err();
+    assert_eq!(
+        err,
+        Some(PackageError::TooCompressed {
+            compressed: bomb.len() as u64,
+            limit: EXPANSION_GRACE_BYTES
+        })
+    );
+    // The archive copy, the decoder (its window, the frame being larger) and the manifest;
+    // nothing for the 120 MiB entry.
+    assert_eq!(
+        ledger.asked,
+        [
+            bomb.len() as u64,
+            (1 << MAX_WINDOW_LOG) + 128 * 1024 + DECODER_OVERHEAD_BYTES,
+            MANIFEST.len() as u64
+        ]
+    );
+}
+
+#[test]
+fn a_declared_size_over_the_limit_is_refused_before_anything_is_reserved_for_it() {
+    // Over the absolute limit: refused whatever the ratio allows.
+    let bomb = header_bomb(MAX_UNCOMPRESSED_BYTES + 1, 0);
+    let limits = ReadLimits {
+        expansion: u64::MAX,
+        ..ReadLimits::DEFAULT
+    };
+    let mut ledger = Ledger::new(u64::MAX);
+    assert_eq!(
+        unpack_with(&bomb, &limits, &mut ledger).err(),
+        Some(PackageError::TooLarge {
+            what: "an entry of the package",
+            limit: MAX_UNCOMPRESSED_BYTES
+        })
+    );
+    assert!(
+        ledger.asked.iter().all(|n| *n < 16 * MIB),
+        "{:?}",
+        ledger.asked
+    );
+}
+
+#[test]
+fn reservations_cover_the_archive_the_decoder_and_each_entry() {
+    let package = packed(Some(README));
+    let mut ledger = Ledger::new(u64::MAX);
+    let back = unpack_within(&package.bytes, &mut ledger).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, package);
+    let tar_len = decompress(&package.bytes).len() as u64;
+    // Entries in archive order: README.md, agent.wasm, nexus.toml. A one-frame archive that
+    // declares its content size needs no larger decoder buffer than that.
+    assert_eq!(
+        ledger.asked,
+        [
+            package.bytes.len() as u64,
+            tar_len + DECODER_OVERHEAD_BYTES,
+            README.len() as u64,
+            WASM.len() as u64,
+            MANIFEST.len() as u64,
+        ]
+    );
+}
+
+#[test]
+fn a_refused_reservation_stops_unpacking_before_the_entry_is_read() {
+    let mut wasm = WASM.to_vec();
+    wasm.extend(std::iter::repeat_n(7u8, 100_000));
+    let package = pack(MANIFEST, &wasm, None).unwrap_or_else(|e| panic!("{e}"));
+    let up_front = package.bytes.len() as u64 + 200_000 + DECODER_OVERHEAD_BYTES;
+    // Room for the archive and the decoder, not for the component.
+    let mut ledger = Ledger::new(up_front);
+    let err = unpack_within(&package.bytes, &mut ledger).err();
+    assert!(
+        matches!(&err, Some(PackageError::OverBudget(m)) if m.contains("no room")),
+        "{err:?}"
+    );
+    assert_eq!(ledger.asked.last(), Some(&(wasm.len() as u64)));
+    // Refused up front: nothing is decompressed.
+    let mut ledger = Ledger::new(0);
+    assert!(matches!(
+        unpack_within(&package.bytes, &mut ledger),
+        Err(PackageError::OverBudget(_))
+    ));
+    assert_eq!(ledger.asked, [package.bytes.len() as u64]);
+}
+
+#[test]
+fn pack_refuses_contents_that_compress_too_well() {
+    let mut wasm = WASM.to_vec();
+    wasm.resize(EXPANSION_GRACE_BYTES as usize + 1, 0);
+    assert!(matches!(
+        pack(MANIFEST, &wasm, None),
+        Err(PackageError::TooCompressed { limit, .. }) if limit == EXPANSION_GRACE_BYTES
+    ));
+    // Under the grace, any ratio goes.
+    wasm.truncate(EXPANSION_GRACE_BYTES as usize - 64 * 1024);
+    let package = pack(MANIFEST, &wasm, None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(unpack(&package.bytes).is_ok());
 }
