@@ -7,7 +7,8 @@
 //! - `shedding`: one tenant's slow bodies against another tenant's A2A calls;
 //! - `inputs`: malformed, deep, huge and non-UTF-8 JSON, traversal and injection strings, in
 //!   `/v1`, A2A and MCP;
-//! - `archives`: hostile packages (not zstd, bombs, traversal, links, duplicates).
+//! - `archives`: hostile packages (not zstd, bombs, traversal, links, duplicates);
+//! - `cross_site`: what a web page on another origin or behind a rebound DNS name can send.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 #[path = "../../crates/cli/tests/common/mod.rs"]
@@ -16,5 +17,6 @@ mod support;
 
 mod archives;
 mod connections;
+mod cross_site;
 mod inputs;
 mod shedding;

@@ -49,11 +49,12 @@ async fn answer_head(stream: &mut TcpStream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_of_one_tenant_leave_the_others_served() {
-    // Node 64, tenant 16, principal 8 requests in flight; slow requests end after 3 s.
+    // Node 64, tenant 16, principal 8 requests in flight; slow requests end after 15 s
+    // (long enough for the deploys below to compile on a busy machine).
     let target = Target::start_with(
         &[
             ("NEXUS__SERVER__MAX_IN_FLIGHT", "64"),
-            ("NEXUS__SERVER__REQUEST_TIMEOUT_SECS", "3"),
+            ("NEXUS__SERVER__REQUEST_TIMEOUT_SECS", "15"),
         ],
         None,
     )
