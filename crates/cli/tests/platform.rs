@@ -162,6 +162,96 @@ fn invoke_streams_and_logs_follow() {
     server.stop();
 }
 
+/// The exit code `docs/cli.md` gives a task that did not complete, checked against every other
+/// place the document states it.
+fn documented_task_exit_code() -> i32 {
+    let docs = std::fs::read_to_string(repo().join("docs/cli.md")).unwrap();
+    let table = &docs[docs
+        .find("## Exit codes")
+        .expect("docs/cli.md has no exit code table")..];
+    let code: i32 = table
+        .lines()
+        .find(|line| line.contains("task did not complete"))
+        .and_then(|line| line.trim_start_matches('|').split('|').next())
+        .expect("the exit code table has no row for a task that did not complete")
+        .trim()
+        .parse()
+        .unwrap();
+    for verb in ["| `nexus invoke ", "| `nexus run "] {
+        let row = docs.lines().find(|line| line.starts_with(verb)).unwrap();
+        assert!(
+            row.contains(&format!("Exit {code} when the task fails")),
+            "{row}"
+        );
+    }
+    code
+}
+
+/// One rule for every output mode: a task that ends failed or rejected exits with the documented
+/// code after its output (the JSON still on stdout), and a completed one exits 0.
+#[test]
+fn a_task_that_does_not_complete_exits_non_zero_in_every_output_mode() {
+    let task_failed = documented_task_exit_code();
+    assert_eq!(task_failed, 6);
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let echo = repo().join("examples/echo");
+    let delegate = repo().join("examples/delegate");
+    text(&server.cli_building(&["deploy", echo.to_str().unwrap()]));
+    // Delegating to an agent that does not exist fails the task (the agent's own error).
+    text(&server.cli_building(&[
+        "deploy",
+        delegate.to_str().unwrap(),
+        "--grant",
+        "agents",
+        "--config",
+        "target=nobody-here",
+    ]));
+
+    // (agent, input, the state the task ends in, the exit code)
+    let cases = [
+        ("echo", "hello", "completed", 0),
+        ("echo", "   ", "rejected", task_failed),
+        ("delegate", "hello", "failed", task_failed),
+    ];
+    let modes: [&[&str]; 4] = [&[], &["--json"], &["--stream"], &["--json", "--stream"]];
+    for (agent, input, state, expected) in cases {
+        for mode in modes {
+            let mut args: Vec<&str> = Vec::new();
+            if mode.contains(&"--json") {
+                args.push("--json");
+            }
+            args.push("invoke");
+            if mode.contains(&"--stream") {
+                args.push("--stream");
+            }
+            args.extend([agent, input]);
+            let output = server.cli(&args);
+            let (code, stderr) = code_and_stderr(&output);
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert_eq!(code, Some(expected), "{args:?}: {stderr}");
+            // The output comes first whatever the outcome: the state is in it.
+            let ended_in = match mode {
+                [] | ["--stream"] => {
+                    assert!(stderr.contains(state), "{args:?}: {stderr}");
+                    state.to_owned()
+                }
+                ["--json"] => {
+                    let invocation: Value = serde_json::from_str(&stdout).unwrap();
+                    invocation["task"]["state"].as_str().unwrap().to_owned()
+                }
+                _ => {
+                    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+                    assert_eq!(last["kind"], "status", "{args:?}: {stdout}");
+                    last["payload"]["state"].as_str().unwrap().to_owned()
+                }
+            };
+            assert_eq!(ended_in, state, "{args:?}: {stdout}");
+        }
+    }
+    server.stop();
+}
+
 /// The hostile test guest, packed with a manifest, as a `.ncpkg` file.
 fn hostile_package(dir: &std::path::Path) -> std::path::PathBuf {
     let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))

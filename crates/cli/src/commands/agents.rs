@@ -347,7 +347,9 @@ pub async fn invoke(args: InvokeArgs, client: &Client, output: Output) -> Result
     }
     let invocation: Invocation = client.post(&segments, &body).await?;
     if output.json {
-        return output.print_json(&invocation);
+        // The JSON is the answer either way; the exit code still says how the task ended.
+        output.print_json(&invocation)?;
+        return ended(&invocation.task);
     }
     let (status, reply) = match &invocation.result {
         Some(TaskResult::Completed { reply }) => ("completed", reply),
@@ -359,18 +361,15 @@ pub async fn invoke(args: InvokeArgs, client: &Client, output: Output) -> Result
     Ok(())
 }
 
-/// The exit status for a task that did not answer.
+/// How `nexus invoke` ends for `task`, in every output mode: see [`CliError::for_task`].
 fn ended(task: &Task) -> Result<(), CliError> {
-    let why = task.status_message.as_deref().unwrap_or("no reason given");
-    let message = match task.state {
-        TaskState::Completed | TaskState::InputRequired => return Ok(()),
-        TaskState::Rejected => format!("the agent rejected the input: {why}"),
-        TaskState::Canceled => format!("task {} was canceled: {why}", task.id),
-        _ => format!("task {} {}: {why}", task.id, task.state),
-    };
-    Err(CliError {
-        code: CliError::TASK_FAILED,
-        message,
+    CliError::for_task(task.state, || {
+        let why = task.status_message.as_deref().unwrap_or("no reason given");
+        match task.state {
+            TaskState::Rejected => format!("the agent rejected the input: {why}"),
+            TaskState::Canceled => format!("task {} was canceled: {why}", task.id),
+            _ => format!("task {} {}: {why}", task.id, task.state),
+        }
     })
 }
 

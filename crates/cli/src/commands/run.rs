@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use nexus_core::message::{Part, text_of};
-use nexus_core::{Grants, Name, NewAgentRevision, NewTenant};
+use nexus_core::{Grants, Name, NewAgentRevision, NewTenant, TaskState};
 use nexus_host::emit::{AgentEvent, EventSink};
 use nexus_host::http::OutboundPolicy;
 use nexus_host::llm::{EchoProvider, LlmCapability, LlmProvider, OpenAiProvider};
@@ -168,17 +168,19 @@ pub async fn run(args: RunArgs, output: Output) -> Result<(), CliError> {
     } else {
         print_outcome(&outcome, streamed_text);
     }
-    match outcome.result {
-        TaskResult::Completed { .. } | TaskResult::InputRequired { .. } => Ok(()),
-        TaskResult::Rejected { reason } => Err(CliError {
-            code: CliError::TASK_FAILED,
-            message: format!("the agent rejected the input: {reason}"),
-        }),
-        TaskResult::Failed { error } => Err(CliError {
-            code: CliError::TASK_FAILED,
-            message: format!("task failed ({}): {error}", error.code()),
-        }),
-    }
+    let state = match &outcome.result {
+        TaskResult::Completed { .. } => TaskState::Completed,
+        TaskResult::InputRequired { .. } => TaskState::InputRequired,
+        TaskResult::Rejected { .. } => TaskState::Rejected,
+        TaskResult::Failed { .. } => TaskState::Failed,
+    };
+    CliError::for_task(state, || match &outcome.result {
+        TaskResult::Rejected { reason } => format!("the agent rejected the input: {reason}"),
+        TaskResult::Failed { error } => format!("task failed ({}): {error}", error.code()),
+        TaskResult::Completed { .. } | TaskResult::InputRequired { .. } => {
+            format!("task {state}")
+        }
+    })
 }
 
 /// Reads a component file, or builds a project directory and reads what it produced.
