@@ -1,8 +1,8 @@
 """Hostile load for scripts/bench-front-door (standard library only).
 
-slow-bodies PORT N KEY SECONDS: keeps N requests to the key's tenant's `echo` agent open, each
-    declaring a 4 KiB body and sending 16 bytes of it; a request the server ends is replaced a
-    second later (the `Retry-After` it gets).
+slow-bodies PORT N KEY SECONDS retry|once: opens N requests to the key's tenant's `echo` agent,
+    each declaring a 4 KiB body and sending 16 bytes of it; with `retry`, a request the server
+    ends is replaced a second later (the `Retry-After` it gets).
 idle-connections PORT N PID: prints the server's resident memory idle, with N open connections
     (each answered one request, then idle), and after they close.
 """
@@ -21,7 +21,7 @@ def rss_mib(pid):
     raise RuntimeError("no VmRSS")
 
 
-def slow_bodies(port, count, key, seconds):
+def slow_bodies(port, count, key, seconds, retry):
     head = (
         f"POST /a2a/flooder/echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
@@ -56,7 +56,8 @@ def slow_bodies(port, count, key, seconds):
             answers[status] = answers.get(status, 0) + 1
             selector.unregister(sock)
             sock.close()
-            retries.append(time.monotonic() + 1.0)
+            if retry:
+                retries.append(time.monotonic() + 1.0)
     print(f"slow-body answers while flooding: {answers}", file=sys.stderr)
 
 
@@ -84,7 +85,7 @@ def idle_connections(port, count, pid):
 if __name__ == "__main__":
     mode, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     if mode == "slow-bodies":
-        slow_bodies(port, count, sys.argv[4], float(sys.argv[5]))
+        slow_bodies(port, count, sys.argv[4], float(sys.argv[5]), sys.argv[6] == "retry")
     elif mode == "idle-connections":
         idle_connections(port, count, int(sys.argv[4]))
     else:
