@@ -108,3 +108,46 @@ async fn memory_held_by_connection_floods_is_reused_not_accumulated() {
         "after {FLOODS} floods {last} B, after the first {first} B (idle {idle_rss} B)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_http_parser_refuses_get_problems() {
+    let target = Target::start().await;
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(500_000)
+    );
+    for (name, request, status, code) in [
+        (
+            "huge headers",
+            huge.into_bytes(),
+            "431",
+            "headers_too_large",
+        ),
+        (
+            "a control byte in the path",
+            b"GET /v1/ten\x01ants HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec(),
+            "400",
+            "malformed_request",
+        ),
+    ] {
+        let mut stream = TcpStream::connect(target.addr).await.unwrap();
+        let _ = stream.write_all(&request).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+            .await
+            .expect("an answer in time");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{name}: {answer}"
+        );
+        assert!(
+            answer.contains("content-type: application/problem+json"),
+            "{name}: {answer}"
+        );
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        let problem: serde_json::Value = serde_json::from_str(body).expect("a JSON problem");
+        assert_eq!(problem["code"], code, "{name}");
+        target.assert_alive(name).await;
+    }
+}

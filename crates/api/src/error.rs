@@ -51,9 +51,11 @@ pub const fn status_of(code: ErrorCode) -> StatusCode {
         // A `Host` the server does not answer to is 400, not 421: RFC 9112 §3.2 asks 400 for a
         // missing, repeated or invalid `Host`, one code keeps clients simple, and 421 would make
         // browsers retry on a fresh connection for nothing.
-        ErrorCode::InvalidJson | ErrorCode::InvalidParameter | ErrorCode::HostRefused => {
-            StatusCode::BAD_REQUEST
-        }
+        ErrorCode::InvalidJson
+        | ErrorCode::InvalidParameter
+        | ErrorCode::HostRefused
+        | ErrorCode::MalformedRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         ErrorCode::InvalidBody
         | ErrorCode::ValidationFailed
         | ErrorCode::InvalidPackage
@@ -87,6 +89,8 @@ const fn title_of(code: ErrorCode) -> &'static str {
         ErrorCode::NotAcceptable => "Not acceptable",
         ErrorCode::OriginRefused => "Origin refused",
         ErrorCode::HostRefused => "Host refused",
+        ErrorCode::MalformedRequest => "Malformed request",
+        ErrorCode::HeadersTooLarge => "Request header fields too large",
         ErrorCode::Unauthenticated => "Authentication required",
         ErrorCode::Forbidden => "Forbidden",
         ErrorCode::RateLimited => "Too many requests",

@@ -1089,6 +1089,8 @@ fn every_error_code_is_documented_with_its_status() {
             | ErrorCode::NotAcceptable
             | ErrorCode::OriginRefused
             | ErrorCode::HostRefused
+            | ErrorCode::MalformedRequest
+            | ErrorCode::HeadersTooLarge
             | ErrorCode::Unauthenticated
             | ErrorCode::Forbidden
             | ErrorCode::RateLimited
@@ -1115,6 +1117,8 @@ fn every_error_code_is_documented_with_its_status() {
         ErrorCode::NotAcceptable,
         ErrorCode::OriginRefused,
         ErrorCode::HostRefused,
+        ErrorCode::MalformedRequest,
+        ErrorCode::HeadersTooLarge,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::RateLimited,

@@ -31,6 +31,11 @@ pub enum ErrorCode {
     NotAcceptable,
     /// The request comes from a web page (its `Origin`) the endpoint does not serve.
     OriginRefused,
+    /// The request line or a header is not valid HTTP/1.1 (an invalid byte in the path, a
+    /// malformed header); answered by the connection layer, which then closes the connection.
+    MalformedRequest,
+    /// The request's headers are larger than the server reads.
+    HeadersTooLarge,
     /// The request's `Host` names no address the server answers to (or is malformed, or
     /// given twice): what DNS rebinding would send.
     HostRefused,
@@ -76,6 +81,8 @@ impl ErrorCode {
             Self::NotAcceptable => "not_acceptable",
             Self::OriginRefused => "origin_refused",
             Self::HostRefused => "host_refused",
+            Self::MalformedRequest => "malformed_request",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",

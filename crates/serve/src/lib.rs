@@ -7,6 +7,8 @@
 //! - **A header timeout**: a request head must arrive whole within it, and a kept-alive
 //!   connection may wait that long for its next request (hyper starts the same timer when a
 //!   connection goes idle), so slow-header and idle connections end.
+//! - **Problem answers throughout**: what hyper answers on its own (a head too large, a
+//!   malformed request) is rewritten as problem+json ([`answers`]).
 //! - **Graceful shutdown**: no new connections, idle ones closed, requests in flight finish
 //!   within a grace period.
 //!
@@ -29,6 +31,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+mod answers;
 mod connections;
 mod files;
 
@@ -41,13 +44,13 @@ const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The answer to a connection refused at the cap, written before closing it.
 fn full_response() -> Vec<u8> {
-    let body = r#"{"type":"urn:nexus:error:overloaded","title":"Service Unavailable","status":503,"detail":"too many open connections; retry shortly","code":"overloaded"}"#;
-    format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
-         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
+    answers::problem_response(
+        503,
+        "Service Unavailable",
+        "overloaded",
+        "too many open connections; retry shortly",
+        "retry-after: 1\r\n",
     )
-    .into_bytes()
 }
 
 /// How a server treats its connections.
@@ -153,7 +156,7 @@ async fn run_connection<I, A>(
             }))
         }
     });
-    let connection = http.serve_connection(TokioIo::new(io), service);
+    let connection = http.serve_connection(TokioIo::new(answers::ProblemAnswers::new(io)), service);
     tokio::pin!(connection);
     let mut shutting_down = false;
     loop {

@@ -229,3 +229,52 @@ async fn shutdown_lets_requests_in_flight_finish_and_closes_idle_connections() {
         .expect("no panic");
     assert_eq!(stopped, Stopped::Drained);
 }
+
+#[tokio::test]
+async fn what_hyper_cannot_parse_is_answered_with_problems() {
+    let server = start(16, Duration::from_secs(10)).await;
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: test\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(500_000)
+    );
+    for (request, status, code) in [
+        (huge.into_bytes(), "431", "headers_too_large"),
+        (
+            b"GET /he\x01lthz HTTP/1.1\r\nHost: test\r\n\r\n".to_vec(),
+            "400",
+            "malformed_request",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n".to_vec(),
+            "400",
+            "malformed_request",
+        ),
+    ] {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        // The server may answer and close before the whole request is written.
+        let _ = stream.write_all(&request).await;
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response))
+            .await
+            .expect("an answer in time");
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{response}"
+        );
+        assert!(complete(&response), "content-length matches: {response}");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or("");
+        let problem: serde_json::Value = serde_json::from_str(body).expect("a JSON problem");
+        assert_eq!(problem["code"], code, "{response}");
+    }
+    // Ordinary answers are untouched.
+    let mut client = TcpStream::connect(server.addr).await.expect("connect");
+    let response = get_on(&mut client, "/").await;
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.ends_with("ok"),
+        "{response}"
+    );
+}

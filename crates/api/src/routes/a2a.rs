@@ -450,7 +450,11 @@ pub(crate) fn control_error(error: ControlError) -> RpcError {
         C::NotFound => code::TASK_NOT_FOUND,
         C::Conflict | C::IllegalTransition => code::UNSUPPORTED_OPERATION,
         C::Forbidden | C::Unauthenticated | C::OriginRefused | C::HostRefused => code::FORBIDDEN,
-        C::RouteNotFound | C::MethodNotAllowed | C::NotAcceptable => code::INVALID_REQUEST,
+        C::RouteNotFound
+        | C::MethodNotAllowed
+        | C::NotAcceptable
+        | C::MalformedRequest
+        | C::HeadersTooLarge => code::INVALID_REQUEST,
         C::RateLimited | C::Timeout | C::Overloaded | C::Unavailable | C::Internal => {
             return internal(error);
         }

@@ -145,7 +145,9 @@ fn control_error(error: ControlError) -> ErrorData {
         | C::Forbidden
         | C::Unauthenticated
         | C::OriginRefused
-        | C::HostRefused => ErrorData::invalid_params(error.to_string(), None),
+        | C::HostRefused
+        | C::MalformedRequest
+        | C::HeadersTooLarge => ErrorData::invalid_params(error.to_string(), None),
         C::RateLimited | C::Timeout | C::Overloaded | C::Unavailable | C::Internal => {
             internal(error)
         }
