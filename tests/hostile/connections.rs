@@ -63,6 +63,12 @@ async fn idle_connections_past_the_file_limit_do_not_lock_anyone_out() {
 async fn memory_held_by_connection_floods_is_reused_not_accumulated() {
     const CONNECTIONS: usize = 1500;
     const FLOODS: usize = 3;
+    // This test process holds the flood's client ends: more than a default soft limit of 1,024.
+    let limit = nexus_serve::raise_file_limit();
+    assert!(
+        limit.is_none_or(|limit| limit > CONNECTIONS as u64 + 256),
+        "file limit {limit:?}"
+    );
     let target = Target::start().await;
     target.assert_alive("warm-up").await;
     let idle_rss = target.resident_bytes();
