@@ -1,5 +1,5 @@
-//! Hostile request inputs over `/v1`, A2A and MCP: each gets its coded answer, nothing is
-//! stored, and the node keeps serving.
+//! Hostile request inputs over `/v1`, A2A and MCP (and webhook URLs aimed inside the node's
+//! network): each gets its coded answer, nothing is stored, and the node keeps serving.
 
 use reqwest::Method;
 
@@ -33,6 +33,22 @@ fn deep(depth: usize) -> Vec<u8> {
     let mut body = "[".repeat(depth);
     body.push_str(&"]".repeat(depth));
     body.into_bytes()
+}
+
+/// A2A `message/send` asking for push notifications to `url`.
+fn ssrf(url: &'static str) -> Case {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {
+        "message": {"kind": "message", "role": "user", "messageId": "m-ssrf",
+                    "parts": [{"kind": "text", "text": "hi"}]},
+        "configuration": {"pushNotificationConfig": {"url": url}}}});
+    Case {
+        name: url,
+        method: Method::POST,
+        path: "/a2a/attacker/echo",
+        headers: JSON,
+        body: body.to_string().into_bytes(),
+        expect: Expect::Rpc(-32602),
+    }
 }
 
 fn cases() -> Vec<Case> {
@@ -230,6 +246,21 @@ fn cases() -> Vec<Case> {
             br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":"x"}}"#,
             Problem(404, "not_found"),
         ),
+        // SSRF: a webhook for the task's notifications that points inside the node's network
+        // is refused before the task is created (`[push] allow_private_addresses` is off).
+        ssrf("http://127.0.0.1:5432/"),
+        ssrf("http://localhost/"),
+        ssrf("http://[::1]/"),
+        ssrf("http://0.0.0.0/"),
+        ssrf("http://2130706433/"),
+        ssrf("http://0x7f.1/"),
+        ssrf("http://127.1/"),
+        ssrf("http://[::ffff:127.0.0.1]/"),
+        ssrf("http://169.254.169.254/latest/meta-data/"),
+        ssrf("http://10.0.0.1/"),
+        ssrf("http://[fe80::1]/"),
+        ssrf("file:///etc/passwd"),
+        ssrf("http://user:pass@example.com/"),
         // MCP
         case(
             "MCP truncated JSON",
