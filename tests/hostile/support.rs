@@ -258,18 +258,6 @@ impl Target {
 
     /// The server process's resident memory, in bytes.
     pub fn resident_bytes(&self) -> u64 {
-        resident_bytes(self.server.child.id())
+        crate::common::resident_bytes(self.server.child.id())
     }
-}
-
-/// The resident memory of process `pid`, in bytes (`VmRSS` of `/proc/<pid>/status`).
-pub fn resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("VmRSS in /proc/<pid>/status");
-    kib * 1024
 }

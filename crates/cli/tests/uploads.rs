@@ -98,23 +98,6 @@ fn real_package() -> Vec<u8> {
     nexus_package::pack(MANIFEST, &wasm, None).unwrap().bytes
 }
 
-/// The resident memory of process `pid`, in bytes (`VmRSS`).
-fn resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .unwrap();
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib * 1024
-}
-
 /// Samples a process's resident memory until dropped, keeping the peak.
 struct PeakSampler {
     peak: Arc<AtomicU64>,

@@ -225,3 +225,15 @@ impl Server {
         self.child.wait().unwrap();
     }
 }
+
+/// The resident memory of process `pid`, in bytes (`VmRSS` of `/proc/<pid>/status`).
+pub fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("VmRSS in /proc/<pid>/status");
+    kib * 1024
+}
