@@ -12,14 +12,19 @@
 //!   writes a passive checkpoint never catches up with the last commit, and SQLite starts the
 //!   WAL over only when one has, so without this the WAL would grow for as long as the load
 //!   lasts. `RESTART` holds new writers back while it copies what is left (at most one interval
-//!   of writes) and makes the next writer start the WAL from its beginning.
+//!   of writes) and makes the next writer start the WAL from its beginning;
+//! - on request ([`Checkpointer::truncate`]), a `TRUNCATE` checkpoint, after a deletion that
+//!   must leave no copy in the WAL. It runs on this thread so that it never meets the periodic
+//!   checkpoint: SQLite refuses a second checkpoint at once, without waiting for the first.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use nexus_store::StoreError;
 use rusqlite::Connection;
+use tokio::sync::oneshot;
 
 /// How often the WAL is copied back: often enough that a restart has little left to copy,
 /// rarely enough that an idle server barely wakes.
@@ -33,30 +38,71 @@ pub const WAL_RESTART_PAGES: i64 = 8192;
 /// The checkpoint thread of a store; it stops when this is dropped.
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
-    /// Dropped to stop the thread.
-    _stop: Sender<()>,
+    /// Requests to the thread; dropping it stops the thread.
+    requests: Mutex<Sender<Truncate>>,
 }
+
+/// A request for a `TRUNCATE` checkpoint, answered with whether the WAL is now empty.
+type Truncate = oneshot::Sender<rusqlite::Result<bool>>;
 
 impl Checkpointer {
     /// Starts checkpointing the database at `path` (in WAL mode).
     pub(crate) fn start(path: &Path) -> Result<Self, StoreError> {
         let conn = crate::open_connection(path, "")?;
-        let (stop, stopped) = mpsc::channel::<()>();
+        let (requests, received) = mpsc::channel::<Truncate>();
         std::thread::Builder::new()
             .name("nexus-checkpoint".into())
             .spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_INTERVAL)
-                {
-                    if let Err(e) = checkpoint(&conn, WAL_RESTART_PAGES) {
-                        tracing::warn!(error = %e, "WAL checkpoint failed; retrying later");
+                loop {
+                    match received.recv_timeout(CHECKPOINT_INTERVAL) {
+                        Err(RecvTimeoutError::Timeout) => {
+                            if let Err(e) = checkpoint(&conn, WAL_RESTART_PAGES) {
+                                tracing::warn!(error = %e, "WAL checkpoint failed; retrying later");
+                            }
+                        }
+                        Ok(reply) => {
+                            // The caller may have gone; the truncation stands either way.
+                            let _ = reply.send(truncate(&conn));
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
             })
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}"))
             })?;
-        Ok(Self { _stop: stop })
+        Ok(Self {
+            requests: Mutex::new(requests),
+        })
     }
+
+    /// Copies the whole WAL into the database and truncates it to nothing; `Ok(false)` when a
+    /// reader kept a snapshot that needs the WAL for longer than the busy timeout.
+    pub(crate) async fn truncate(&self) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let sent = match self.requests.lock() {
+            Ok(requests) => requests.send(reply).is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
+            return Err(StoreError::Unavailable(
+                "the checkpoint thread has stopped".into(),
+            ));
+        }
+        match answer.await {
+            Ok(outcome) => outcome.map_err(|e| StoreError::Backend(format!("checkpoint: {e}"))),
+            Err(_) => Err(StoreError::Unavailable(
+                "the checkpoint thread has stopped".into(),
+            )),
+        }
+    }
+}
+
+/// A `TRUNCATE` checkpoint: waits (the busy timeout) for readers on older snapshots, copies
+/// the WAL back and empties it. Whether the WAL is empty afterwards.
+fn truncate(conn: &Connection) -> rusqlite::Result<bool> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    Ok(busy == 0)
 }
 
 /// What one [`checkpoint`] did.

@@ -40,7 +40,7 @@ pub struct SqliteStore {
     tasks: nexus_store_sql::TaskWriter,
     names: Arc<NameCache>,
     /// Copies the WAL back into the database; stops with the last clone of the store.
-    _checkpoints: Arc<Checkpointer>,
+    checkpoints: Arc<Checkpointer>,
     /// Held while the store is open: the database has one writing process, this one, which is
     /// what lets [`NameCache`] keep agent rows.
     _exclusive: Arc<File>,
@@ -90,7 +90,7 @@ impl SqliteStore {
             writer,
             tasks,
             names: Arc::new(NameCache::new(AgentCaching::Exclusive)),
-            _checkpoints: Arc::new(checkpoints),
+            checkpoints: Arc::new(checkpoints),
             _exclusive: Arc::new(exclusive),
         })
     }
@@ -114,15 +114,14 @@ impl SqliteStore {
     /// After a deletion that must leave no copy behind (a tenant's data key): copies the WAL
     /// into the database, whose deleted rows `secure_delete` zeroed, and truncates the WAL,
     /// which still holds the rows' earlier versions. Best effort: a reader in the middle of a
-    /// long query keeps the WAL, which the next restart of the WAL then overwrites.
+    /// long query keeps the WAL, which the next restart of the WAL then overwrites. The
+    /// checkpoint thread runs it, so it never collides with a periodic checkpoint.
     async fn scrub(&self) {
-        let outcome: std::result::Result<(i64, i64, i64), _> =
-            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-                .fetch_one(&self.writer)
-                .await;
-        match outcome {
-            Ok((0, _, _)) => {}
-            Ok(_) => tracing::warn!("the WAL was busy; deleted rows stay in it until it restarts"),
+        match self.checkpoints.truncate().await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("the WAL was busy; deleted rows stay in it until it restarts")
+            }
             Err(e) => tracing::warn!(error = %e, "cannot truncate the WAL after a deletion"),
         }
     }
