@@ -448,12 +448,12 @@ pub(crate) fn unpack_with(
         .ok_or(PackageError::MissingEntry(WASM_ENTRY))?;
     let manifest_text = String::from_utf8(manifest_bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        ManifestError {
-            file: MANIFEST_FILE.to_owned(),
-            line: valid.iter().filter(|b| **b == b'\n').count() + 1,
-            field: String::new(),
-            message: "the file is not valid UTF-8".to_owned(),
-        }
+        ManifestError::single(
+            MANIFEST_FILE,
+            valid.iter().filter(|b| **b == b'\n').count() + 1,
+            "",
+            "the file is not valid UTF-8",
+        )
     })?;
     let manifest = parse_manifest(MANIFEST_FILE, &manifest_text)?;
     check_component(&wasm)?;

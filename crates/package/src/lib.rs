@@ -6,9 +6,10 @@
 //! # Manifest
 //!
 //! [`parse_manifest`] reads `nexus.toml` into a [`Manifest`] and validates it. Unknown keys are
-//! errors, and every error ([`ManifestError`]) names the file, the 1-based line and the field
-//! (`agent.name`, `skills[0].id`), e.g. `nexus.toml:3: agent.name: name `Bad` may only
-//! contain ...`.
+//! errors, and a [`ManifestError`] lists every problem at once, each naming the file, the
+//! 1-based line and the field (`agent.name`, `skills[0].id`), e.g. `nexus.toml:3: agent.name:
+//! name `Bad` may only contain ...`. [`fields`] describes every field; `docs/manifest.md` is
+//! rendered from it.
 //!
 //! # The `.ncpkg` format
 //!
@@ -54,8 +55,9 @@ pub use archive::{
     check_component, digest_of, pack, unpack, unpack_within,
 };
 pub use manifest::{
-    AgentSection, Capabilities, DEFAULT_MODE, Limits, MANIFEST_FILE, MAX_DESCRIPTION_CHARS,
-    MAX_EXAMPLE_CHARS, MAX_EXAMPLES, MAX_HOSTS, MAX_MANIFEST_BYTES, MAX_MODES, MAX_SKILL_ID_LEN,
-    MAX_SKILL_NAME_CHARS, MAX_SKILLS, MAX_TAG_CHARS, MAX_TAGS, MEMORY_MIB_RANGE, Manifest,
-    ManifestError, Mode, Skill, TIMEOUT_SECS_RANGE, parse_manifest,
+    AgentSection, Capabilities, DEFAULT_MODE, FieldKind, FieldSpec, Limits, MANIFEST_FILE,
+    MAX_DESCRIPTION_CHARS, MAX_EXAMPLE_CHARS, MAX_EXAMPLES, MAX_HOSTS, MAX_MANIFEST_BYTES,
+    MAX_MODES, MAX_SKILL_ID_LEN, MAX_SKILL_NAME_CHARS, MAX_SKILLS, MAX_TAG_CHARS, MAX_TAGS,
+    MEMORY_MIB_RANGE, MODES, Manifest, ManifestError, ManifestProblem, Mode, Skill,
+    TIMEOUT_SECS_RANGE, fields, parse_manifest, reference_table,
 };

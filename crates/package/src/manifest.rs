@@ -207,22 +207,31 @@ fn deserialize_version<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<semver::Version, D::Error> {
     let text = String::deserialize(deserializer)?;
-    semver::Version::parse(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "version `{}` is not a semantic version (MAJOR.MINOR.PATCH, e.g. 0.1.0): {e}",
-            shorten(&text)
-        ))
-    })
+    semver::Version::parse(&text).map_err(|e| serde::de::Error::custom(version_error(&text, &e)))
 }
 
-/// Why a manifest was rejected, and where.
+fn version_error(text: &str, e: &semver::Error) -> String {
+    format!(
+        "version `{}` is not a semantic version (MAJOR.MINOR.PATCH, e.g. 0.1.0): {e}",
+        shorten(text)
+    )
+}
+
+/// Why a manifest was rejected: every problem found, each with its line and field.
 ///
-/// Displays as `file:line: field: message` (`file:line: message` when no field applies, as for
-/// TOML syntax errors).
+/// Displays one problem per line as `file:line: field: message` (`file:line: message` when no
+/// field applies, as for TOML syntax errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestError {
     /// The file name given to [`parse_manifest`].
     pub file: String,
+    /// What is wrong, in line order; never empty.
+    pub problems: Vec<ManifestProblem>,
+}
+
+/// One thing wrong with a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestProblem {
     /// 1-based line of the problem: the offending key or value, or the closest enclosing table
     /// header when the key is missing.
     pub line: usize,
@@ -232,13 +241,38 @@ pub struct ManifestError {
     pub message: String,
 }
 
+impl ManifestError {
+    /// An error of one problem.
+    pub fn single(file: &str, line: usize, field: &str, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_owned(),
+            problems: vec![ManifestProblem {
+                line,
+                field: field.to_owned(),
+                message: message.into(),
+            }],
+        }
+    }
+
+    /// The problem that comes first in the file.
+    pub fn first(&self) -> Option<&ManifestProblem> {
+        self.problems.first()
+    }
+}
+
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: ", self.file, self.line)?;
-        if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}:{}: ", self.file, problem.line)?;
+            if !problem.field.is_empty() {
+                write!(f, "{}: ", problem.field)?;
+            }
+            f.write_str(&problem.message)?;
         }
-        f.write_str(&self.message)
+        Ok(())
     }
 }
 
@@ -246,16 +280,29 @@ impl std::error::Error for ManifestError {}
 
 /// Parses and validates a manifest. `file_name` is only used in errors.
 ///
-/// Checks, after the TOML parses into the schema (unknown keys are errors): the names and
-/// version, description lengths, the media types, at least one skill, unique skill ids, skill
-/// input schemas being JSON objects, host pattern shapes and limit ranges. The first problem
-/// found is reported.
+/// Reports every problem at once: first the structure (each unknown key, missing required
+/// field and value of the wrong type, see [`fields`]), then, when the structure is sound, the
+/// rules: description lengths, media types, at least one skill, unique skill ids, skill input
+/// schemas being JSON objects, host pattern shapes and limit ranges. A TOML syntax error or an
+/// oversized file is reported alone.
 pub fn parse_manifest(file_name: &str, text: &str) -> Result<Manifest, ManifestError> {
-    let error = |line: usize, field: String, message: String| ManifestError {
-        file: file_name.to_owned(),
-        line,
-        field,
-        message,
+    let error = |line: usize, field: String, message: String| {
+        ManifestError::single(file_name, line, &field, message)
+    };
+    let placed = |doc: &ImDocument<&str>, mut problems: Vec<Problem>| {
+        let mut placed: Vec<ManifestProblem> = problems
+            .drain(..)
+            .map(|problem| ManifestProblem {
+                line: locate(doc, text, &problem.path),
+                field: render(&problem.path),
+                message: problem.message,
+            })
+            .collect();
+        placed.sort_by_key(|p| p.line);
+        ManifestError {
+            file: file_name.to_owned(),
+            problems: placed,
+        }
     };
     if text.len() > MAX_MANIFEST_BYTES {
         return Err(error(
@@ -271,6 +318,10 @@ pub fn parse_manifest(file_name: &str, text: &str) -> Result<Manifest, ManifestE
         let line = e.span().map_or(1, |span| line_at(text, span.start));
         error(line, String::new(), one_line(e.message()))
     })?;
+    let problems = schema::check_structure(&doc);
+    if !problems.is_empty() {
+        return Err(placed(&doc, problems));
+    }
     let manifest: Manifest = serde_path_to_error::deserialize(toml::Deserializer::new(text))
         .map_err(|e| {
             let mut path: Vec<Seg> = e
@@ -303,13 +354,10 @@ pub fn parse_manifest(file_name: &str, text: &str) -> Result<Manifest, ManifestE
             );
             error(line, render(&path), message)
         })?;
-    validate(&manifest).map_err(|problem| {
-        error(
-            locate(&doc, text, &problem.path),
-            render(&problem.path),
-            problem.message,
-        )
-    })?;
+    let problems = validate(&manifest);
+    if !problems.is_empty() {
+        return Err(placed(&doc, problems));
+    }
     Ok(manifest)
 }
 
@@ -440,55 +488,68 @@ fn shorten(text: &str) -> String {
     out
 }
 
-fn validate(manifest: &Manifest) -> Check {
+/// Every rule `manifest` breaks, at most one per field.
+fn validate(manifest: &Manifest) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut note = |check: Check| {
+        if let Err(problem) = check {
+            problems.push(problem);
+        }
+    };
     let agent = &manifest.agent;
     let at = |k: &str| vec![key("agent"), key(k)];
-    check_text(at("description"), &agent.description, MAX_DESCRIPTION_CHARS)?;
-    check_modes(&at("input_modes"), &agent.input_modes)?;
-    check_modes(&at("output_modes"), &agent.output_modes)?;
-    check_tags(&at("tags"), &agent.tags)?;
+    note(check_text(
+        at("description"),
+        &agent.description,
+        MAX_DESCRIPTION_CHARS,
+    ));
+    note(check_modes(&at("input_modes"), &agent.input_modes));
+    note(check_modes(&at("output_modes"), &agent.output_modes));
+    note(check_tags(&at("tags"), &agent.tags));
 
     if manifest.skills.is_empty() {
-        return fail(
+        note(fail(
             vec![key("skills")],
             "at least one [[skills]] entry is required",
-        );
+        ));
     }
     if manifest.skills.len() > MAX_SKILLS {
-        return fail(
+        note(fail(
             vec![key("skills"), Seg::Index(MAX_SKILLS)],
             format!(
                 "{} skills; the limit is {MAX_SKILLS}",
                 manifest.skills.len()
             ),
-        );
+        ));
     }
     let mut ids = HashSet::new();
     for (i, skill) in manifest.skills.iter().enumerate() {
         let base = [key("skills"), Seg::Index(i)];
-        check_skill(&base, skill)?;
+        for check in check_skill(&base, skill) {
+            note(check);
+        }
         if !ids.insert(skill.id.as_str()) {
-            return fail(
+            note(fail(
                 join(&base, [key("id")]),
                 format!("skill id `{}` is used by an earlier skill", skill.id),
-            );
+            ));
         }
     }
 
     let hosts = &manifest.capabilities.hosts;
     let base = [key("capabilities"), key("hosts")];
     if hosts.len() > MAX_HOSTS {
-        return fail(
+        note(fail(
             join(&base, [Seg::Index(MAX_HOSTS)]),
             format!("{} host patterns; the limit is {MAX_HOSTS}", hosts.len()),
-        );
+        ));
     }
     for (i, pattern) in hosts.iter().enumerate() {
         if let Err(reason) = check_host_pattern(pattern) {
-            return fail(
+            note(fail(
                 join(&base, [Seg::Index(i)]),
                 format!("invalid host pattern `{}`: {reason}", shorten(pattern)),
-            );
+            ));
         }
     }
 
@@ -496,78 +557,87 @@ fn validate(manifest: &Manifest) -> Check {
     if let Some(mib) = limits.memory_mib
         && !MEMORY_MIB_RANGE.contains(&mib)
     {
-        return fail(
+        note(fail(
             vec![key("limits"), key("memory_mib")],
             format!(
                 "{mib} is out of range {}..={}",
                 MEMORY_MIB_RANGE.start(),
                 MEMORY_MIB_RANGE.end()
             ),
-        );
+        ));
     }
     if let Some(secs) = limits.timeout_secs
         && !TIMEOUT_SECS_RANGE.contains(&secs)
     {
-        return fail(
+        note(fail(
             vec![key("limits"), key("timeout_secs")],
             format!(
                 "{secs} is out of range {}..={}",
                 TIMEOUT_SECS_RANGE.start(),
                 TIMEOUT_SECS_RANGE.end()
             ),
-        );
+        ));
     }
     if limits.fuel == Some(0) {
-        return fail(vec![key("limits"), key("fuel")], "fuel must be at least 1");
+        note(fail(
+            vec![key("limits"), key("fuel")],
+            "fuel must be at least 1",
+        ));
     }
-    Ok(())
+    problems
 }
 
-fn check_skill(base: &[Seg], skill: &Skill) -> Check {
+/// The checks of one skill's fields, one result per field.
+fn check_skill(base: &[Seg], skill: &Skill) -> Vec<Check> {
     let at = |k: &str| join(base, [key(k)]);
-    if let Err(reason) = check_skill_id(&skill.id) {
-        return fail(
+    let id = check_skill_id(&skill.id).or_else(|reason| {
+        fail(
             at("id"),
             format!("skill id `{}` {reason}", shorten(&skill.id)),
-        );
-    }
-    check_text(at("name"), &skill.name, MAX_SKILL_NAME_CHARS)?;
-    check_text(at("description"), &skill.description, MAX_DESCRIPTION_CHARS)?;
-    check_tags(&at("tags"), &skill.tags)?;
-    if skill.examples.len() > MAX_EXAMPLES {
-        return fail(
-            join(base, [key("examples"), Seg::Index(MAX_EXAMPLES)]),
-            format!(
-                "{} examples; the limit is {MAX_EXAMPLES}",
-                skill.examples.len()
-            ),
-        );
-    }
-    for (i, example) in skill.examples.iter().enumerate() {
-        check_text(
-            join(base, [key("examples"), Seg::Index(i)]),
-            example,
-            MAX_EXAMPLE_CHARS,
-        )?;
-    }
-    if let Some(schema) = &skill.input_schema {
-        match serde_json::from_str::<serde_json::Value>(schema) {
-            Ok(serde_json::Value::Object(_)) => {}
-            Ok(_) => {
-                return fail(
-                    at("input_schema"),
-                    "the input schema must be a JSON object (a JSON Schema), given as a string",
-                );
-            }
-            Err(e) => {
-                return fail(
-                    at("input_schema"),
-                    format!("the input schema is not valid JSON: {e}"),
-                );
-            }
+        )
+    });
+    let examples = || {
+        if skill.examples.len() > MAX_EXAMPLES {
+            return fail(
+                join(base, [key("examples"), Seg::Index(MAX_EXAMPLES)]),
+                format!(
+                    "{} examples; the limit is {MAX_EXAMPLES}",
+                    skill.examples.len()
+                ),
+            );
         }
-    }
-    Ok(())
+        for (i, example) in skill.examples.iter().enumerate() {
+            check_text(
+                join(base, [key("examples"), Seg::Index(i)]),
+                example,
+                MAX_EXAMPLE_CHARS,
+            )?;
+        }
+        Ok(())
+    };
+    let schema = || match skill
+        .input_schema
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>)
+    {
+        None | Some(Ok(serde_json::Value::Object(_))) => Ok(()),
+        Some(Ok(_)) => fail(
+            at("input_schema"),
+            "the input schema must be a JSON object (a JSON Schema), given as a string",
+        ),
+        Some(Err(e)) => fail(
+            at("input_schema"),
+            format!("the input schema is not valid JSON: {e}"),
+        ),
+    };
+    vec![
+        id,
+        check_text(at("name"), &skill.name, MAX_SKILL_NAME_CHARS),
+        check_text(at("description"), &skill.description, MAX_DESCRIPTION_CHARS),
+        check_tags(&at("tags"), &skill.tags),
+        examples(),
+        schema(),
+    ]
 }
 
 /// Free text: not blank, at most `max` characters, no control characters but newlines and tabs.
@@ -733,6 +803,10 @@ fn check_host_pattern(pattern: &str) -> Result<(), &'static str> {
         },
     }
 }
+
+mod schema;
+
+pub use schema::{FieldKind, FieldSpec, MODES, fields, reference_table};
 
 #[cfg(test)]
 mod tests;

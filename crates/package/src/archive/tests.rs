@@ -152,9 +152,10 @@ fn pack_validates_its_inputs() {
     let bad = MANIFEST.replace(r#"name = "echo""#, r#"name = "Echo""#);
     match pack(&bad, WASM, None) {
         Err(PackageError::InvalidManifest(e)) => {
+            let first = e.first().map(|p| (p.line, p.field.as_str()));
             assert_eq!(
-                (e.file.as_str(), e.line, e.field.as_str()),
-                ("nexus.toml", 2, "agent.name")
+                (e.file.as_str(), first),
+                ("nexus.toml", Some((2, "agent.name")))
             );
         }
         other => panic!("{other:?}"),
@@ -310,7 +311,7 @@ fn hostile_names_and_kinds_are_refused() {
                 file("nexus.toml", b"[agent]\nname = 1\n"),
                 file("agent.wasm", WASM),
             ])),
-            |e| matches!(e, PackageError::InvalidManifest(m) if m.line == 2 && m.field == "agent.name"),
+            |e| matches!(e, PackageError::InvalidManifest(m) if m.problems.iter().any(|p| p.line == 2 && p.field == "agent.name")),
         ),
         (
             "manifest not UTF-8",
@@ -318,7 +319,7 @@ fn hostile_names_and_kinds_are_refused() {
                 file("nexus.toml", b"[agent]\nname = \"\xff\"\n"),
                 file("agent.wasm", WASM),
             ])),
-            |e| matches!(e, PackageError::InvalidManifest(m) if m.line == 2 && m.message.contains("UTF-8")),
+            |e| matches!(e, PackageError::InvalidManifest(m) if m.first().is_some_and(|p| p.line == 2 && p.message.contains("UTF-8"))),
         ),
         (
             "README not UTF-8",

@@ -516,11 +516,15 @@ fn bad_manifests_name_line_and_field() {
             }
             Err(e) => e,
         };
+        // One fault, one problem.
         let ok = err.file == MANIFEST_FILE
-            && err.field == case.field
-            && err.line == case.line
-            && err.message.contains(case.message)
-            && !err.message.contains('\n');
+            && err.problems.len() == 1
+            && err.first().is_some_and(|p| {
+                p.field == case.field
+                    && p.line == case.line
+                    && p.message.contains(case.message)
+                    && !p.message.contains('\n')
+            });
         if !ok {
             failures.push(format!(
                 "{}: got `{err}`, want line {} field `{}` message containing `{}`",
@@ -553,9 +557,83 @@ fn error_display_names_file_line_and_field() {
 fn skills_are_required() {
     let text = FULL.split("[[skills]]").next().unwrap_or_default();
     let err = parse(text).err();
-    assert_eq!(err.as_ref().map(|e| e.field.as_str()), Some("skills"));
-    assert_eq!(err.as_ref().map(|e| e.line), Some(1));
-    assert!(err.is_some_and(|e| e.message.contains("at least one")));
+    let first = err.as_ref().and_then(ManifestError::first);
+    assert_eq!(
+        first.map(|p| (p.field.as_str(), p.line)),
+        Some(("skills", 1))
+    );
+    assert!(first.is_some_and(|p| p.message.contains("at least one")));
+    // An empty list is no better.
+    let err = parse(&format!("{text}skills = []\n")).err();
+    let first = err.as_ref().and_then(ManifestError::first);
+    assert!(first.is_some_and(|p| p.field == "skills" && p.message.contains("at least one")));
+}
+
+/// A new user's first manifest: every missing field, unknown key and bad value is reported in
+/// one go, in line order, not one per attempt.
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"[agent]
+name = "Echo"
+version = "1.0"
+colour = "blue"
+
+[[skills]]
+id = "echo"
+description = ""
+
+[[skills]]
+id = "Bad!"
+name = "Second"
+description = "d"
+examples = [1]
+
+[limits]
+memory_mib = true
+"#;
+    let err = parse(text).err().map(|e| e.to_string()).unwrap_or_default();
+    let expected = [
+        "nexus.toml:1: agent.namespace: missing field `namespace`",
+        "nexus.toml:1: agent.description: missing field `description`",
+        "nexus.toml:2: agent.name: name `Echo` may only contain",
+        "nexus.toml:3: agent.version: version `1.0` is not a semantic version",
+        "nexus.toml:4: agent.colour: unknown field `colour`, expected one of `name`, `namespace`,",
+        "nexus.toml:6: skills[0].name: missing field `name`",
+        "nexus.toml:14: skills[1].examples[0]: invalid type: an integer, expected a string",
+        "nexus.toml:17: limits.memory_mib: invalid type: a boolean, expected a non-negative integer",
+    ];
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    for (line, want) in lines.iter().zip(expected) {
+        assert!(
+            line.starts_with(want),
+            "got `{line}`, want `{want}…`\n{err}"
+        );
+    }
+
+    // Once the structure is sound, every broken rule is reported, one per field.
+    let text = FULL
+        .replacen(
+            r#"description = "Replies with what you said.""#,
+            r#"description = "" "#,
+            1,
+        )
+        .replacen(r#"id = "shout""#, r#"id = "echo""#, 1)
+        .replacen("memory_mib = 64", "memory_mib = 0", 1)
+        .replacen("fuel = 1000000000", "fuel = 0", 1);
+    let fields: Vec<String> = parse(&text)
+        .err()
+        .map(|e| e.problems.into_iter().map(|p| p.field).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        fields,
+        [
+            "agent.description",
+            "skills[1].id",
+            "limits.memory_mib",
+            "limits.fuel"
+        ]
+    );
 }
 
 #[test]
@@ -566,7 +644,9 @@ skills = [{ id = "echo", name = "Echo", description = "d" }]
 "#;
     let err = parse(text).err();
     assert_eq!(
-        err.as_ref().map(|e| (e.field.as_str(), e.line)),
+        err.as_ref()
+            .and_then(ManifestError::first)
+            .map(|p| (p.field.as_str(), p.line)),
         Some(("agent.namespace", 1))
     );
 
@@ -581,7 +661,9 @@ skills = [
 "#;
     let err = parse(text).err();
     assert_eq!(
-        err.as_ref().map(|e| (e.field.as_str(), e.line)),
+        err.as_ref()
+            .and_then(ManifestError::first)
+            .map(|p| (p.field.as_str(), p.line)),
         Some(("skills[1].id", 7))
     );
 }
@@ -590,7 +672,8 @@ skills = [
 fn oversized_manifest_is_refused_before_parsing() {
     let text = format!("# {}\n", "x".repeat(MAX_MANIFEST_BYTES));
     let err = parse(&text).err();
-    assert!(err.is_some_and(|e| e.line == 1 && e.message.contains("limit")));
+    let first = err.as_ref().and_then(ManifestError::first);
+    assert!(first.is_some_and(|p| p.line == 1 && p.message.contains("limit")));
 }
 
 #[test]
