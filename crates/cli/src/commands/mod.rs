@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod bench;
+mod build;
 mod export;
 pub mod keys;
 pub mod policies;

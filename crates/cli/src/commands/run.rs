@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
@@ -19,6 +18,8 @@ use nexus_store_sqlite::SqliteStore;
 use serde::Serialize;
 
 use super::Output;
+/// Where `nexus build` and `nexus deploy` find the build as well.
+pub(crate) use super::build::build;
 use crate::exit::CliError;
 
 /// Tenant that owns locally run agents in the run database.
@@ -195,71 +196,6 @@ async fn component(target: &Path, output: Output) -> Result<(String, Vec<u8>), C
         .file_stem()
         .map_or_else(|| "agent".to_owned(), |s| s.to_string_lossy().into_owned());
     Ok((name, bytes))
-}
-
-/// `cargo build --release --target wasm32-wasip2` in `dir`; cargo's progress goes to stderr.
-pub(crate) async fn build(dir: &Path, output: Output) -> Result<(String, Vec<u8>), CliError> {
-    if !dir.join("Cargo.toml").exists() {
-        return Err(CliError::usage(format!(
-            "{} is not an agent project (no Cargo.toml) — pass a project directory or a .wasm file",
-            dir.display()
-        )));
-    }
-    if !output.json {
-        eprintln!("building {} for wasm32-wasip2", dir.display());
-    }
-    let result = tokio::process::Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .output()
-        .await
-        .map_err(|e| CliError::usage(format!("cannot run cargo: {e}")))?;
-    if !result.status.success() {
-        return Err(CliError::usage(format!(
-            "building {} failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)",
-            dir.display()
-        )));
-    }
-    // The last cdylib artifact whose file is a .wasm is the agent.
-    let artifact = String::from_utf8_lossy(&result.stdout)
-        .lines()
-        .rev()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["reason"] == "compiler-artifact")
-        .filter(|msg| {
-            msg["target"]["kind"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == "cdylib"))
-        })
-        .filter_map(|msg| {
-            let name = msg["target"]["name"].as_str()?.to_owned();
-            let file = msg["filenames"]
-                .as_array()?
-                .iter()
-                .filter_map(|f| f.as_str())
-                .find(|f| f.ends_with(".wasm"))?
-                .to_owned();
-            Some((name, file))
-        })
-        .next()
-        .ok_or_else(|| {
-            CliError::usage(format!(
-                "{} built no component: an agent crate needs `crate-type = [\"cdylib\"]`",
-                dir.display()
-            ))
-        })?;
-    let bytes = tokio::fs::read(&artifact.1)
-        .await
-        .map_err(|e| CliError::internal(format!("cannot read {}: {e}", artifact.1)))?;
-    Ok((artifact.0, bytes))
 }
 
 /// Agent names are URL-safe slugs; crate names may use `_`.
