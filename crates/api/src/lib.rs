@@ -264,6 +264,12 @@ pub(crate) fn extra_routes(openapi_json: String) -> Vec<ExtraRoute> {
             handler: axum::routing::post(routes::a2a::rpc),
             probes: &[(Method::POST, "/a2a/{tenant}/{agent}")],
         },
+        // The same with a trailing slash, as clients that join paths send it.
+        ExtraRoute {
+            path: "/a2a/{tenant}/{agent}/",
+            handler: axum::routing::post(routes::a2a::rpc),
+            probes: &[(Method::POST, "/a2a/{tenant}/{agent}/")],
+        },
         // The HTTP+JSON binding: every other path under the base, routed by `a2a_rest`
         // (its `tasks/{id}:cancel` segments are no axum captures).
         ExtraRoute {

@@ -938,7 +938,11 @@ async fn a2a_rest_binding_maps_errors_and_refuses_bad_input() {
         let what = format!("{method} {path} (A2A {version})");
         let reply = app.send(request(method, path, body, version)).await;
         assert_eq!(reply.status.as_u16(), status, "{what}: {}", reply.text);
-        assert_eq!(reply.content_type, routes::a2a_rest::A2A_JSON, "{what}");
+        assert_eq!(
+            reply.content_type,
+            routes::a2a_rest::RESPONSE_MEDIA_TYPE,
+            "{what}"
+        );
         let error = &reply.body["error"];
         assert_eq!(error["code"], status, "{what}: {}", reply.text);
         assert_eq!(error["status"], name, "{what}: {}", reply.text);
@@ -960,6 +964,10 @@ async fn a2a_rest_binding_maps_errors_and_refuses_bad_input() {
         listed.body,
         json!({"tasks": [], "nextPageToken": "", "pageSize": 5})
     );
+    let listed = app
+        .get(&format!("{base}/tasks?page_size=3&history_length=0"))
+        .await;
+    assert_eq!(listed.body["pageSize"], 3, "{}", listed.text);
     let card = app
         .get(&format!("{base}/.well-known/agent-card.json"))
         .await;
@@ -973,6 +981,30 @@ async fn a2a_rest_binding_maps_errors_and_refuses_bad_input() {
         "{}",
         card.text
     );
+    // The card can be cached and revalidated: a matching `If-None-Match` gets a bodiless 304.
+    assert_eq!(card.headers[header::CACHE_CONTROL], "public, max-age=60");
+    assert!(card.headers.contains_key(header::LAST_MODIFIED));
+    let etag = card.headers[header::ETAG].to_str().unwrap().to_owned();
+    for (if_none_match, status) in [
+        (etag.clone(), StatusCode::NOT_MODIFIED),
+        (format!("\"other\", W/{etag}"), StatusCode::NOT_MODIFIED),
+        ("\"other\"".to_owned(), StatusCode::OK),
+    ] {
+        let revalidated = app
+            .send(
+                Request::get(format!("{base}/.well-known/agent-card.json"))
+                    .header(header::IF_NONE_MATCH, &if_none_match)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(revalidated.status, status, "{if_none_match}");
+        assert_eq!(revalidated.headers[header::ETAG], etag.as_str());
+        assert_eq!(
+            revalidated.text.is_empty(),
+            status == StatusCode::NOT_MODIFIED
+        );
+    }
 
     // Without an agent to speak for, the platform answers.
     assert_problem(
@@ -1046,6 +1078,8 @@ async fn a2a_json_rpc_refuses_unreadable_versions_and_page_sizes() {
         (Some(b"1.0"), "ListTasks", list(json!("5")), Err(-32602)),
         (Some(b"1.0"), "ListTasks", list(json!(true)), Err(-32602)),
         (Some(b"1.0"), "ListTasks", list(json!(5)), Ok(5)),
+        // ProtoJSON: the proto field name works as the JSON name does, in 1.0.
+        (Some(b"1.0"), "ListTasks", json!({"page_size": 7}), Ok(7)),
         (Some(b"1.0"), "ListTasks", list(json!(0)), Ok(1)),
         (Some(b"1.0"), "ListTasks", list(json!(100_000)), Ok(100)),
         (Some(b"1.0"), "ListTasks", list(Value::Null), Ok(50)),
@@ -1069,6 +1103,17 @@ async fn a2a_json_rpc_refuses_unreadable_versions_and_page_sizes() {
             }
         }
     }
+    // The endpoint with a trailing slash is the same endpoint.
+    let slashed = Request::post("/a2a/default/mailer/")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("a2a-version", "1.0")
+        .body(Body::from(
+            json!({"jsonrpc": "2.0", "id": 8, "method": "ListTasks", "params": {}}).to_string(),
+        ))
+        .unwrap();
+    let reply = app.send(slashed).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["result"]["pageSize"], 50, "{}", reply.text);
 }
 
 /// `docs/errors.md` lists every code with the status `status_of` gives it. The `match` makes

@@ -6,9 +6,11 @@
 //!   `oneof` parts) or the 0.3 shape (`kind` discriminators, lowercase states), and message
 //!   parsing from either.
 //! - [`stream`]: a task's log events as A2A stream responses (SSE payloads).
+//! - [`proto_json`]: accepting 1.0 requests written with proto field names (`task_id`).
 //!
 //! No IO: the HTTP routes live in `nexus-api`.
 
 pub mod a2a;
 pub mod jsonrpc;
+pub mod proto_json;
 pub mod stream;

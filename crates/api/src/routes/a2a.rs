@@ -116,11 +116,51 @@ pub async fn card(
         "preferredTransport": "JSONRPC",
         "protocolVersion": "0.3.0",
     });
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        card.to_string(),
+    Ok(cacheable_card(&headers, card.to_string(), agent.updated_at))
+}
+
+/// How long clients may reuse a card without asking again: long enough to spare a client that
+/// fetches it per call, short enough that a redeploy shows within a minute.
+const CARD_MAX_AGE_SECS: u32 = 60;
+
+/// The card with its validators (A2A 1.0 §8.6: `Cache-Control` and `ETag` SHOULD,
+/// `Last-Modified` MAY): the ETag is a digest of the body, so it changes with anything shown;
+/// a request whose `If-None-Match` names it gets `304 Not Modified` without the body.
+fn cacheable_card(
+    request: &HeaderMap,
+    body: String,
+    updated_at: chrono::DateTime<chrono::Utc>,
+) -> Response {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body.as_bytes());
+    let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+    let validators = [
+        (
+            header::CACHE_CONTROL,
+            format!("public, max-age={CARD_MAX_AGE_SECS}"),
+        ),
+        (header::ETAG, etag.clone()),
+        (
+            header::LAST_MODIFIED,
+            updated_at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+        ),
+    ];
+    let unchanged = request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == etag || tag == "*");
+    if unchanged {
+        return (StatusCode::NOT_MODIFIED, validators).into_response();
+    }
+    (
+        validators,
+        [(header::CONTENT_TYPE, "application/json".to_owned())],
+        body,
     )
-        .into_response())
+        .into_response()
 }
 
 fn rpc_response(response: jsonrpc::Response) -> Response {
@@ -161,7 +201,7 @@ pub async fn rpc(
             )));
         }
     };
-    let request = match jsonrpc::validate(raw) {
+    let mut request = match jsonrpc::validate(raw) {
         Ok(request) => request,
         Err(rejected) => {
             return Ok(rpc_response(jsonrpc::Response::error(
@@ -174,6 +214,10 @@ pub async fn rpc(
         Ok(version) => version,
         Err(error) => return Ok(rpc_response(jsonrpc::Response::error(request.id, error))),
     };
+    if version == Version::V1 {
+        // ProtoJSON: proto field names (`task_id`) are accepted for the JSON names.
+        nexus_protocol::proto_json::accept_proto_names(&mut request.params);
+    }
     let trace_id = super::inbound_trace_id(&headers);
     if is_streaming(version, &request.method) {
         return Ok(stream(

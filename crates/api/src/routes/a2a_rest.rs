@@ -36,8 +36,10 @@ use crate::Scope;
 use crate::error::ApiError;
 use crate::extract::{Path, Query, RawBody};
 
-/// Media type of REST bodies, as the A2A 1.0 HTTP+JSON binding recommends (§11.1).
-pub const A2A_JSON: &str = "application/a2a+json";
+/// Media type of REST response bodies. The 1.0 spec names both `application/json` and
+/// `application/a2a+json`; the official SDKs' servers answer, and the TCK expects,
+/// `application/json`. Requests may use either.
+pub const RESPONSE_MEDIA_TYPE: &str = "application/json";
 /// `@type` of the `google.rpc.ErrorInfo` detail that carries the A2A error reason.
 const ERROR_INFO_TYPE: &str = "type.googleapis.com/google.rpc.ErrorInfo";
 /// `ErrorInfo.domain` of A2A errors.
@@ -216,7 +218,12 @@ fn status_body(error: &RpcError) -> (StatusCode, Value) {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    (status, [(header::CONTENT_TYPE, A2A_JSON)], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, RESPONSE_MEDIA_TYPE)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn error_response(error: &RpcError) -> Response {
@@ -326,8 +333,12 @@ fn params(
     } else {
         Map::new()
     };
+    // ProtoJSON: proto field names (`task_id`) are accepted for the JSON names.
+    nexus_protocol::proto_json::accept_proto_names_in(&mut params);
     for (key, value) in query {
-        params.insert(key.clone(), query_value(key, value)?);
+        let key = nexus_protocol::proto_json::json_name(key);
+        let value = query_value(&key, value)?;
+        params.insert(key, value);
     }
     let mut set = |key: &str, value: &str| {
         params.insert(key.to_owned(), Value::String(value.to_owned()));
