@@ -1100,6 +1100,17 @@ async fn a2a_json_rpc_refuses_unreadable_versions_and_page_sizes() {
             Err(code) => {
                 assert_eq!(reply.body["error"]["code"], code, "{what}: {}", reply.text);
                 assert!(reply.body.get("result").is_none(), "{what}");
+                // 1.0 errors name their A2A reason in a `google.rpc.ErrorInfo`; 0.3 ones don't.
+                let data = reply.body["error"].get("data");
+                if version.is_some() {
+                    let info = &data.unwrap_or(&Value::Null)[0];
+                    assert_eq!(info["@type"], "type.googleapis.com/google.rpc.ErrorInfo");
+                    assert_eq!(info["domain"], "a2a-protocol.org", "{what}");
+                    let reason = routes::a2a_rest::error_mapping(code).2;
+                    assert_eq!(info["reason"], reason, "{what}: {}", reply.text);
+                } else {
+                    assert!(data.is_none(), "{what}: {}", reply.text);
+                }
             }
         }
     }

@@ -18,7 +18,7 @@ use nexus_protocol::stream::StreamRenderer;
 use nexus_store::{StoreError, TaskFilter};
 use serde_json::{Value, json};
 
-use super::a2a_push;
+use super::{a2a_push, a2a_rest};
 use crate::Scope;
 use crate::error::ApiError;
 use crate::extract::{Path, RawBody};
@@ -212,7 +212,8 @@ pub async fn rpc(
     };
     let version = match request_version(&headers) {
         Ok(version) => version,
-        Err(error) => return Ok(rpc_response(jsonrpc::Response::error(request.id, error))),
+        // The version is not one we speak: answer as 1.0 does, with the reason.
+        Err(error) => return Ok(rpc_response(rpc_error(Version::V1, request.id, error))),
     };
     if version == Version::V1 {
         // ProtoJSON: proto field names (`task_id`) are accepted for the JSON names.
@@ -244,8 +245,17 @@ pub async fn rpc(
     .await;
     Ok(rpc_response(match outcome {
         Ok(result) => jsonrpc::Response::result(request.id, result),
-        Err(error) => jsonrpc::Response::error(request.id, error),
+        Err(error) => rpc_error(version, request.id, error),
     }))
+}
+
+/// An error response; in 1.0 its `data` is the `google.rpc.ErrorInfo` naming the A2A reason
+/// (spec §9.5), in 0.3 it has none.
+fn rpc_error(version: Version, id: Value, mut error: RpcError) -> jsonrpc::Response {
+    if version == Version::V1 {
+        error.data = Some(json!([a2a_rest::error_info(&error)]));
+    }
+    jsonrpc::Response::error(id, error)
 }
 
 /// Runs one (non-streaming) method. Tasks it starts join the W3C trace `trace_id`, the
@@ -646,7 +656,7 @@ async fn stream(
     };
     let (first, renderer, events) = match opened {
         Ok(opened) => opened,
-        Err(error) => return rpc_response(jsonrpc::Response::error(id, error)),
+        Err(error) => return rpc_response(rpc_error(version, id, error)),
     };
     sse(id, first, renderer, events)
 }

@@ -198,23 +198,30 @@ pub fn error_mapping(rpc_code: i64) -> (StatusCode, &'static str, &'static str) 
 /// The `google.rpc.Status` body of an A2A error; `data`, when an object, becomes the
 /// `ErrorInfo` metadata.
 fn status_body(error: &RpcError) -> (StatusCode, Value) {
-    let (status, name, reason) = error_mapping(error.code);
-    let metadata = match &error.data {
-        Some(Value::Object(data)) => Value::Object(data.clone()),
-        _ => json!({}),
-    };
+    let (status, name, _) = error_mapping(error.code);
     let body = json!({"error": {
         "code": status.as_u16(),
         "status": name,
         "message": error.message,
-        "details": [{
-            "@type": ERROR_INFO_TYPE,
-            "reason": reason,
-            "domain": A2A_DOMAIN,
-            "metadata": metadata,
-        }],
+        "details": [error_info(error)],
     }});
     (status, body)
+}
+
+/// The `google.rpc.ErrorInfo` naming the A2A reason of `error`, as both bindings carry it
+/// (HTTP+JSON in `error.details`, JSON-RPC 1.0 in `error.data`).
+pub(crate) fn error_info(error: &RpcError) -> Value {
+    let (_, _, reason) = error_mapping(error.code);
+    let metadata = match &error.data {
+        Some(Value::Object(data)) => Value::Object(data.clone()),
+        _ => json!({}),
+    };
+    json!({
+        "@type": ERROR_INFO_TYPE,
+        "reason": reason,
+        "domain": A2A_DOMAIN,
+        "metadata": metadata,
+    })
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
