@@ -323,7 +323,8 @@ pub struct InvokeArgs {
     /// Session (A2A contextId): state and conversation are per session.
     #[arg(long)]
     session: Option<String>,
-    /// Answer a task that waits for input (`input_required`) instead of starting one.
+    /// Answer a task that waits for input (`input_required`) instead of starting one: its
+    /// id, or a prefix of it (the short id `tasks list` shows).
     #[arg(long)]
     task: Option<String>,
     /// Print the agent's output as it streams (with --json: one event per line).
@@ -342,13 +343,16 @@ pub async fn invoke(args: InvokeArgs, client: &Client, output: Output) -> Result
         task_id: args.task,
         stream: args.stream,
     };
+    let answer = |task: &Task| answer_hint(&args.name, &args.tenant, task);
     if args.stream {
-        return invoke_streaming(client.post_request(&segments, &body), client, output).await;
+        let request = client.post_request(&segments, &body);
+        return invoke_streaming(request, client, output, answer).await;
     }
     let invocation: Invocation = client.post(&segments, &body).await?;
     if output.json {
         // The JSON is the answer either way; the exit code still says how the task ended.
         output.print_json(&invocation)?;
+        answer(&invocation.task);
         return ended(&invocation.task);
     }
     let (status, reply) = match &invocation.result {
@@ -358,7 +362,25 @@ pub async fn invoke(args: InvokeArgs, client: &Client, output: Output) -> Result
     };
     println!("{}", text_of(&reply.message));
     eprintln!("task {} {status}", invocation.task.id);
+    answer(&invocation.task);
     Ok(())
+}
+
+/// For a task that waits for input, tells on stderr how to answer it: the exact command.
+fn answer_hint(agent: &str, tenant: &str, task: &Task) {
+    if task.state != TaskState::InputRequired {
+        return;
+    }
+    let tenant = if tenant == "default" {
+        String::new()
+    } else {
+        format!(" --tenant {tenant}")
+    };
+    eprintln!("the agent waits for your answer; send it with:");
+    eprintln!(
+        "  nexus invoke {agent} \"YOUR ANSWER\" --task {}{tenant}",
+        task.id
+    );
 }
 
 /// How `nexus invoke` ends for `task`, in every output mode: see [`CliError::for_task`].
@@ -379,6 +401,7 @@ async fn invoke_streaming(
     request: reqwest::RequestBuilder,
     client: &Client,
     output: Output,
+    answer: impl Fn(&Task),
 ) -> Result<(), CliError> {
     use std::io::Write;
 
@@ -445,5 +468,6 @@ async fn invoke_streaming(
         }
         eprintln!("task {} {}", task.id, task.state);
     }
+    answer(&task);
     ended(&task)
 }
