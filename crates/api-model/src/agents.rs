@@ -190,7 +190,7 @@ pub enum TaskError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     /// Wall-clock time of the run, in microseconds.
-    pub wall_time: u64,
+    pub wall_time_us: u64,
     /// Fuel consumed (≈ wasm instructions), when metering is on.
     pub fuel_consumed: Option<u64>,
     /// Largest linear memory the instance reached.

@@ -215,10 +215,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(routes::agents::rollback))
         .routes(routes!(routes::agents::invoke))
-        .routes(routes!(routes::agents::list_tasks))
-        .routes(routes!(routes::agents::get_task))
-        .routes(routes!(routes::agents::task_events))
-        .routes(routes!(routes::agents::cancel_task))
+        .routes(routes!(routes::tasks::list_tasks))
+        .routes(routes!(routes::tasks::get_task))
+        .routes(routes!(routes::tasks::task_events))
+        .routes(routes!(routes::tasks::cancel_task))
         .split_for_parts()
 }
 

@@ -65,9 +65,9 @@ enum Command {
     Invoke(commands::agents::InvokeArgs),
     /// List, show and cancel tasks.
     #[command(subcommand)]
-    Tasks(commands::agents::TasksCommand),
+    Tasks(commands::tasks::TasksCommand),
     /// Print a task's event log.
-    Logs(commands::agents::LogsArgs),
+    Logs(commands::tasks::LogsArgs),
     /// Manage tenants.
     #[command(subcommand)]
     Tenants(commands::tenants::TenantsCommand),
@@ -178,8 +178,8 @@ fn main() -> ExitCode {
             Command::Agents(cmd) => commands::agents::agents(cmd, &client()?, output).await,
             Command::Rollback(args) => commands::agents::rollback(args, &client()?, output).await,
             Command::Invoke(args) => commands::agents::invoke(args, &client()?, output).await,
-            Command::Tasks(cmd) => commands::agents::tasks(cmd, &client()?, output).await,
-            Command::Logs(args) => commands::agents::logs(args, &client()?, output).await,
+            Command::Tasks(cmd) => commands::tasks::tasks(cmd, &client()?, output).await,
+            Command::Logs(args) => commands::tasks::logs(args, &client()?, output).await,
             Command::Bench(cmd) => commands::bench::run(cmd, output).await,
             Command::Completions { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();

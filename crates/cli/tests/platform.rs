@@ -78,7 +78,8 @@ fn deploy_invoke_rollback_and_restart() {
 
     // Every invocation is a durable task with its event log.
     let tasks = stdout_json(&server.cli(&["--json", "tasks", "list", "--agent", "counter"]));
-    let last = tasks["items"].as_array().unwrap().last().unwrap().clone();
+    // Newest first: the last tick.
+    let last = tasks["items"].as_array().unwrap().first().unwrap().clone();
     assert_eq!(last["state"], "completed");
     let task_id = last["id"].as_str().unwrap().to_owned();
     let events: Value = stdout_json(&server.cli(&["--json", "logs", &task_id]));

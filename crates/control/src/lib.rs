@@ -76,7 +76,9 @@ pub use push::{
 };
 pub use secrets::{MAX_SECRET_NAME_LEN, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_AGENT};
 pub use service_accounts::MAX_SERVICE_ACCOUNT_DESCRIPTION_LEN;
-pub use tasks::{Invocation, InvokeRequest, MAX_CONTEXT_ID_LEN, Started};
+pub use tasks::{
+    Invocation, InvokeRequest, MAX_CONTEXT_ID_LEN, MAX_PREFIX_MATCHES_COUNTED, Started,
+};
 pub use tenants::TenantRef;
 pub use unpacking::{
     MAX_CONCURRENT_UNPACKS, MAX_UNPACKS_WAITING, UNPACK_MEMORY_BYTES, UNPACK_MEMORY_WAIT,

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod audit;
 pub mod error;
 pub mod id;
+pub mod id_prefix;
 pub mod identity;
 pub mod message;
 pub mod name;
@@ -26,6 +27,7 @@ pub use id::{
     AgentId, ApiKeyId, AuditEventId, IdParseError, PackageId, PolicyId, ServiceAccountId, TaskId,
     TeamId, TenantId, UserId,
 };
+pub use id_prefix::IdPrefix;
 pub use identity::{ApiKey, Caller, NewApiKey, Principal};
 pub use message::{Artifact, Message, Part, Role};
 pub use name::{Name, NameError};

@@ -84,7 +84,8 @@ impl TaskError {
 /// Resources one task used, for metering.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Usage {
-    #[serde(serialize_with = "micros")]
+    /// Serialized (in the task log's `usage` event) as `wall_time_us`, in microseconds.
+    #[serde(rename = "wall_time_us", serialize_with = "micros")]
     pub wall_time: Duration,
     /// Fuel consumed (≈ wasm instructions), when metering is on.
     pub fuel_consumed: Option<u64>,

@@ -16,7 +16,7 @@ use nexus_core::{
     Membership, Name, Package, PackageId, Policy, PolicyId, Task, TaskEvent, TaskId, TaskState,
     Tenant, TenantId, User, UserId,
 };
-use nexus_store::StoreError;
+use nexus_store::{ListedTask, StoreError};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::types::Json;
 use sqlx::{FromRow, SqlSafeStr};
@@ -297,6 +297,31 @@ impl TryFrom<TaskRow> for Task {
             started_by: row.started_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A `tasks` row as the task list reads it: with its agent's name and the ids next to it.
+#[derive(Debug, FromRow)]
+pub struct ListedTaskRow {
+    #[sqlx(flatten)]
+    pub task: TaskRow,
+    pub agent_name: String,
+    /// The tenant's task with the next smaller id, if any.
+    pub before_id: Option<Uuid>,
+    /// The tenant's task with the next larger id, if any.
+    pub after_id: Option<Uuid>,
+}
+
+impl TryFrom<ListedTaskRow> for ListedTask {
+    type Error = StoreError;
+    fn try_from(row: ListedTaskRow) -> Result<Self, StoreError> {
+        let neighbours: Vec<Uuid> = row.before_id.into_iter().chain(row.after_id).collect();
+        let short_id = nexus_core::id_prefix::short_id(&row.task.id, &neighbours);
+        Ok(ListedTask {
+            task: row.task.try_into()?,
+            agent: row.agent_name,
+            short_id,
         })
     }
 }

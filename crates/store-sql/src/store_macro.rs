@@ -23,19 +23,19 @@ macro_rules! impl_store {
                 Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, Name,
                 NewAgentRevision, NewApiKey, NewAuditEvent, NewPackage, NewPolicy, NewTask,
                 NewTenant, Package, PackageRef, Page, PageRequest, Policy, Task, TaskEvent, TaskId,
-                TaskState, Tenant, TenantId, audit::GENESIS_HASH, page::now, Membership, NewUser,
+                TaskState, Tenant, TenantId, IdPrefix, audit::GENESIS_HASH, page::now, Membership, NewUser,
                 User, UserId, identity::Role, Team, TeamId, ServiceAccount,
             };
             use $crate::__private::nexus_store::{
                 AgentStore, ApiKeyStore, AuditStore, NewTaskEvent, PackageStore, PolicyStore,
                 Result, SealedSecret, SecretStore, StateEntry, StateScope, StateStore, Store, StoreError,
-                TaskFilter, TaskStore, TenantStore, UserStore,
+                TaskFilter, TaskStore, TenantStore, UserStore, ListedTask,
             };
             use $crate::__private::sqlx::{self, types::Json};
             use $crate::__private::uuid::Uuid;
             use $crate::{
                 AgentRow, ApiKeyRow, AuditRow, MembershipRow, PackageRow, PolicyRow, RevisionRow,
-                TaskEventRow, TaskRow, UserRow, MEMBERSHIP_COLUMNS, ServiceAccountRow,
+                TaskEventRow, TaskRow, ListedTaskRow, UserRow, MEMBERSHIP_COLUMNS, ServiceAccountRow,
                 TenantRow, convert, is_foreign_key_violation, is_unique_violation, map_err,
                 parse_cursor, status_payload, to_i64, name as parse_name, to_u64, with_revision, EVENTS_PER_INSERT,
                 RUNNING_STATES,
@@ -774,6 +774,64 @@ macro_rules! impl_store {
                     .await
                     .map_err(map_err)?;
                     Ok(Page::from_overfetch(convert(rows)?, page.limit, |t: &Task| t.id.to_string()))
+                }
+
+                async fn list_tasks_newest(
+                    &self,
+                    tenant: TenantId,
+                    filter: &TaskFilter,
+                    page: PageRequest,
+                ) -> Result<Page<ListedTask>> {
+                    let after = parse_cursor(page.after.as_ref())?;
+                    // The neighbours in id order across the tenant's tasks (not only the
+                    // filtered ones) decide the short id: two index seeks per listed row.
+                    let rows = sqlx::query_as::<_, ListedTaskRow>(
+                        "SELECT t.id, t.tenant_id, t.agent_id, t.agent_revision, t.context_id, \
+                         t.parent_task_id, t.state, t.status_message, t.started_by, t.created_at, \
+                         t.updated_at, a.name AS agent_name, \
+                         (SELECT p.id FROM tasks p WHERE p.tenant_id = t.tenant_id AND p.id < t.id \
+                          ORDER BY p.id DESC LIMIT 1) AS before_id, \
+                         (SELECT n.id FROM tasks n WHERE n.tenant_id = t.tenant_id AND n.id > t.id \
+                          ORDER BY n.id LIMIT 1) AS after_id \
+                         FROM tasks t JOIN agents a ON a.tenant_id = t.tenant_id AND a.id = t.agent_id \
+                         WHERE t.tenant_id = $1 AND ($2 IS NULL OR t.id < $2) \
+                         AND ($3 IS NULL OR t.agent_id = $3) AND ($4 IS NULL OR t.context_id = $4) \
+                         AND ($5 IS NULL OR t.state = $5) ORDER BY t.id DESC LIMIT $6",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(after)
+                    .bind(filter.agent_id.map(|a| *a.as_uuid()))
+                    .bind(filter.context_id.as_deref())
+                    .bind(filter.state.map(TaskState::as_str))
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(Page::from_overfetch(convert(rows)?, page.limit, |t: &ListedTask| {
+                        t.task.id.to_string()
+                    }))
+                }
+
+                async fn task_ids_with_prefix(
+                    &self,
+                    tenant: TenantId,
+                    prefix: &IdPrefix,
+                    limit: u32,
+                ) -> Result<Vec<TaskId>> {
+                    // A prefix is a range of ids, which the (tenant_id, id) index seeks.
+                    let (low, high) = prefix.range();
+                    let ids: Vec<(Uuid,)> = sqlx::query_as(
+                        "SELECT id FROM tasks WHERE tenant_id = $1 AND id >= $2 AND id <= $3 \
+                         ORDER BY id LIMIT $4",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(low)
+                    .bind(high)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(map_err)?;
+                    Ok(ids.into_iter().map(|(id,)| TaskId::from_uuid(id)).collect())
                 }
 
                 async fn transition_task(

@@ -35,6 +35,8 @@ macro_rules! conformance_tests {
             tasks_follow_the_state_machine,
             tasks_event_log_is_gapless_and_resumable,
             tasks_list_filters,
+            tasks_list_newest_first_with_agents_and_short_ids,
+            tasks_found_by_id_prefix_in_their_tenant_only,
             tasks_concurrent_transitions_have_one_winner,
             tasks_unfinished_fail_at_recovery,
             tasks_concurrent_writes_keep_every_log_gapless,
@@ -945,6 +947,137 @@ pub async fn tasks_list_filters(store: Arc<dyn Store>) {
         })
         .await,
         vec![ids[3]]
+    );
+}
+
+/// Tasks of `acme` (two agents) and of `beta` with ids chosen to share prefixes: `a` and `b`
+/// share 15 hex digits, `c` shares none with them, and beta's task shares 31 with `a`.
+async fn tasks_with_chosen_ids(store: &dyn Store) -> (TenantId, [TaskId; 3], AgentId) {
+    let acme = tenant(store, "acme").await;
+    let beta = tenant(store, "beta").await;
+    let echo = agent(store, acme, "echo").await;
+    let other = agent(store, acme, "other").await;
+    let beta_agent = agent(store, beta, "echo").await;
+    let id = |text: &str| text.parse::<TaskId>().unwrap();
+    let a = id("0195f3a2-7c1d-7abc-8000-000000000001");
+    let b = id("0195f3a2-7c1d-7abd-8000-000000000000");
+    let c = id("0295f3a2-0000-7000-8000-000000000000");
+    let in_beta = id("0195f3a2-7c1d-7abc-8000-000000000002");
+    for (t, task, agent_id) in [
+        (acme, a, echo),
+        (acme, b, other),
+        (acme, c, echo),
+        (beta, in_beta, beta_agent),
+    ] {
+        let new = NewTask {
+            id: task,
+            ..new_task(agent_id, "s")
+        };
+        store.create_task(t, new, vec![]).await.unwrap();
+    }
+    (acme, [a, b, c], echo)
+}
+
+pub async fn tasks_list_newest_first_with_agents_and_short_ids(store: Arc<dyn Store>) {
+    let (t, [a, b, c], echo) = tasks_with_chosen_ids(&*store).await;
+    let rows = |page: nexus_core::Page<crate::ListedTask>| {
+        page.items
+            .into_iter()
+            .map(|l| (l.task.id, l.agent, l.short_id))
+            .collect::<Vec<_>>()
+    };
+    let row = |id: TaskId, agent: &str, short: &str| (id, agent.to_owned(), short.to_owned());
+
+    // Newest first, paged: the second page continues after the first's cursor.
+    let first = store
+        .list_tasks_newest(t, &TaskFilter::default(), PageRequest::first(2))
+        .await
+        .unwrap();
+    let cursor = first.next_cursor.clone().expect("a second page");
+    assert_eq!(
+        rows(first),
+        vec![
+            // Unique from its first digit, shown with the floor of 8 digits.
+            row(c, "echo", "0295f3a2"),
+            row(b, "other", "0195f3a2-7c1d-7abd"),
+        ]
+    );
+    let second = store
+        .list_tasks_newest(
+            t,
+            &TaskFilter::default(),
+            PageRequest::after(Some(cursor), 2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.next_cursor, None);
+    // Beta's task, which shares 31 digits with `a`, does not lengthen acme's short id.
+    assert_eq!(rows(second), vec![row(a, "echo", "0195f3a2-7c1d-7abc")]);
+
+    // A filter hides `b`, yet `a`'s short id still tells it from `b`: it is unique in the
+    // tenant, not in the page.
+    let filtered = store
+        .list_tasks_newest(
+            t,
+            &TaskFilter {
+                agent_id: Some(echo),
+                ..Default::default()
+            },
+            PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(filtered),
+        vec![
+            row(c, "echo", "0295f3a2"),
+            row(a, "echo", "0195f3a2-7c1d-7abc")
+        ]
+    );
+    let state = store
+        .list_tasks_newest(
+            t,
+            &TaskFilter {
+                state: Some(TaskState::Working),
+                ..Default::default()
+            },
+            PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    assert!(state.items.is_empty(), "{state:?}");
+
+    let bad = PageRequest::after(Some(Cursor("nope".into())), 10);
+    assert!(matches!(
+        store
+            .list_tasks_newest(t, &TaskFilter::default(), bad)
+            .await,
+        Err(StoreError::InvalidCursor(_))
+    ));
+}
+
+pub async fn tasks_found_by_id_prefix_in_their_tenant_only(store: Arc<dyn Store>) {
+    let (t, [a, b, c], _) = tasks_with_chosen_ids(&*store).await;
+    let cases: [(&str, u32, Vec<TaskId>); 7] = [
+        ("0195f3a2-7c1d-7abc", 10, vec![a]),
+        ("0195F3A27C1D7ABD", 10, vec![b]),
+        ("0195", 10, vec![a, b]),
+        ("0", 10, vec![a, b, c]),
+        ("0", 2, vec![a, b]),
+        ("03", 10, vec![]),
+        ("0195f3a2-7c1d-7abc-8000-000000000002", 10, vec![]),
+    ];
+    for (prefix, limit, expected) in cases {
+        let found = store
+            .task_ids_with_prefix(t, &prefix.parse().unwrap(), limit)
+            .await
+            .unwrap();
+        assert_eq!(found, expected, "{prefix} (limit {limit})");
+    }
+    let whole = a.to_string().parse().unwrap();
+    assert_eq!(
+        store.task_ids_with_prefix(t, &whole, 10).await.unwrap(),
+        vec![a]
     );
 }
 

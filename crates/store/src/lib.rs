@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use nexus_core::identity::Role;
 use nexus_core::task::IllegalTransition;
 use nexus_core::{
-    Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, Membership, Name,
+    Agent, AgentId, AgentRevision, ApiKey, ApiKeyId, AuditEvent, IdPrefix, Membership, Name,
     NewAgentRevision, NewApiKey, NewAuditEvent, NewPackage, NewPolicy, NewTask, NewTenant, NewUser,
     Package, PackageRef, Page, PageRequest, Policy, ServiceAccount, Task, TaskEvent, TaskEventKind,
     TaskId, TaskState, Team, TeamId, Tenant, TenantId, User, UserId,
@@ -101,6 +101,18 @@ pub struct TaskFilter {
     pub agent_id: Option<AgentId>,
     pub context_id: Option<String>,
     pub state: Option<TaskState>,
+}
+
+/// A task as people list it: with its agent's name and a short id to type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedTask {
+    pub task: Task,
+    /// The name of the task's agent.
+    pub agent: String,
+    /// The shortest leading part of the task's id (with its hyphens, at least
+    /// [`MIN_SHORT_ID_DIGITS`](nexus_core::id_prefix::MIN_SHORT_ID_DIGITS) hex digits) that
+    /// no other task of the tenant's starts with when it is listed.
+    pub short_id: String,
 }
 
 /// Tenants: created, found by id or name, listed.
@@ -246,6 +258,21 @@ pub trait TaskStore: Send + Sync {
         filter: &TaskFilter,
         page: PageRequest,
     ) -> Result<Page<Task>>;
+    /// Tasks newest first, filtered, each with its agent's name and its short id (see
+    /// [`ListedTask`]).
+    async fn list_tasks_newest(
+        &self,
+        tenant: TenantId,
+        filter: &TaskFilter,
+        page: PageRequest,
+    ) -> Result<Page<ListedTask>>;
+    /// The ids of the tenant's tasks that start with `prefix`, in id order, at most `limit`.
+    async fn task_ids_with_prefix(
+        &self,
+        tenant: TenantId,
+        prefix: &IdPrefix,
+        limit: u32,
+    ) -> Result<Vec<TaskId>>;
     /// Moves the task to `to` if the state machine allows it, appending `events` followed by a
     /// `status` event, atomically. Returns the task and the appended events.
     async fn transition_task(

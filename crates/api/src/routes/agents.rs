@@ -8,12 +8,7 @@ use nexus_api_model::{
 };
 use nexus_control::{DeployRequest, InvokeRequest};
 use nexus_core::message::Part;
-use nexus_core::{
-    Agent, Cursor, ErrorCode, Grants, Name, Package, Page, PageRequest, Task, TaskEvent, TaskId,
-    TaskState,
-};
-use nexus_store::TaskFilter;
-use serde::Deserialize;
+use nexus_core::{Agent, ErrorCode, Grants, Name, Package, Page};
 
 use crate::Scope;
 use crate::error::{ApiError, Problem};
@@ -22,10 +17,8 @@ use crate::routes::tenants::{ListParams, resolve_tenant};
 
 /// Largest package upload: the compressed archive limit of the package format.
 pub const MAX_PACKAGE_BYTES: usize = nexus_package::MAX_COMPRESSED_BYTES as usize;
-/// Most task events returned by one events request.
-pub const MAX_EVENTS_PER_PAGE: u32 = 1000;
 
-fn parse_name(what: &'static str, value: &str) -> Result<Name, ApiError> {
+pub(crate) fn parse_name(what: &'static str, value: &str) -> Result<Name, ApiError> {
     Name::parse(value)
         .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, format!("`{what}`: {e}")))
 }
@@ -232,7 +225,10 @@ pub async fn invoke(
             format!("context_id: must be 1 to {MAX_CONTEXT_ID_LEN} bytes"),
         ));
     }
-    let task_id = body.task_id.as_deref().map(parse_task_id).transpose()?;
+    let task_id = match body.task_id.as_deref() {
+        Some(text) => Some(super::tasks::resolve_task_id(&state, tenant.id, text).await?),
+        None => None,
+    };
     let started = state
         .control
         .start(
@@ -255,7 +251,7 @@ pub async fn invoke(
         let events = state
             .control
             .follow(&state.caller, tenant.id, started.task.id, after);
-        return Ok(event_stream(Some(started.task), events));
+        return Ok(super::tasks::event_stream(Some(started.task), events));
     }
     let invocation = invocation_body(started.finished().await?);
     Ok(Json(invocation).into_response())
@@ -312,7 +308,7 @@ fn invocation_body(invocation: nexus_control::Invocation) -> Invocation {
         task,
         result,
         usage: Usage {
-            wall_time: u64::try_from(wall_time.as_micros()).unwrap_or(u64::MAX),
+            wall_time_us: u64::try_from(wall_time.as_micros()).unwrap_or(u64::MAX),
             fuel_consumed,
             peak_memory_bytes: size(peak_memory_bytes),
             output_bytes: size(output_bytes),
@@ -324,214 +320,6 @@ fn invocation_body(invocation: nexus_control::Invocation) -> Invocation {
             },
         },
     }
-}
-
-/// A task's events as SSE: `task` first when given, then each log event as it is committed,
-/// named by its kind with its sequence number as the SSE id (so `Last-Event-ID` resumes).
-fn event_stream(
-    first: Option<Task>,
-    events: tokio::sync::mpsc::Receiver<Result<TaskEvent, nexus_control::ControlError>>,
-) -> axum::response::Response {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    type SseItem = Result<Event, std::convert::Infallible>;
-
-    let head = futures::stream::iter(first.map(|task| -> SseItem {
-        Ok(Event::default()
-            .event("task")
-            .data(serde_json::to_string(&task).unwrap_or_default()))
-    }));
-    let tail = futures::stream::unfold(Some(events), |events| async move {
-        let mut events = events?;
-        let item: SseItem = match events.recv().await? {
-            Ok(event) => Ok(Event::default()
-                .event(event.kind.as_str())
-                .id(event.seq.to_string())
-                .data(serde_json::to_string(&event).unwrap_or_default())),
-            Err(error) => {
-                let problem = ApiError::from(error);
-                let item = Ok(Event::default()
-                    .event("error")
-                    .data(serde_json::to_string(&problem.problem()).unwrap_or_default()));
-                return Some((item, None));
-            }
-        };
-        Some((item, Some(events)))
-    });
-    Sse::new(futures::StreamExt::chain(head, tail))
-        .keep_alive(KeepAlive::default())
-        .into_response()
-}
-
-/// Filters of the task list.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct TaskListParams {
-    pub limit: Option<u32>,
-    pub after: Option<String>,
-    /// Only tasks of this agent (name).
-    pub agent: Option<String>,
-    pub context_id: Option<String>,
-    /// Only tasks in this state (`working`, `completed`, …).
-    pub state: Option<String>,
-}
-
-/// List tasks, oldest first.
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/tasks", tag = "tasks",
-    params(("tenant" = String, Path, description = "Tenant name or id"), TaskListParams),
-    responses((status = 200, description = "A page of tasks", body = Page<Task>)))]
-pub async fn list_tasks(
-    state: Scope,
-    Path(tenant): Path<String>,
-    Query(params): Query<TaskListParams>,
-) -> Result<Json<Page<Task>>, ApiError> {
-    let tenant = resolve_tenant(&state, &tenant).await?;
-    let agent_id = match &params.agent {
-        Some(name) => Some(
-            state
-                .control
-                .agent(&state.caller, tenant.id, &parse_name("agent", name)?)
-                .await?
-                .id,
-        ),
-        None => None,
-    };
-    let task_state = params
-        .state
-        .as_deref()
-        .map(|s| {
-            s.parse::<TaskState>()
-                .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))
-        })
-        .transpose()?;
-    let filter = TaskFilter {
-        agent_id,
-        context_id: params.context_id,
-        state: task_state,
-    };
-    let page = PageRequest::after(
-        params.after.map(Cursor),
-        params.limit.unwrap_or(nexus_core::page::DEFAULT_PAGE_SIZE),
-    );
-    Ok(Json(
-        state
-            .control
-            .list_tasks(&state.caller, tenant.id, &filter, page)
-            .await?,
-    ))
-}
-
-fn parse_task_id(value: &str) -> Result<TaskId, ApiError> {
-    value.parse().map_err(|e: nexus_core::IdParseError| {
-        ApiError::new(ErrorCode::InvalidParameter, e.to_string())
-    })
-}
-
-/// Get a task.
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/tasks/{task}", tag = "tasks",
-    params(("tenant" = String, Path, description = "Tenant name or id"), ("task" = String, Path, description = "Task id")),
-    responses(
-        (status = 200, description = "The task", body = Task),
-        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn get_task(
-    state: Scope,
-    Path((tenant, task)): Path<(String, String)>,
-) -> Result<Json<Task>, ApiError> {
-    let tenant = resolve_tenant(&state, &tenant).await?;
-    Ok(Json(
-        state
-            .control
-            .task(&state.caller, tenant.id, parse_task_id(&task)?)
-            .await?,
-    ))
-}
-
-/// Paging of a task's event log.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct EventParams {
-    /// Return events after this sequence number (default 0: from the start).
-    pub after: Option<u64>,
-    pub limit: Option<u32>,
-    /// Answer with a `text/event-stream` that goes on with new events until the task stops
-    /// running (`nexus logs -f`). A `Last-Event-ID` header resumes after that event.
-    #[serde(default)]
-    pub follow: bool,
-}
-
-/// A task's event log: status changes, messages, streamed output, artifacts, logs, usage.
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/tasks/{task}/events", tag = "tasks",
-    params(("tenant" = String, Path, description = "Tenant name or id"), ("task" = String, Path, description = "Task id"), EventParams),
-    responses((status = 200, description = "Events in order; with `follow`, a text/event-stream", body = Vec<TaskEvent>)))]
-pub async fn task_events(
-    state: Scope,
-    Path((tenant, task)): Path<(String, String)>,
-    Query(params): Query<EventParams>,
-    headers: axum::http::HeaderMap,
-) -> Result<axum::response::Response, ApiError> {
-    let tenant = resolve_tenant(&state, &tenant).await?;
-    if params.follow {
-        let task = state
-            .control
-            .task(&state.caller, tenant.id, parse_task_id(&task)?)
-            .await?;
-        let resume = headers
-            .get("last-event-id")
-            .map(|v| {
-                v.to_str()
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            ErrorCode::InvalidParameter,
-                            "`Last-Event-ID` must be an event sequence number",
-                        )
-                    })
-            })
-            .transpose()?;
-        let after = resume.unwrap_or(0).max(params.after.unwrap_or(0));
-        let events = state
-            .control
-            .follow(&state.caller, tenant.id, task.id, after);
-        return Ok(event_stream(None, events));
-    }
-    let limit = params
-        .limit
-        .unwrap_or(MAX_EVENTS_PER_PAGE)
-        .clamp(1, MAX_EVENTS_PER_PAGE);
-    Ok(Json(
-        state
-            .control
-            .task_events(
-                &state.caller,
-                tenant.id,
-                parse_task_id(&task)?,
-                params.after.unwrap_or(0),
-                limit,
-            )
-            .await?,
-    )
-    .into_response())
-}
-
-/// Cancel a task that has not ended (e.g. one waiting for input).
-#[utoipa::path(post, path = "/v1/tenants/{tenant}/tasks/{task}/cancel", tag = "tasks",
-    params(("tenant" = String, Path, description = "Tenant name or id"), ("task" = String, Path, description = "Task id")),
-    responses(
-        (status = 200, description = "Canceled", body = Task),
-        (status = 409, description = "The task has already ended", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn cancel_task(
-    state: Scope,
-    Path((tenant, task)): Path<(String, String)>,
-) -> Result<Json<Task>, ApiError> {
-    let tenant = resolve_tenant(&state, &tenant).await?;
-    Ok(Json(
-        state
-            .control
-            .cancel(&state.caller, tenant.id, parse_task_id(&task)?)
-            .await?,
-    ))
 }
 
 // The model quotes at most this much of a secret's name in its errors: what the control

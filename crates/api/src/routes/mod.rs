@@ -9,6 +9,7 @@ pub mod keys;
 pub mod mcp;
 pub mod policies;
 pub mod service_accounts;
+pub mod tasks;
 pub mod teams;
 pub mod tenants;
 pub mod users;

@@ -1,5 +1,5 @@
 //! `nexus build`, `nexus deploy`, `nexus agents list|get|delete`, `nexus rollback`,
-//! `nexus invoke`, `nexus tasks list|get|cancel`, `nexus logs`.
+//! `nexus invoke`.
 
 use std::path::{Path, PathBuf};
 
@@ -323,7 +323,8 @@ pub struct InvokeArgs {
     /// Session (A2A contextId): state and conversation are per session.
     #[arg(long)]
     session: Option<String>,
-    /// Answer a task that waits for input (`input_required`) instead of starting one.
+    /// Answer a task that waits for input (`input_required`) instead of starting one: its
+    /// id, or a prefix of it (the short id `tasks list` shows).
     #[arg(long)]
     task: Option<String>,
     /// Print the agent's output as it streams (with --json: one event per line).
@@ -342,13 +343,16 @@ pub async fn invoke(args: InvokeArgs, client: &Client, output: Output) -> Result
         task_id: args.task,
         stream: args.stream,
     };
+    let answer = |task: &Task| answer_hint(&args.name, &args.tenant, task);
     if args.stream {
-        return invoke_streaming(client.post_request(&segments, &body), client, output).await;
+        let request = client.post_request(&segments, &body);
+        return invoke_streaming(request, client, output, answer).await;
     }
     let invocation: Invocation = client.post(&segments, &body).await?;
     if output.json {
         // The JSON is the answer either way; the exit code still says how the task ended.
         output.print_json(&invocation)?;
+        answer(&invocation.task);
         return ended(&invocation.task);
     }
     let (status, reply) = match &invocation.result {
@@ -358,7 +362,25 @@ pub async fn invoke(args: InvokeArgs, client: &Client, output: Output) -> Result
     };
     println!("{}", text_of(&reply.message));
     eprintln!("task {} {status}", invocation.task.id);
+    answer(&invocation.task);
     Ok(())
+}
+
+/// For a task that waits for input, tells on stderr how to answer it: the exact command.
+fn answer_hint(agent: &str, tenant: &str, task: &Task) {
+    if task.state != TaskState::InputRequired {
+        return;
+    }
+    let tenant = if tenant == "default" {
+        String::new()
+    } else {
+        format!(" --tenant {tenant}")
+    };
+    eprintln!("the agent waits for your answer; send it with:");
+    eprintln!(
+        "  nexus invoke {agent} \"YOUR ANSWER\" --task {}{tenant}",
+        task.id
+    );
 }
 
 /// How `nexus invoke` ends for `task`, in every output mode: see [`CliError::for_task`].
@@ -379,6 +401,7 @@ async fn invoke_streaming(
     request: reqwest::RequestBuilder,
     client: &Client,
     output: Output,
+    answer: impl Fn(&Task),
 ) -> Result<(), CliError> {
     use std::io::Write;
 
@@ -390,7 +413,7 @@ async fn invoke_streaming(
         let event = event?;
         let data = event.data.unwrap_or_default();
         if event.event.as_deref() == Some("error") {
-            return Err(stream_error(&data));
+            return Err(super::tasks::stream_error(&data));
         }
         if output.json {
             println!("{data}");
@@ -445,159 +468,6 @@ async fn invoke_streaming(
         }
         eprintln!("task {} {}", task.id, task.state);
     }
+    answer(&task);
     ended(&task)
-}
-
-fn stream_error(data: &str) -> CliError {
-    #[derive(serde::Deserialize)]
-    struct Problem {
-        code: String,
-        detail: String,
-    }
-    match serde_json::from_str::<Problem>(data) {
-        Ok(problem) => CliError {
-            code: CliError::SERVER_FAILED,
-            message: format!("{} ({})", problem.detail, problem.code),
-        },
-        Err(_) => CliError::internal(format!("the server sent an error: {data}")),
-    }
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TasksCommand {
-    /// List tasks, oldest first.
-    List {
-        /// Only this agent's tasks.
-        #[arg(long)]
-        agent: Option<String>,
-        /// Only tasks in this state.
-        #[arg(long)]
-        state: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        #[arg(long, env = "NEXUS_TENANT", default_value = "default")]
-        tenant: String,
-    },
-    /// Show a task.
-    Get {
-        id: String,
-        #[arg(long, env = "NEXUS_TENANT", default_value = "default")]
-        tenant: String,
-    },
-    /// Cancel a task that has not ended.
-    Cancel {
-        id: String,
-        #[arg(long, env = "NEXUS_TENANT", default_value = "default")]
-        tenant: String,
-    },
-}
-
-pub async fn tasks(cmd: TasksCommand, client: &Client, output: Output) -> Result<(), CliError> {
-    match cmd {
-        TasksCommand::List {
-            agent,
-            state,
-            limit,
-            tenant,
-        } => {
-            let mut query = vec![("limit", limit.to_string())];
-            query.extend(agent.map(|a| ("agent", a)));
-            query.extend(state.map(|s| ("state", s)));
-            let page: Page<Task> = client
-                .get(&["v1", "tenants", &tenant, "tasks"], &query)
-                .await?;
-            if output.json {
-                return output.print_json(&page);
-            }
-            println!("{:<36} {:<15} {:<20} CREATED", "ID", "STATE", "SESSION");
-            for task in &page.items {
-                println!(
-                    "{:<36} {:<15} {:<20} {}",
-                    task.id,
-                    task.state.as_str(),
-                    task.context_id.chars().take(20).collect::<String>(),
-                    task.created_at.format("%Y-%m-%d %H:%M:%S")
-                );
-            }
-            Ok(())
-        }
-        TasksCommand::Get { id, tenant } => {
-            let task: Task = client
-                .get(&["v1", "tenants", &tenant, "tasks", &id], &[])
-                .await?;
-            if output.json {
-                return output.print_json(&task);
-            }
-            println!("id:       {}", task.id);
-            println!("state:    {}", task.state);
-            println!("session:  {}", task.context_id);
-            if let Some(message) = &task.status_message {
-                println!("message:  {message}");
-            }
-            println!("created:  {}", task.created_at.to_rfc3339());
-            Ok(())
-        }
-        TasksCommand::Cancel { id, tenant } => {
-            let task: Task = client
-                .post(
-                    &["v1", "tenants", &tenant, "tasks", &id, "cancel"],
-                    &json!({}),
-                )
-                .await?;
-            if output.json {
-                return output.print_json(&task);
-            }
-            eprintln!("task {} {}", task.id, task.state);
-            Ok(())
-        }
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct LogsArgs {
-    /// The task.
-    id: String,
-    /// Keep printing new events until the task stops running.
-    #[arg(long, short = 'f')]
-    follow: bool,
-    #[arg(long, env = "NEXUS_TENANT", default_value = "default")]
-    tenant: String,
-}
-
-/// Prints a task's event log: status changes, messages, streamed output, artifacts, logs.
-pub async fn logs(args: LogsArgs, client: &Client, output: Output) -> Result<(), CliError> {
-    let segments = ["v1", "tenants", &args.tenant, "tasks", &args.id, "events"];
-    if args.follow {
-        let request = client.get_request(&segments, &[("follow", "true".to_owned())]);
-        let mut events = std::pin::pin!(client.events(request).await?);
-        while let Some(event) = futures::StreamExt::next(&mut events).await {
-            let event = event?;
-            let data = event.data.unwrap_or_default();
-            if event.event.as_deref() == Some("error") {
-                return Err(stream_error(&data));
-            }
-            if output.json {
-                println!("{data}");
-            } else if let Ok(event) = serde_json::from_str::<TaskEvent>(&data) {
-                print_event(&event);
-            }
-        }
-        return Ok(());
-    }
-    let events: Vec<TaskEvent> = client.get(&segments, &[]).await?;
-    if output.json {
-        return output.print_json(&events);
-    }
-    events.iter().for_each(print_event);
-    Ok(())
-}
-
-fn print_event(event: &TaskEvent) {
-    println!(
-        "{:>4} {} {:<8} {}",
-        event.seq,
-        event.created_at.format("%H:%M:%S%.3f"),
-        event.kind.as_str(),
-        event.payload
-    );
 }

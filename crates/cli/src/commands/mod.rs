@@ -9,6 +9,7 @@ pub mod policies;
 pub mod run;
 pub mod server;
 pub mod service_accounts;
+pub mod tasks;
 pub mod teams;
 pub mod tenants;
 pub mod users;

@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use nexus_core::message::{Message, Part, Role};
 use nexus_core::{
-    Agent, Caller, Name, NewTask, Page, PageRequest, Task, TaskEvent, TaskEventKind, TaskId,
-    TaskState, TenantId,
+    Agent, Caller, IdPrefix, Name, NewTask, Page, PageRequest, Task, TaskEvent, TaskEventKind,
+    TaskId, TaskState, TenantId,
 };
 use nexus_host::emit::EventSink;
 use nexus_runtime::{TaskInput, TaskResult, Usage};
-use nexus_store::{NewTaskEvent, StoreError, TaskFilter};
+use nexus_store::{ListedTask, NewTaskEvent, StoreError, TaskFilter};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
@@ -24,6 +24,10 @@ use run::{LiveGuard, Opening, Run};
 
 /// Longest session (context) id accepted.
 pub const MAX_CONTEXT_ID_LEN: usize = 256;
+
+/// Most tasks an ambiguous id prefix is counted up to: the error says how many share it, and
+/// past this many the exact number helps no one (it costs one index range read per request).
+pub const MAX_PREFIX_MATCHES_COUNTED: u32 = 100;
 
 /// One message to an agent.
 #[derive(Debug, Clone, Default)]
@@ -316,6 +320,52 @@ impl ControlPlane {
     ) -> Result<Page<Task>, ControlError> {
         self.authorize(caller, tenant, Action::TaskList).await?;
         Ok(self.store.list_tasks(tenant, filter, page).await?)
+    }
+
+    /// Tasks newest first, filtered, each with its agent's name and the shortest prefix of its
+    /// id that is unique in the tenant.
+    pub async fn list_tasks_newest(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        filter: &TaskFilter,
+        page: PageRequest,
+    ) -> Result<Page<ListedTask>, ControlError> {
+        self.authorize(caller, tenant, Action::TaskList).await?;
+        Ok(self.store.list_tasks_newest(tenant, filter, page).await?)
+    }
+
+    /// The id of the tenant's one task whose id starts with `prefix` (a whole id is taken as
+    /// it is). None is `not_found`; several are `validation_failed`, saying how many.
+    pub async fn resolve_task(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        prefix: &IdPrefix,
+    ) -> Result<TaskId, ControlError> {
+        self.authorize(caller, tenant, Action::TaskRead).await?;
+        if let Some(id) = prefix.whole() {
+            return Ok(TaskId::from_uuid(id));
+        }
+        let ids = self
+            .store
+            .task_ids_with_prefix(tenant, prefix, MAX_PREFIX_MATCHES_COUNTED + 1)
+            .await?;
+        match ids.as_slice() {
+            [] => Err(StoreError::not_found("task", prefix).into()),
+            [id] => Ok(*id),
+            many => {
+                let count = if many.len() > MAX_PREFIX_MATCHES_COUNTED as usize {
+                    format!("more than {MAX_PREFIX_MATCHES_COUNTED}")
+                } else {
+                    many.len().to_string()
+                };
+                Err(ControlError::Invalid(format!(
+                    "task id prefix `{prefix}` is ambiguous: {count} tasks start with it; \
+                     give more of the id"
+                )))
+            }
+        }
     }
 
     /// A task's events with `seq > after_seq`, oldest first, at most `limit`.
