@@ -64,11 +64,14 @@ async def test_card_describes_the_agent(platform):
 async def test_send_get_list_cancel(platform):
     client = await agent(platform, "echo")
     context = str(uuid.uuid4())
-    task = await send(client, user_message("hello over A2A", context_id=context))
+    sent = user_message("hello over A2A", context_id=context)
+    task = await send(client, sent)
     assert task.status.state == TaskState.TASK_STATE_COMPLETED
     assert task.context_id == context
     assert task.status.message.parts[0].text == "echo: hello over A2A"
     assert [m.role for m in task.history] == [Role.ROLE_USER, Role.ROLE_AGENT]
+    # The caller's message keeps the id it was sent with.
+    assert task.history[0].message_id == sent.message_id
 
     fetched = await client.get_task(GetTaskRequest(id=task.id))
     assert fetched.id == task.id and fetched.status.state == TaskState.TASK_STATE_COMPLETED

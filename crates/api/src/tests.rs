@@ -1085,6 +1085,14 @@ async fn a2a_json_rpc_refuses_unreadable_versions_and_page_sizes() {
         (Some(b"1.0"), "ListTasks", list(Value::Null), Ok(50)),
         (Some(b"1.0"), "ListTasks", no_size.clone(), Ok(50)),
         (None, "tasks/get", json!({"id": "x"}), Err(-32001)),
+        // The caller's message id is kept, so it is bounded.
+        (
+            Some(b"1.0"),
+            "SendMessage",
+            json!({"message": {"messageId": "m".repeat(257), "role": "ROLE_USER",
+                "parts": [{"text": "hi"}]}}),
+            Err(-32602),
+        ),
     ];
     for (version, method, params, expected) in cases {
         let what = format!("{method} {params} (A2A-Version {version:?})");

@@ -112,6 +112,7 @@ impl AgentCaller for ChildCaller {
             )));
         }
         let request = InvokeRequest {
+            message_id: None,
             message,
             context_id: Some(self.context_id.clone()),
             task_id: None,

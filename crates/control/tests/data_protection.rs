@@ -135,6 +135,7 @@ impl Platform {
                 self.acme,
                 &Name::parse("vault").unwrap(),
                 InvokeRequest {
+                    message_id: None,
                     message: vec![Part::text(text)],
                     context_id: Some("session-1".into()),
                     ..InvokeRequest::default()

@@ -126,6 +126,7 @@ impl Platform {
 
 fn message(text: &str) -> InvokeRequest {
     InvokeRequest {
+        message_id: None,
         message: vec![Part::text(text)],
         ..InvokeRequest::default()
     }
@@ -304,6 +305,7 @@ async fn continued_tasks_notify_again_and_ended_ones_never() {
             p.tenant,
             &greeter,
             InvokeRequest {
+                message_id: None,
                 task_id: Some(waiting.id),
                 ..message("Ada")
             },

@@ -120,6 +120,7 @@ fn reply_text(invocation: &nexus_control::Invocation) -> String {
 
 fn message(text: &str) -> InvokeRequest {
     InvokeRequest {
+        message_id: None,
         message: vec![Part::text(text)],
         ..InvokeRequest::default()
     }

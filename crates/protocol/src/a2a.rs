@@ -48,7 +48,12 @@ impl TaskView {
                 TaskEventKind::Message if !streamed => {
                     // Read in place: a clone of the payload's tree would cost more than the read.
                     if let Ok(message) = Message::deserialize(&event.payload) {
-                        history.push((format!("{}-{}", task.id, event.seq), message));
+                        // The sender's own id when it gave one (A2A clients must), else ours.
+                        let id = message
+                            .message_id
+                            .clone()
+                            .unwrap_or_else(|| format!("{}-{}", task.id, event.seq));
+                        history.push((id, message));
                     }
                 }
                 TaskEventKind::Artifact => {
@@ -96,6 +101,7 @@ impl TaskView {
                         Message {
                             role: Role::Agent,
                             parts: vec![Part::text(text)],
+                            message_id: None,
                         },
                     )
                 })

@@ -165,6 +165,7 @@ fn agent_text(text: &str) -> Message {
     Message {
         role: Role::Agent,
         parts: vec![Part::text(text)],
+        message_id: None,
     }
 }
 

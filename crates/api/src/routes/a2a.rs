@@ -473,6 +473,7 @@ async fn start_message(
             tenant.id,
             agent.clone(),
             InvokeRequest {
+                message_id: Some(message.message_id),
                 message: message.parts,
                 context_id: message.context_id,
                 task_id: continue_task,

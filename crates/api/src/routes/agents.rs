@@ -236,6 +236,7 @@ pub async fn invoke(
             tenant.id,
             &agent,
             InvokeRequest {
+                message_id: None,
                 message,
                 context_id: body.context_id,
                 task_id,

@@ -295,6 +295,7 @@ impl ServerHandler for TenantTools {
                 self.tenant.id,
                 &agent.name,
                 InvokeRequest {
+                    message_id: None,
                     message: vec![Part::text(arguments.message)],
                     // A continued task keeps its own session.
                     context_id: if continues.is_some() {

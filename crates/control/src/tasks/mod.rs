@@ -24,6 +24,9 @@ use run::{LiveGuard, Opening, Run};
 
 /// Longest session (context) id accepted.
 pub const MAX_CONTEXT_ID_LEN: usize = 256;
+/// Longest message id (A2A `messageId`) kept, in bytes: ids are UUIDs or similar, and each is
+/// stored with its message.
+pub const MAX_MESSAGE_ID_LEN: usize = 256;
 
 /// Most tasks an ambiguous id prefix is counted up to: the error says how many share it, and
 /// past this many the exact number helps no one (it costs one index range read per request).
@@ -33,6 +36,9 @@ pub const MAX_PREFIX_MATCHES_COUNTED: u32 = 100;
 #[derive(Debug, Clone, Default)]
 pub struct InvokeRequest {
     pub message: Vec<Part>,
+    /// The caller's id for the message (A2A `messageId`), kept in the task's history; one is
+    /// made up when absent.
+    pub message_id: Option<String>,
     /// The session (A2A `contextId`); a fresh one when absent.
     pub context_id: Option<String>,
     /// Continue this task (it must be waiting in `input_required`) instead of starting one.
@@ -130,6 +136,7 @@ impl ControlPlane {
         let user_message = Message {
             role: Role::User,
             parts: request.message,
+            message_id: request.message_id,
         };
         let user_event = NewTaskEvent {
             kind: TaskEventKind::Message,
@@ -408,6 +415,15 @@ pub(crate) fn check_request(request: &InvokeRequest) -> Result<(), ControlError>
     {
         return Err(ControlError::Invalid(format!(
             "the session (context id) must be 1 to {MAX_CONTEXT_ID_LEN} bytes"
+        )));
+    }
+    if request
+        .message_id
+        .as_ref()
+        .is_some_and(|m| m.is_empty() || m.len() > MAX_MESSAGE_ID_LEN)
+    {
+        return Err(ControlError::Invalid(format!(
+            "the message id must be 1 to {MAX_MESSAGE_ID_LEN} bytes"
         )));
     }
     Ok(())

@@ -461,6 +461,7 @@ fn outcome_events(outcome: &TaskOutcome) -> (TaskState, Option<String>, Vec<NewT
                 payload: json(&Message {
                     role: Role::Agent,
                     parts: reply.message.clone(),
+                    message_id: None,
                 }),
             }];
             events.extend(reply.artifacts.iter().map(|artifact| NewTaskEvent {
