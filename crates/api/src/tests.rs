@@ -1155,6 +1155,7 @@ fn every_error_code_is_documented_with_its_status() {
             | ErrorCode::IllegalTransition
             | ErrorCode::InvalidPackage
             | ErrorCode::GrantRefused
+            | ErrorCode::GrantsUnconfirmed
             | ErrorCode::Timeout
             | ErrorCode::Overloaded
             | ErrorCode::Unavailable
@@ -1183,6 +1184,7 @@ fn every_error_code_is_documented_with_its_status() {
         ErrorCode::IllegalTransition,
         ErrorCode::InvalidPackage,
         ErrorCode::GrantRefused,
+        ErrorCode::GrantsUnconfirmed,
         ErrorCode::Timeout,
         ErrorCode::Overloaded,
         ErrorCode::Unavailable,
