@@ -193,18 +193,21 @@ mod tests {
         }
     }
 
-    /// Each case: the current revision (what its manifest requested, what it was granted), the
-    /// new manifest, whether the deployer confirmed, and the grants or the unconfirmed ones.
+    /// A case: its name, the current revision (what its manifest requested, what it was
+    /// granted), the new manifest's capabilities, whether the deployer confirmed, and the grants
+    /// or the text naming the unconfirmed ones.
+    type Case = (
+        &'static str,
+        Option<(Grants, Grants)>,
+        &'static str,
+        bool,
+        Result<Grants, &'static str>,
+    );
+
     #[test]
     fn grants_follow_the_manifest_and_carry_over() {
         let host = "https://api.example.com";
-        let cases: [(
-            &str,
-            Option<(Grants, Grants)>,
-            &str,
-            bool,
-            Result<Grants, &str>,
-        ); 7] = [
+        let cases: [Case; 7] = [
             (
                 "first deployment, confirmed: all requested",
                 None,
