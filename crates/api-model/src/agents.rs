@@ -20,7 +20,9 @@ pub struct GrantsBody {
     pub hosts: Vec<String>,
 }
 
-/// Body of `POST /v1/tenants/{tenant}/agents`.
+/// Body of `POST /v1/tenants/{tenant}/agents`. What a redeployment leaves out carries over
+/// from the agent's current revision: config keys, secrets, and grants the manifest still
+/// requests (see `docs/agents.md`, Grants and config).
 #[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployBody {
@@ -28,8 +30,12 @@ pub struct DeployBody {
     pub package_digest: String,
     /// Agent name; defaults to the package's name.
     pub name: Option<String>,
+    /// Config keys to add or replace; the agent keeps its other keys.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Config keys to remove; each must be set on the current revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unset_config: Vec<String>,
     /// Secrets to create or replace, name → value; the agent keeps earlier secrets not named
     /// here. Values are stored encrypted and never returned: responses list names only. At
     /// most 64 per agent (`MAX_SECRETS_PER_AGENT`), names of 1 to 128 ASCII letters, digits,
@@ -37,8 +43,14 @@ pub struct DeployBody {
     #[serde(default, deserialize_with = "secret_values")]
     #[schema(example = json!({"api-key": "sk-…"}))]
     pub secrets: BTreeMap<String, String>,
-    #[serde(default)]
-    pub grants: GrantsBody,
+    /// Exactly these grants, each declared by the manifest (a list narrows what it requests).
+    /// Absent: what the manifest requests; what the agent's current revision was not asked
+    /// for needs `accept_requested_grants`, else the answer is `grants_unconfirmed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<GrantsBody>,
+    /// Without `grants`: the deployer confirms granting what the manifest newly requests.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_requested_grants: bool,
 }
 
 impl std::fmt::Debug for DeployBody {
@@ -48,8 +60,10 @@ impl std::fmt::Debug for DeployBody {
             .field("package_digest", &self.package_digest)
             .field("name", &self.name)
             .field("config", &self.config)
+            .field("unset_config", &self.unset_config)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("grants", &self.grants)
+            .field("accept_requested_grants", &self.accept_requested_grants)
             .finish()
     }
 }

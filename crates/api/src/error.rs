@@ -59,7 +59,8 @@ pub const fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::InvalidBody
         | ErrorCode::ValidationFailed
         | ErrorCode::InvalidPackage
-        | ErrorCode::GrantRefused => StatusCode::UNPROCESSABLE_ENTITY,
+        | ErrorCode::GrantRefused
+        | ErrorCode::GrantsUnconfirmed => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RouteNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -99,6 +100,7 @@ const fn title_of(code: ErrorCode) -> &'static str {
         ErrorCode::IllegalTransition => "Illegal state transition",
         ErrorCode::InvalidPackage => "Invalid package",
         ErrorCode::GrantRefused => "Grant refused",
+        ErrorCode::GrantsUnconfirmed => "Grants not confirmed",
         ErrorCode::Timeout => "Request timed out",
         ErrorCode::Overloaded => "Server overloaded",
         ErrorCode::Unavailable => "Service unavailable",

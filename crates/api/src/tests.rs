@@ -1163,6 +1163,7 @@ fn every_error_code_is_documented_with_its_status() {
             | ErrorCode::IllegalTransition
             | ErrorCode::InvalidPackage
             | ErrorCode::GrantRefused
+            | ErrorCode::GrantsUnconfirmed
             | ErrorCode::Timeout
             | ErrorCode::Overloaded
             | ErrorCode::Unavailable
@@ -1191,6 +1192,7 @@ fn every_error_code_is_documented_with_its_status() {
         ErrorCode::IllegalTransition,
         ErrorCode::InvalidPackage,
         ErrorCode::GrantRefused,
+        ErrorCode::GrantsUnconfirmed,
         ErrorCode::Timeout,
         ErrorCode::Overloaded,
         ErrorCode::Unavailable,

@@ -7,14 +7,13 @@ use nexus_core::{
     Agent, AgentId, AgentRevision, Caller, Grants, Name, NewAgentRevision, Page, PageRequest,
     Tenant, TenantId,
 };
-use nexus_host::capability;
-use nexus_host::http::{HostPattern, OutboundPolicy};
 use nexus_store::StoreError;
 use serde::Serialize;
 
 use crate::authz::Resource;
+use crate::grants::{self, check_grants, check_private_hosts};
 use crate::tenants::TenantRef;
-use crate::{Action, ControlError, ControlPlane, GRANTABLE, MAX_CACHED_REVISIONS, audit, secrets};
+use crate::{Action, ControlError, ControlPlane, MAX_CACHED_REVISIONS, audit, secrets};
 
 /// An agent with all its revisions, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -31,18 +30,26 @@ pub struct AgentCard {
     pub manifest: nexus_package::Manifest,
 }
 
-/// A deployment request: which package (by digest), under which name, with what.
+/// A deployment request: which package (by digest), under which name, with what. What it
+/// leaves out carries over from the agent's current revision (the rule is in `grants`).
 #[derive(Clone, Default)]
 pub struct DeployRequest {
     /// Agent name; defaults to the manifest's `agent.name`.
     pub name: Option<Name>,
     /// `sha256:…` of an uploaded package.
     pub package_digest: String,
+    /// Config keys to add or replace; the agent keeps its other keys.
     pub config: BTreeMap<String, String>,
+    /// Config keys to remove; each must be set now.
+    pub unset_config: Vec<String>,
     /// Secrets to create or replace, by name; the agent keeps its other secrets. Stored
     /// encrypted; `Debug` shows the names only.
     pub secrets: BTreeMap<String, String>,
-    pub grants: Grants,
+    /// Exactly these grants, each declared by the manifest; `None`: what the manifest requests,
+    /// carried over from the current revision where it requested the same.
+    pub grants: Option<Grants>,
+    /// Without `grants`: the deployer confirmed what the manifest newly requests.
+    pub accept_requested_grants: bool,
 }
 
 impl std::fmt::Debug for DeployRequest {
@@ -51,8 +58,10 @@ impl std::fmt::Debug for DeployRequest {
             .field("name", &self.name)
             .field("package_digest", &self.package_digest)
             .field("config", &self.config)
+            .field("unset_config", &self.unset_config)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("grants", &self.grants)
+            .field("accept_requested_grants", &self.accept_requested_grants)
             .finish()
     }
 }
@@ -97,11 +106,14 @@ impl ControlPlane {
         };
         // A redeployment is about the agent its owner made; a first one about the agent the
         // caller is about to own.
-        let owner = match self.store.get_agent(tenant, &name).await {
-            Ok(existing) => existing.owner,
-            Err(StoreError::NotFound { .. }) => caller.principal.id(),
+        let existing = match self.store.get_agent(tenant, &name).await {
+            Ok(existing) => Some(existing),
+            Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
+        let owner = existing
+            .as_ref()
+            .map_or_else(|| caller.principal.id(), |agent| agent.owner.clone());
         let resource = Resource::Agent {
             name: name.as_str(),
             tags: &manifest.agent.tags,
@@ -109,8 +121,39 @@ impl ControlPlane {
         };
         self.authorize_on(caller, tenant, Action::AgentDeploy, resource)
             .await?;
-        check_grants(&manifest, &request.grants)?;
-        check_private_hosts(&request.grants, self.runtime.allows_private_addresses())?;
+        let current = match &existing {
+            Some(agent) => Some((
+                self.revision(tenant, agent.id, agent.current_revision)
+                    .await?,
+                self.current_manifest(tenant, agent).await?,
+            )),
+            None => None,
+        };
+        let config = grants::config(
+            &name,
+            current.as_ref().map(|(revision, _)| &revision.config),
+            request.config,
+            &request.unset_config,
+        )?;
+        let granted = match request.grants {
+            Some(listed) => listed,
+            None => {
+                let before = current
+                    .as_ref()
+                    .map(|(revision, manifest)| grants::Current {
+                        granted: &revision.grants,
+                        requested: grants::requested(manifest),
+                    });
+                grants::from_manifest(
+                    &name,
+                    &manifest,
+                    before.as_ref(),
+                    request.accept_requested_grants,
+                )?
+            }
+        };
+        check_grants(&manifest, &granted)?;
+        check_private_hosts(&granted, self.runtime.allows_private_addresses())?;
         let sealed = if request.secrets.is_empty() {
             Vec::new()
         } else {
@@ -133,7 +176,7 @@ impl ControlPlane {
             serde_json::json!({
                 "package": package.reference.to_string(),
                 "digest": package.digest,
-                "grants": request.grants,
+                "grants": granted,
                 "secrets": request.secrets.keys().collect::<Vec<_>>(),
             }),
         );
@@ -145,10 +188,10 @@ impl ControlPlane {
                     name,
                     package: package.reference.clone(),
                     package_digest: package.digest.clone(),
-                    config: request.config,
+                    config,
                     // The store lists every secret the agent has after this deployment.
                     secret_names: Vec::new(),
-                    grants: request.grants,
+                    grants: granted,
                     deployed_by: caller.principal.id(),
                 },
                 sealed,
@@ -264,6 +307,7 @@ impl ControlPlane {
     }
 
     /// Makes `revision` current, or by default the newest revision before the current one.
+    /// Errors name the agent and its revision numbers.
     pub async fn rollback(
         &self,
         caller: &Caller,
@@ -274,17 +318,32 @@ impl ControlPlane {
         let agent = self
             .agent_for(caller, tenant, Action::AgentRollback, name)
             .await?;
+        // Newest first.
+        let numbers: Vec<u32> = self
+            .store
+            .list_revisions(tenant, agent.id)
+            .await?
+            .into_iter()
+            .map(|r| r.revision)
+            .collect();
         let target = match revision {
-            Some(revision) => revision,
-            None => self
-                .store
-                .list_revisions(tenant, agent.id)
-                .await?
-                .into_iter()
-                .map(|r| r.revision)
+            Some(wanted) if numbers.contains(&wanted) => wanted,
+            Some(wanted) => {
+                return Err(ControlError::RevisionNotFound(format!(
+                    "agent `{name}` has no revision {wanted}; it has {}",
+                    describe_revisions(&numbers)
+                )));
+            }
+            None => numbers
+                .iter()
+                .copied()
                 .find(|r| *r < agent.current_revision)
                 .ok_or_else(|| {
-                    ControlError::Conflict("there is no earlier revision to roll back to".into())
+                    ControlError::Conflict(format!(
+                        "agent `{name}` is at revision {}, and it has no earlier revision to \
+                         roll back to",
+                        agent.current_revision
+                    ))
                 })?,
         };
         let event = audit::event(
@@ -293,10 +352,16 @@ impl ControlPlane {
             format!("agents/{}", agent.name),
             serde_json::json!({ "from": agent.current_revision, "to": target }),
         );
-        Ok(self
+        match self
             .store
             .set_current_revision(tenant, agent.id, target, event)
-            .await?)
+            .await
+        {
+            Ok(agent) => Ok(agent),
+            // Deleted meanwhile (revisions go only with their agent): say so by name.
+            Err(StoreError::NotFound { .. }) => Err(StoreError::not_found("agent", name).into()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// An agent's revision, from memory when it was read before.
@@ -426,57 +491,19 @@ impl ControlPlane {
     }
 }
 
-/// On a node that keeps agents off non-public addresses, a host grant that can only ever name
-/// one (a private IP literal, `localhost`) is refused when deployed, rather than every call
-/// failing later. Grants whose names resolve to private addresses are refused at each call.
-fn check_private_hosts(grants: &Grants, allow_private: bool) -> Result<(), ControlError> {
-    if allow_private {
-        return Ok(());
-    }
-    for host in &grants.hosts {
-        let pattern = HostPattern::parse(host).map_err(|e| ControlError::Grant(e.to_string()))?;
-        if pattern.is_private_only() {
-            return Err(ControlError::Grant(format!(
-                "host `{host}` is a private, loopback or link-local address, which this node \
-                 does not let agents reach (the operator's `[runtime] allow_private_addresses`)"
-            )));
+/// An agent's revision numbers (newest first) for a message: `1 to 3`, `revision 1`, or the
+/// list when some are missing.
+fn describe_revisions(numbers: &[u32]) -> String {
+    match (numbers.last(), numbers.first()) {
+        (Some(first), Some(last)) if first == last => format!("revision {first}"),
+        (Some(first), Some(last))
+            if u32::try_from(numbers.len()).ok() == Some(last - first + 1) =>
+        {
+            format!("revisions {first} to {last}")
+        }
+        _ => {
+            let listed: Vec<String> = numbers.iter().rev().map(u32::to_string).collect();
+            format!("revisions {}", listed.join(", "))
         }
     }
-    Ok(())
-}
-
-/// Grants may only name known capabilities the manifest declares, and hosts it lists.
-pub fn check_grants(
-    manifest: &nexus_package::Manifest,
-    grants: &Grants,
-) -> Result<(), ControlError> {
-    let declared = &manifest.capabilities;
-    for capability in &grants.capabilities {
-        let allowed = match capability.as_str() {
-            capability::STATE => declared.state,
-            capability::LLM => declared.llm,
-            capability::AGENTS => declared.agents,
-            capability::BUS => declared.bus,
-            other => {
-                return Err(ControlError::Grant(format!(
-                    "unknown capability `{other}`; grantable: {}",
-                    GRANTABLE.join(", ")
-                )));
-            }
-        };
-        if !allowed {
-            return Err(ControlError::Grant(format!(
-                "`{capability}` is not declared in the package manifest's [capabilities]"
-            )));
-        }
-    }
-    for host in &grants.hosts {
-        OutboundPolicy::new(&[host]).map_err(|e| ControlError::Grant(e.to_string()))?;
-        if !declared.hosts.iter().any(|h| h == host) {
-            return Err(ControlError::Grant(format!(
-                "host `{host}` is not declared in the package manifest's [capabilities].hosts"
-            )));
-        }
-    }
-    Ok(())
 }

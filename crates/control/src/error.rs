@@ -19,6 +19,14 @@ pub enum ControlError {
     /// A grant the manifest does not declare, or an unknown capability.
     #[error("grant refused: {0}")]
     Grant(String),
+    /// A deployment would grant what the manifest newly requests, and the deployer has not
+    /// confirmed it (see `grants`).
+    #[error("grants not confirmed: {0}")]
+    GrantsUnconfirmed(String),
+    /// An agent has no revision of that number (the message names the agent and the
+    /// revisions it has).
+    #[error("{0}")]
+    RevisionNotFound(String),
     /// Bad input that is not about grants (e.g. an empty message).
     #[error("invalid request: {0}")]
     Invalid(String),
@@ -48,6 +56,8 @@ impl ControlError {
             Self::Package(nexus_package::PackageError::OverBudget(_)) => ErrorCode::Overloaded,
             Self::Package(_) | Self::Component(_) => ErrorCode::InvalidPackage,
             Self::Grant(_) => ErrorCode::GrantRefused,
+            Self::GrantsUnconfirmed(_) => ErrorCode::GrantsUnconfirmed,
+            Self::RevisionNotFound(_) => ErrorCode::NotFound,
             Self::Invalid(_) => ErrorCode::ValidationFailed,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,

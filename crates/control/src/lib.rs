@@ -7,7 +7,8 @@
 //! - `tenants`: tenants, resolved by name or id, visible only to their own callers;
 //! - `packages`: upload (validate, compile, store), list, load by digest; `unpacking`: the
 //!   node's memory budget for unpacking packages;
-//! - `deployments`: agents and their revisions, grants, rollback, deletion, agent cards;
+//! - `deployments`: agents and their revisions, rollback, deletion, agent cards; `grants`:
+//!   what a deployment grants and configures (the manifest's requests, confirmed; carry-over);
 //! - `tasks`: a message runs as a durable task (`run`), followed through its log (`follow`),
 //!   with the capabilities its revision grants (`env`); cancel, get, list, events;
 //! - `push`: A2A push-notification configs and their watchers;
@@ -41,6 +42,7 @@ mod calls;
 mod deployments;
 mod error;
 mod export;
+mod grants;
 mod keys;
 mod live;
 mod oidc;
@@ -62,9 +64,10 @@ pub use audit::MAX_AUDIT_PAGE;
 pub use auth_failures::AUTH_FAILURE_AUDIT_INTERVAL;
 pub use authz::{Action, POLICY_CACHE_TTL};
 pub use calls::{CallChain, MAX_CALL_DEPTH, trace_id_from_traceparent};
-pub use deployments::{AgentCard, AgentDetail, DeployRequest, check_grants};
+pub use deployments::{AgentCard, AgentDetail, DeployRequest};
 pub use error::ControlError;
 pub use export::{ExportRecord, ExportStream};
+pub use grants::{check_grants, requested as requested_grants};
 pub use keys::{CreatedKey, KEY_CACHE_TTL, NewKeyRequest};
 pub use oidc::{
     DISCOVERY_PATH, ISSUER_TIMEOUT, MAX_ISSUER_BODY_BYTES, MIN_REFETCH_INTERVAL, OidcSettings,

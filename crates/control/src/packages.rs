@@ -14,7 +14,8 @@ use crate::{Action, ControlError, ControlPlane, audit};
 
 impl ControlPlane {
     /// Validates, compiles and stores a package. Uploading the same bytes again stores nothing
-    /// new, but is audited like the first upload. Unpacking reserves the node's unpacking
+    /// new, but is audited like the first upload; other bytes under the same version are
+    /// another build of it (each identified by its digest) until the version is published. Unpacking reserves the node's unpacking
     /// memory (`unpacking`) until the upload ends; when other uploads hold it all for longer
     /// than [`UNPACK_MEMORY_WAIT`](crate::UNPACK_MEMORY_WAIT), the answer is
     /// [`ControlError::Overloaded`].
@@ -54,14 +55,21 @@ impl ControlPlane {
             .put_package(
                 tenant,
                 NewPackage {
-                    reference,
+                    reference: reference.clone(),
                     digest,
                     size_bytes,
                     manifest: manifest.to_json(),
                 },
                 event,
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists { .. } => ControlError::Conflict(format!(
+                    "package {reference} is published, and a published version never changes; \
+                     give the package a new version (`version` in nexus.toml)"
+                )),
+                e => e.into(),
+            })?;
         let component = keep(prepared).await;
         let limits = limit_overrides(&manifest);
         self.loaded

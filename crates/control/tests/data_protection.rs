@@ -114,10 +114,10 @@ impl Platform {
                 self.acme,
                 DeployRequest {
                     package_digest: uploaded.digest,
-                    grants: nexus_core::Grants {
+                    grants: Some(nexus_core::Grants {
                         capabilities: vec!["state".into()],
                         hosts: vec![],
-                    },
+                    }),
                     secrets: [("api-key".to_owned(), SECRET_TEXT.to_owned())].into(),
                     ..DeployRequest::default()
                 },

@@ -14,6 +14,7 @@ use nexus_core::{Caller, Name, NewTenant, TaskEventKind, TaskState, TenantId};
 
 struct Platform {
     control: Arc<ControlPlane>,
+    store: Arc<dyn nexus_store::Store>,
     tenant: TenantId,
     _dir: tempfile::TempDir,
 }
@@ -41,6 +42,7 @@ async fn empty_platform_on(runtime: nexus_runtime::RuntimeConfig) -> Platform {
         .unwrap();
     Platform {
         control: platform.control,
+        store: platform.store,
         tenant: platform.default_tenant,
         _dir: dir,
     }
@@ -85,7 +87,7 @@ impl Platform {
                         .iter()
                         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                         .collect(),
-                    grants,
+                    grants: Some(grants),
                     ..DeployRequest::default()
                 },
             )
@@ -540,16 +542,31 @@ async fn refused_packages_leave_no_compiled_component() {
         assert_eq!(artifacts(), Vec::<std::path::PathBuf>::new(), "{what}");
     }
 
-    upload(manifest("agent"), common::guest("echo"))
+    let accepted = upload(manifest("agent"), common::guest("echo"))
         .await
         .unwrap();
     assert_eq!(artifacts().len(), 1, "an accepted package is cached");
 
-    // The same reference with other bytes: compiled and linked, then refused by the store.
+    // The same reference with other bytes once the version is published: compiled and linked,
+    // then refused by the store.
+    p.store
+        .publish_package(
+            p.tenant,
+            &accepted.digest,
+            nexus_core::NewAuditEvent {
+                actor: "system".into(),
+                action: "package.publish".into(),
+                target: format!("packages/{}", accepted.reference),
+                details: serde_json::json!({}),
+            },
+        )
+        .await
+        .unwrap();
     let error = upload(manifest("agent"), common::guest("hostile"))
         .await
-        .expect_err("the reference is taken");
+        .expect_err("the version is published");
     assert_eq!(error.code(), nexus_core::ErrorCode::Conflict, "{error}");
+    assert!(error.to_string().contains("published"), "{error}");
     assert_eq!(
         artifacts().len(),
         1,
@@ -611,10 +628,10 @@ async fn grants_of_private_hosts_are_refused_at_deploy_unless_allowed() {
                     DeployRequest {
                         package_digest: uploaded.digest.clone(),
                         name: Some(Name::parse(&format!("net{i}")).unwrap()),
-                        grants: nexus_core::Grants {
+                        grants: Some(nexus_core::Grants {
                             hosts: vec![(*host).to_owned()],
                             ..nexus_core::Grants::default()
-                        },
+                        }),
                         ..DeployRequest::default()
                     },
                 )

@@ -56,6 +56,9 @@ pub enum ErrorCode {
     InvalidPackage,
     /// A deployment grants something the package manifest does not declare.
     GrantRefused,
+    /// A deployment would grant what the package manifest newly requests, unconfirmed: the
+    /// deployer must confirm it or list the grants to give.
+    GrantsUnconfirmed,
     /// The request took longer than the server's request timeout.
     Timeout,
     /// The server is at its concurrency limit; retry later.
@@ -91,6 +94,7 @@ impl ErrorCode {
             Self::IllegalTransition => "illegal_transition",
             Self::InvalidPackage => "invalid_package",
             Self::GrantRefused => "grant_refused",
+            Self::GrantsUnconfirmed => "grants_unconfirmed",
             Self::Timeout => "timeout",
             Self::Overloaded => "overloaded",
             Self::Unavailable => "unavailable",

@@ -75,8 +75,8 @@ impl fmt::Debug for PackageRef {
     }
 }
 
-/// A package version stored in a tenant: metadata only; the bytes live in the blob store under
-/// `digest`.
+/// A build of a package version stored in a tenant: metadata only; the bytes live in the blob
+/// store under `digest`, which identifies the build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Package {
     pub id: PackageId,
@@ -88,6 +88,11 @@ pub struct Package {
     pub size_bytes: u64,
     /// The package manifest as parsed JSON.
     pub manifest: serde_json::Value,
+    /// Set by publishing: a published version is immutable, so no other build (digest) of it
+    /// is accepted. Unpublished versions may be uploaded again with changed contents, each
+    /// digest a build of its own.
+    #[serde(default)]
+    pub published: bool,
     pub created_at: DateTime<Utc>,
 }
 

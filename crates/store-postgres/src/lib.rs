@@ -176,6 +176,11 @@ fn migrator() -> sqlx::migrate::Migrator {
             "owners and teams",
             include_str!("../migrations/0011_owners_and_teams.sql"),
         ),
+        (
+            12,
+            "package builds",
+            include_str!("../migrations/0012_package_builds.sql"),
+        ),
     ])
 }
 

@@ -244,6 +244,7 @@ pub struct PackageRow {
     pub digest: String,
     pub size_bytes: i64,
     pub manifest: Json<serde_json::Value>,
+    pub published: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -261,6 +262,7 @@ impl TryFrom<PackageRow> for Package {
             digest: row.digest,
             size_bytes: to_u64(row.size_bytes, "packages.size_bytes")?,
             manifest: row.manifest.0,
+            published: row.published,
             created_at: row.created_at,
         })
     }

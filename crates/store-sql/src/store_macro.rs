@@ -609,16 +609,34 @@ macro_rules! impl_store {
                     // tenant) before the package's foreign-key check touches it. A repeated
                     // upload is audited too; a refused one rolls its event back with `tx`.
                     append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    let reference = &new.reference;
+                    // A published version takes no new build (one stored already is fine).
+                    let frozen = sqlx::query(
+                        "SELECT 1 FROM packages WHERE tenant_id = $1 AND namespace = $2 AND name = $3 \
+                         AND version = $4 AND published \
+                         AND NOT EXISTS (SELECT 1 FROM packages WHERE tenant_id = $1 AND digest = $5) LIMIT 1",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(reference.namespace.as_str())
+                    .bind(reference.name.as_str())
+                    .bind(reference.version.to_string())
+                    .bind(&new.digest)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    if frozen.is_some() {
+                        return Err(StoreError::already_exists("package", reference));
+                    }
                     sqlx::query(
                         "INSERT INTO packages (id, tenant_id, namespace, name, version, digest, size_bytes, manifest, created_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                         ON CONFLICT (tenant_id, namespace, name, version) DO NOTHING",
+                         ON CONFLICT (tenant_id, digest) DO NOTHING",
                     )
                     .bind(nexus_core_package_id())
                     .bind(tenant.as_uuid())
-                    .bind(new.reference.namespace.as_str())
-                    .bind(new.reference.name.as_str())
-                    .bind(new.reference.version.to_string())
+                    .bind(reference.namespace.as_str())
+                    .bind(reference.name.as_str())
+                    .bind(reference.version.to_string())
                     .bind(&new.digest)
                     .bind(to_i64(new.size_bytes))
                     .bind(Json(&new.manifest))
@@ -632,22 +650,21 @@ macro_rules! impl_store {
                             map_err(e)
                         }
                     })?;
-                    let reference = &new.reference;
                     let stored: Package = sqlx::query_as::<_, PackageRow>(
-                        "SELECT id, tenant_id, namespace, name, version, digest, size_bytes, manifest, created_at \
-                         FROM packages WHERE tenant_id = $1 AND namespace = $2 AND name = $3 AND version = $4",
+                        "SELECT id, tenant_id, namespace, name, version, digest, size_bytes, manifest, published, created_at \
+                         FROM packages WHERE tenant_id = $1 AND digest = $2",
                     )
                     .bind(tenant.as_uuid())
-                    .bind(reference.namespace.as_str())
-                    .bind(reference.name.as_str())
-                    .bind(reference.version.to_string())
+                    .bind(&new.digest)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(map_err)?
-                    .ok_or_else(|| StoreError::not_found("package", reference))?
+                    .ok_or_else(|| StoreError::not_found("package", &new.digest))?
                     .try_into()?;
-                    if stored.digest != new.digest {
-                        return Err(StoreError::already_exists("package", reference));
+                    // A digest names its contents, manifest included; another reference under
+                    // a stored digest is a caller's bug, not a new build.
+                    if stored.reference != new.reference {
+                        return Err(StoreError::already_exists("package", &new.digest));
                     }
                     tx.commit().await.map_err(map_err)?;
                     Ok(stored)
@@ -655,8 +672,9 @@ macro_rules! impl_store {
 
                 async fn get_package(&self, tenant: TenantId, reference: &PackageRef) -> Result<Package> {
                     sqlx::query_as::<_, PackageRow>(
-                        "SELECT id, tenant_id, namespace, name, version, digest, size_bytes, manifest, created_at \
-                         FROM packages WHERE tenant_id = $1 AND namespace = $2 AND name = $3 AND version = $4",
+                        "SELECT id, tenant_id, namespace, name, version, digest, size_bytes, manifest, published, created_at \
+                         FROM packages WHERE tenant_id = $1 AND namespace = $2 AND name = $3 AND version = $4 \
+                         ORDER BY id DESC LIMIT 1",
                     )
                     .bind(tenant.as_uuid())
                     .bind(reference.namespace.as_str())
@@ -671,8 +689,8 @@ macro_rules! impl_store {
 
                 async fn get_package_by_digest(&self, tenant: TenantId, digest: &str) -> Result<Package> {
                     sqlx::query_as::<_, PackageRow>(
-                        "SELECT id, tenant_id, namespace, name, version, digest, size_bytes, manifest, created_at \
-                         FROM packages WHERE tenant_id = $1 AND digest = $2 ORDER BY id LIMIT 1",
+                        "SELECT id, tenant_id, namespace, name, version, digest, size_bytes, manifest, published, created_at \
+                         FROM packages WHERE tenant_id = $1 AND digest = $2",
                     )
                     .bind(tenant.as_uuid())
                     .bind(digest)
@@ -683,10 +701,34 @@ macro_rules! impl_store {
                     .try_into()
                 }
 
+                async fn publish_package(
+                    &self,
+                    tenant: TenantId,
+                    digest: &str,
+                    audit: NewAuditEvent,
+                ) -> Result<Package> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    // The event first, as in `put_package`; an unknown digest rolls it back.
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    let published: Package = sqlx::query_as::<_, PackageRow>(
+                        "UPDATE packages SET published = TRUE WHERE tenant_id = $1 AND digest = $2 \
+                         RETURNING id, tenant_id, namespace, name, version, digest, size_bytes, manifest, published, created_at",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(digest)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .ok_or_else(|| StoreError::not_found("package", digest))?
+                    .try_into()?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(published)
+                }
+
                 async fn list_packages(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Package>> {
                     let after = parse_cursor(page.after.as_ref())?;
                     let rows = sqlx::query_as::<_, PackageRow>(
-                        "SELECT id, tenant_id, namespace, name, version, digest, size_bytes, manifest, created_at \
+                        "SELECT id, tenant_id, namespace, name, version, digest, size_bytes, manifest, published, created_at \
                          FROM packages WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
                     )
                     .bind(tenant.as_uuid())

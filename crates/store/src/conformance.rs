@@ -31,7 +31,7 @@ macro_rules! conformance_tests {
             agents_are_isolated_by_tenant,
             agents_delete_removes_revisions,
             agents_reads_see_every_change,
-            packages_are_immutable,
+            packages_are_builds_until_published,
             tasks_follow_the_state_machine,
             tasks_event_log_is_gapless_and_resumable,
             tasks_list_filters,
@@ -653,7 +653,7 @@ pub async fn agents_delete_removes_revisions(store: Arc<dyn Store>) {
     assert_eq!(rev.revision, 1);
 }
 
-pub async fn packages_are_immutable(store: Arc<dyn Store>) {
+pub async fn packages_are_builds_until_published(store: Arc<dyn Store>) {
     let t = tenant(&*store, "acme").await;
     let other = tenant(&*store, "other").await;
     let reference: PackageRef = "acme/echo@1.0.0".parse().unwrap();
@@ -690,25 +690,77 @@ pub async fn packages_are_immutable(store: Arc<dyn Store>) {
             .unwrap(),
         stored
     );
-    // Different bytes under the same version: refused, and the original stays.
+    // Different bytes under the same version: another build of it, the newest one by its
+    // reference; both stay readable by digest.
     let changed = NewPackage {
         digest: "sha256:bbbb".into(),
         ..new.clone()
     };
+    let rebuilt = store
+        .put_package(
+            t,
+            changed.clone(),
+            audit_event("package.upload", "packages/acme/echo@1.0.0"),
+        )
+        .await
+        .unwrap();
+    assert_ne!(rebuilt.id, stored.id);
+    assert!(!rebuilt.published);
+    assert_eq!(store.get_package(t, &reference).await.unwrap(), rebuilt);
+    assert_eq!(
+        store.get_package_by_digest(t, "sha256:aaaa").await.unwrap(),
+        stored
+    );
+
+    // Once a build is published, its version is immutable: a new digest is refused, while the
+    // builds already stored may be uploaded again.
+    let published = store
+        .publish_package(
+            t,
+            "sha256:bbbb",
+            audit_event("package.publish", "packages/acme/echo@1.0.0"),
+        )
+        .await
+        .unwrap();
+    assert!(published.published);
     assert!(matches!(
         store
             .put_package(
                 t,
-                changed,
+                NewPackage {
+                    digest: "sha256:cccc".into(),
+                    ..new.clone()
+                },
                 audit_event("package.upload", "packages/acme/echo@1.0.0")
             )
             .await,
         Err(StoreError::AlreadyExists { .. })
     ));
-    assert_eq!(
-        store.get_package(t, &reference).await.unwrap().digest,
-        "sha256:aaaa"
-    );
+    for (again, expected) in [(&changed, &published), (&new, &stored)] {
+        let put = store
+            .put_package(
+                t,
+                again.clone(),
+                audit_event("package.upload", "packages/acme/echo@1.0.0"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(&put, expected);
+    }
+    assert!(matches!(
+        store.get_package_by_digest(t, "sha256:cccc").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .publish_package(
+                t,
+                "sha256:dddd",
+                audit_event("package.publish", "packages/acme/echo@1.0.0"),
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
 
     assert!(matches!(
         store.get_package(other, &reference).await,
@@ -718,7 +770,7 @@ pub async fn packages_are_immutable(store: Arc<dyn Store>) {
         .list_packages(t, PageRequest::default())
         .await
         .unwrap();
-    assert_eq!(page.items, vec![stored]);
+    assert_eq!(page.items, vec![stored, published]);
 }
 
 pub async fn tasks_follow_the_state_machine(store: Arc<dyn Store>) {
@@ -2952,7 +3004,15 @@ pub async fn packages_put_is_audited_and_a_conflicting_one_is_not(store: Arc<dyn
         ["tenant.create", "package.upload", "package.upload"]
     );
 
-    // Another digest for the same reference: refused, nothing recorded.
+    // Another digest for the version once it is published: refused, nothing recorded.
+    let stored = store
+        .publish_package(
+            t,
+            "sha256:aaaa",
+            audit_event("package.publish", "packages/acme/echo@1.0.0"),
+        )
+        .await
+        .unwrap();
     let conflicting = store
         .put_package(
             t,
@@ -2967,7 +3027,15 @@ pub async fn packages_put_is_audited_and_a_conflicting_one_is_not(store: Arc<dyn
         matches!(conflicting, Err(StoreError::AlreadyExists { .. })),
         "{conflicting:?}"
     );
-    assert_eq!(chain(&*store, t).await.len(), 3);
+    assert_eq!(
+        audit_actions(&*store, t).await,
+        [
+            "tenant.create",
+            "package.upload",
+            "package.upload",
+            "package.publish"
+        ]
+    );
     assert_eq!(store.get_package(t, &reference).await.unwrap(), stored);
 
     // Nor does an upload into a tenant that does not exist.

@@ -191,18 +191,30 @@ pub trait AgentStore: Send + Sync {
 /// Package metadata (the bytes live in the blob store).
 #[async_trait]
 pub trait PackageStore: Send + Sync {
-    /// Records a package version and appends `audit` to the tenant's chain, atomically.
-    /// Versions are immutable: putting the same reference with the same digest returns the
-    /// stored row (and is audited all the same: a repeated upload is still an upload); with
-    /// another digest it is `AlreadyExists`, and then nothing is stored.
+    /// Records a build of a package version and appends `audit` to the tenant's chain,
+    /// atomically. A build is identified by its digest: putting a digest already stored returns
+    /// the stored row (and is audited all the same: a repeated upload is still an upload). A
+    /// new digest for a version becomes another build of it while the version is unpublished;
+    /// once a build of it is [published](Self::publish_package) the version is immutable, a new
+    /// digest for it is `AlreadyExists`, and then nothing is stored.
     async fn put_package(
         &self,
         tenant: TenantId,
         new: NewPackage,
         audit: NewAuditEvent,
     ) -> Result<Package>;
+    /// The newest build of a package version.
     async fn get_package(&self, tenant: TenantId, reference: &PackageRef) -> Result<Package>;
     async fn get_package_by_digest(&self, tenant: TenantId, digest: &str) -> Result<Package>;
+    /// Marks the build `digest` published, with `audit`, atomically: from then on its version
+    /// takes no other build. Publishing a published build again changes nothing. The
+    /// marketplace's publishing sets this; nothing else does.
+    async fn publish_package(
+        &self,
+        tenant: TenantId,
+        digest: &str,
+        audit: NewAuditEvent,
+    ) -> Result<Package>;
     /// Packages in creation order.
     async fn list_packages(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Package>>;
 }

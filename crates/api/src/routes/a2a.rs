@@ -500,6 +500,7 @@ pub(crate) fn control_error(error: ControlError) -> RpcError {
         | C::InvalidParameter
         | C::InvalidPackage
         | C::GrantRefused
+        | C::GrantsUnconfirmed
         | C::PayloadTooLarge => code::INVALID_PARAMS,
         C::UnsupportedMediaType => code::CONTENT_TYPE_NOT_SUPPORTED,
         C::NotFound => code::TASK_NOT_FOUND,

@@ -68,7 +68,7 @@ pub async fn list_packages(
     responses(
         (status = 201, description = "Deployed", body = Deployment),
         (status = 404, description = "No such package", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A grant the manifest does not declare (`grant_refused`), or an invalid name, config or secret (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A grant the manifest does not declare (`grant_refused`), requested grants not confirmed (`grants_unconfirmed`), or an invalid name, config or secret (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn deploy(
     state: Scope,
@@ -93,11 +93,13 @@ pub async fn deploy(
                 name,
                 package_digest: body.package_digest,
                 config: body.config,
+                unset_config: body.unset_config,
                 secrets: body.secrets,
-                grants: Grants {
-                    capabilities: body.grants.capabilities,
-                    hosts: body.grants.hosts,
-                },
+                grants: body.grants.map(|grants| Grants {
+                    capabilities: grants.capabilities,
+                    hosts: grants.hosts,
+                }),
+                accept_requested_grants: body.accept_requested_grants,
             },
         )
         .await?;
@@ -171,6 +173,7 @@ pub async fn delete_agent(
     responses(
         (status = 200, description = "Rolled back", body = Agent),
         (status = 404, description = "No such agent or revision", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No earlier revision to roll back to", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn rollback(
     state: Scope,

@@ -134,6 +134,7 @@ fn control_error(error: ControlError) -> ErrorData {
         | C::InvalidParameter
         | C::InvalidPackage
         | C::GrantRefused
+        | C::GrantsUnconfirmed
         | C::PayloadTooLarge
         | C::UnsupportedMediaType
         | C::NotFound

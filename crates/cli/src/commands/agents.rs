@@ -9,7 +9,7 @@ use nexus_api_model::{
     TaskResult,
 };
 use nexus_core::message::text_of;
-use nexus_core::{Agent, Package, Page, Task, TaskEvent, TaskEventKind, TaskState};
+use nexus_core::{Agent, Grants, Package, Page, Task, TaskEvent, TaskEventKind, TaskState};
 use serde_json::{Value, json};
 
 use super::Output;
@@ -94,19 +94,27 @@ pub struct DeployArgs {
     /// Tenant to deploy into.
     #[arg(long, env = "NEXUS_TENANT", default_value = "default")]
     tenant: String,
-    /// Configuration value, KEY=VALUE (repeatable).
+    /// Configuration value, KEY=VALUE (repeatable). A redeploy keeps the agent's other keys.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = super::run::parse_pair)]
     config: Vec<(String, String)>,
+    /// Remove a configuration key the agent has (repeatable).
+    #[arg(long = "unset-config", value_name = "KEY")]
+    unset_config: Vec<String>,
     /// Secret for the agent, NAME=VALUE (repeatable), stored encrypted. A redeploy keeps the
     /// agent's earlier secrets; naming one again replaces its value.
     #[arg(long = "secret", value_name = "NAME=VALUE", value_parser = parse_secret)]
     secrets: Vec<SecretArg>,
-    /// Grant a capability the manifest declares: state, llm, agents, bus (repeatable).
+    /// Grant a capability the manifest declares: state, llm, agents, bus (repeatable). With
+    /// --grant or --allow-host the agent gets exactly what they list; without either, what the
+    /// manifest requests (new requests confirmed first).
     #[arg(long = "grant", value_name = "CAPABILITY")]
     grants: Vec<String>,
     /// Grant an outbound host the manifest declares (repeatable).
     #[arg(long = "allow-host", value_name = "URL")]
     allow_hosts: Vec<String>,
+    /// Grant what the manifest newly requests without asking (needed off a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
 }
 
 impl std::fmt::Debug for DeployArgs {
@@ -116,9 +124,11 @@ impl std::fmt::Debug for DeployArgs {
             .field("name", &self.name)
             .field("tenant", &self.tenant)
             .field("config", &self.config)
+            .field("unset_config", &self.unset_config)
             .field("secrets", &self.secrets)
             .field("grants", &self.grants)
             .field("allow_hosts", &self.allow_hosts)
+            .field("yes", &self.yes)
             .finish()
     }
 }
@@ -152,6 +162,7 @@ fn parse_secret(text: &str) -> Result<SecretArg, String> {
     }
 }
 
+/// Uploads the package and deploys it. Grants: see [`confirm_grants`] and `docs/agents.md`.
 pub async fn deploy(args: DeployArgs, client: &Client, output: Output) -> Result<(), CliError> {
     let bytes = if args.target.is_dir() {
         build_package(&args.target, None, output).await?.1.bytes
@@ -163,33 +174,117 @@ pub async fn deploy(args: DeployArgs, client: &Client, output: Output) -> Result
     let package: Package = client
         .put_bytes(&["v1", "tenants", &args.tenant, "packages"], bytes)
         .await?;
-    let deployment: Deployment = client
-        .post(
-            &["v1", "tenants", &args.tenant, "agents"],
-            &DeployBody {
-                package_digest: package.digest,
-                name: args.name,
-                config: args.config.into_iter().collect(),
-                secrets: args
-                    .secrets
-                    .into_iter()
-                    .map(|s| (s.name, s.value))
-                    .collect(),
-                grants: GrantsBody {
-                    capabilities: args.grants,
-                    hosts: args.allow_hosts,
-                },
-            },
-        )
-        .await?;
+    let listed = !args.grants.is_empty() || !args.allow_hosts.is_empty();
+    let mut body = DeployBody {
+        package_digest: package.digest.clone(),
+        name: args.name,
+        config: args.config.into_iter().collect(),
+        unset_config: args.unset_config,
+        secrets: args
+            .secrets
+            .into_iter()
+            .map(|s| (s.name, s.value))
+            .collect(),
+        grants: listed.then_some(GrantsBody {
+            capabilities: args.grants,
+            hosts: args.allow_hosts,
+        }),
+        accept_requested_grants: args.yes,
+    };
+    let segments = ["v1", "tenants", &args.tenant, "agents"];
+    let deployment: Deployment = match client.post(&segments, &body).await {
+        Err(refused) if refused.message.ends_with(UNCONFIRMED) => {
+            confirm_grants(&refused.message, &package)?;
+            body.accept_requested_grants = true;
+            client.post(&segments, &body).await?
+        }
+        result => result?,
+    };
+    let revision = &deployment.revision;
+    eprintln!("granted: {}", describe_grants(&revision.grants));
     if output.json {
         return output.print_json(&deployment);
     }
     println!(
-        "deployed {}/{} revision {} ({})",
-        args.tenant, deployment.agent.name, deployment.revision.revision, package.reference
+        "deployed {}/{} revision {} ({} {})",
+        args.tenant,
+        deployment.agent.name,
+        revision.revision,
+        revision.package,
+        short_digest(&revision.package_digest)
     );
     Ok(())
+}
+
+/// How the server's problem message ends when a deployment needs its grants confirmed.
+const UNCONFIRMED: &str = "(grants_unconfirmed)";
+
+/// Asks whether to grant what the server says the package newly requests: a y/N question on
+/// a terminal; elsewhere an error naming the flags that decide without asking.
+fn confirm_grants(refusal: &str, package: &Package) -> Result<(), CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+
+    let why = refusal
+        .trim_end_matches(UNCONFIRMED)
+        .trim_end()
+        .trim_start_matches("grants not confirmed: ");
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Err(CliError::usage(format!(
+            "{why}.\nNot on a terminal, so nothing was asked: pass --yes to grant what the \
+             package requests, or list the grants to give{}",
+            requested_flags(package)
+                .map(|flags| format!(" ({flags})"))
+                .unwrap_or_default()
+        )));
+    }
+    eprint!("{why}.\nGrant them? [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::usage(format!("cannot read from the terminal: {e}")))?;
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(CliError::usage(
+            "not deployed: the requested grants were not confirmed",
+        )),
+    }
+}
+
+/// The `--grant`/`--allow-host` flags that grant everything the package's manifest requests.
+fn requested_flags(package: &Package) -> Option<String> {
+    let manifest: nexus_package::Manifest =
+        serde_json::from_value(package.manifest.clone()).ok()?;
+    let requested = nexus_control::requested_grants(&manifest);
+    let flags: Vec<String> = requested
+        .capabilities
+        .iter()
+        .map(|c| format!("--grant {c}"))
+        .chain(requested.hosts.iter().map(|h| format!("--allow-host {h}")))
+        .collect();
+    (!flags.is_empty()).then(|| flags.join(" "))
+}
+
+/// Grants for people: capabilities, then hosts; `none` when there are none.
+fn describe_grants(grants: &Grants) -> String {
+    let all: Vec<&str> = grants
+        .capabilities
+        .iter()
+        .chain(&grants.hosts)
+        .map(String::as_str)
+        .collect();
+    if all.is_empty() {
+        "none".to_owned()
+    } else {
+        all.join(", ")
+    }
+}
+
+/// The first 12 hex digits of a `sha256:` digest: enough to tell builds apart.
+fn short_digest(digest: &str) -> &str {
+    const SHOWN: usize = "sha256:".len() + 12;
+    digest.get(..SHOWN).unwrap_or(digest)
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,30 +338,7 @@ pub async fn agents(cmd: AgentsCommand, client: &Client, output: Output) -> Resu
             if output.json {
                 return output.print_json(&detail);
             }
-            println!("agent:    {}/{}", tenant, detail.agent.name);
-            println!("current:  revision {}", detail.agent.current_revision);
-            // Names only: the API never returns secret values.
-            let current = detail
-                .revisions
-                .iter()
-                .find(|r| r.revision == detail.agent.current_revision);
-            let secrets: Vec<&str> = current
-                .into_iter()
-                .flat_map(|r| r.secret_names.iter().map(String::as_str))
-                .collect();
-            if !secrets.is_empty() {
-                println!("secrets:  {}", secrets.join(", "));
-            }
-            for revision in &detail.revisions {
-                println!(
-                    "  rev {:<4} {}  {}",
-                    revision.revision,
-                    revision.package,
-                    revision
-                        .created_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-                );
-            }
+            print_agent(&tenant, &detail);
             Ok(())
         }
         AgentsCommand::Delete { name, tenant } => {
@@ -276,6 +348,61 @@ pub async fn agents(cmd: AgentsCommand, client: &Client, output: Output) -> Resu
             eprintln!("deleted {tenant}/{name}");
             Ok(())
         }
+    }
+}
+
+/// An agent for people: its current revision's package, grants, config (values) and secrets
+/// (names only: the API never returns their values), then every revision, the current one
+/// marked `*`.
+fn print_agent(tenant: &str, detail: &AgentDetail) {
+    let current_number = detail.agent.current_revision;
+    println!("agent:    {}/{}", tenant, detail.agent.name);
+    let Some(current) = detail
+        .revisions
+        .iter()
+        .find(|r| r.revision == current_number)
+    else {
+        println!("current:  revision {current_number}");
+        return;
+    };
+    println!(
+        "current:  revision {current_number} ({} {})",
+        current.package,
+        short_digest(&current.package_digest)
+    );
+    println!("grants:   {}", describe_grants(&current.grants));
+    let config: Vec<String> = current
+        .config
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    println!(
+        "config:   {}",
+        if config.is_empty() {
+            "none".to_owned()
+        } else {
+            config.join(", ")
+        }
+    );
+    if !current.secret_names.is_empty() {
+        println!("secrets:  {}", current.secret_names.join(", "));
+    }
+    println!("revisions:");
+    for revision in &detail.revisions {
+        println!(
+            "{} rev {:<4} {}  {}  {}",
+            if revision.revision == current_number {
+                '*'
+            } else {
+                ' '
+            },
+            revision.revision,
+            revision.package,
+            short_digest(&revision.package_digest),
+            revision
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        );
     }
 }
 
