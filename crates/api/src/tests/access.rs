@@ -19,6 +19,7 @@ fn every_route() -> Vec<(axum::http::Method, String)> {
             .replace("{user}", "someone")
             .replace("{team}", "some-team")
             .replace("{account}", "some-account")
+            .replace("{secret}", "some-secret")
     };
     let mut routes = Vec::new();
     for (path, item) in openapi().paths.paths {
