@@ -28,8 +28,8 @@ pub enum StateEncoding {
     Base64,
 }
 
-/// Answer of `GET /v1/tenants/{tenant}/agents/{agent}/state/{key}?session=`: one value, in
-/// the clear.
+/// Answer of `GET /v1/tenants/{tenant}/agents/{agent}/sessions/{session}/state/{key}`: one
+/// value, in the clear.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StateValue {
     pub session: String,

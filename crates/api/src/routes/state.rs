@@ -1,4 +1,4 @@
-//! `/v1/tenants/{tenant}/agents/{agent}/state`: inspecting and clearing an agent's state. Values
+//! `/v1/tenants/{tenant}/agents/{agent}/state` (and `/sessions/{session}/state/{key}`): inspecting and clearing an agent's state. Values
 //! are sealed at rest; the control plane opens them for those allowed to read them.
 
 use base64::Engine;
@@ -19,14 +19,6 @@ pub struct StateParams {
     pub session: Option<String>,
     /// Most keys listed (1 to 1000, default 1000).
     pub limit: Option<u32>,
-}
-
-/// The session of a request about one value.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct SessionParam {
-    /// The session (the tasks' context id) the key belongs to.
-    pub session: String,
 }
 
 /// List the keys of an agent's state, of one session or all; no values.
@@ -60,12 +52,12 @@ pub async fn list_state(
 }
 
 /// Read one value of an agent's state, in the clear (audited).
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/agents/{agent}/state/{key}", tag = "agents",
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/agents/{agent}/sessions/{session}/state/{key}", tag = "agents",
     params(
         ("tenant" = String, Path, description = "Tenant name or id"),
         ("agent" = String, Path, description = "Agent name"),
+        ("session" = String, Path, description = "The session (the tasks' context id)"),
         ("key" = String, Path, description = "The key"),
-        SessionParam,
     ),
     responses(
         (status = 200, description = "The value", body = StateValue),
@@ -73,8 +65,7 @@ pub async fn list_state(
     ))]
 pub async fn get_state(
     state: Scope,
-    Path((tenant, agent, key)): Path<(String, String, String)>,
-    Query(SessionParam { session }): Query<SessionParam>,
+    Path((tenant, agent, session, key)): Path<(String, String, String, String)>,
 ) -> Result<Json<StateValue>, ApiError> {
     let tenant = resolve_tenant(&state, &tenant).await?;
     let bytes = state

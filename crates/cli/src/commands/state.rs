@@ -86,8 +86,11 @@ pub async fn run(cmd: StateCommand, client: &Client, output: Output) -> Result<(
         } => {
             let value: StateValue = client
                 .get(
-                    &["v1", "tenants", &tenant, "agents", &agent, "state", &key],
-                    &[("session", session)],
+                    &[
+                        "v1", "tenants", &tenant, "agents", &agent, "sessions", &session, "state",
+                        &key,
+                    ],
+                    &[],
                 )
                 .await?;
             if output.json {
