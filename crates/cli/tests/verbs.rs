@@ -51,6 +51,34 @@ fn audit_actions(server: &Server) -> Vec<String> {
         .collect()
 }
 
+/// Runs a client verb on a terminal (a pseudo-terminal of util-linux's `script`) that types
+/// `answer`; stdout and stderr both come out on the terminal, that is in `stdout`.
+fn on_terminal(server: &Server, args: &[&str], answer: &str) -> Output {
+    use std::io::Write;
+    let line = [NEXUS, "--server", &server.url]
+        .iter()
+        .chain(args)
+        .map(|arg| format!("'{arg}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("NEXUS_SERVER")
+        .env("NEXUS_API_KEY", API_KEY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script`");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn agents_delete_asks_for_confirmation_and_deletes_nothing_without_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,6 +95,23 @@ fn agents_delete_asks_for_confirmation_and_deletes_nothing_without_it() {
     assert_refused(&piped, 2, "--yes");
     stdout(&server.cli(&["agents", "get", "echo"]));
 
+    // On a terminal it asks; anything but yes keeps the agent.
+    for answer in ["n\n", "\n", "whatever\n"] {
+        let declined = on_terminal(&server, &["agents", "delete", "echo"], answer);
+        let text = String::from_utf8_lossy(&declined.stdout).into_owned();
+        assert_eq!(declined.status.code(), Some(2), "{answer:?}: {text}");
+        assert!(text.contains("Continue? [y/N]"), "{text}");
+        assert!(text.contains("nothing was changed"), "{text}");
+        stdout(&server.cli(&["agents", "get", "echo"]));
+    }
+    let confirmed = on_terminal(&server, &["agents", "delete", "echo"], "y\n");
+    let text = String::from_utf8_lossy(&confirmed.stdout).into_owned();
+    assert!(confirmed.status.success(), "{text}");
+    assert!(text.contains("deleted default/echo"), "{text}");
+    assert_refused(&server.cli(&["agents", "get", "echo"]), 4, "not_found");
+
+    // --yes goes ahead without asking.
+    stdout(&server.cli_building(&["deploy", echo.to_str().unwrap()]));
     let deleted = server.cli(&["agents", "delete", "echo", "--yes"]);
     assert!(
         stderr(&deleted).contains("deleted default/echo"),
