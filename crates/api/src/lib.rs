@@ -214,6 +214,13 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes::agents::delete_agent
         ))
         .routes(routes!(routes::agents::rollback))
+        .routes(routes!(routes::secrets::list_secrets))
+        .routes(routes!(routes::secrets::delete_secret))
+        .routes(routes!(
+            routes::state::list_state,
+            routes::state::clear_state
+        ))
+        .routes(routes!(routes::state::get_state))
         .routes(routes!(routes::agents::invoke))
         .routes(routes!(routes::tasks::list_tasks))
         .routes(routes!(routes::tasks::get_task))

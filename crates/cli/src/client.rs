@@ -58,6 +58,9 @@ impl TlsFiles {
 pub struct Client {
     base: Url,
     http: reqwest::Client,
+    /// Print each request's method, URL, status and time on stderr, and the problem body of
+    /// an error (`--verbose`); never headers, so never the API key.
+    verbose: bool,
 }
 
 impl Client {
@@ -90,7 +93,16 @@ impl Client {
             .user_agent(concat!("nexus-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CliError::internal(format!("cannot build HTTP client: {e}")))?;
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            http,
+            verbose: false,
+        })
+    }
+
+    /// This client, printing each request on stderr when `verbose` (`--verbose`).
+    pub fn verbose(self, verbose: bool) -> Self {
+        Self { verbose, ..self }
     }
 
     /// GETs the resource at `segments` (each percent-encoded) with `query` parameters.
@@ -140,6 +152,16 @@ impl Client {
         self.send(self.http.delete(self.url(segments))).await
     }
 
+    /// DELETEs the resource at `segments` with `query` parameters and reads the JSON answer.
+    pub async fn delete_json_query<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T, CliError> {
+        self.send(self.http.delete(self.url(segments)).query(query))
+            .await
+    }
+
     /// Sends a request answered with `text/event-stream` and yields its events as they come.
     /// An error response is turned into a CLI error before any event.
     pub async fn events(
@@ -147,15 +169,13 @@ impl Client {
         request: reqwest::RequestBuilder,
     ) -> Result<impl futures::Stream<Item = Result<sse_stream::Sse, CliError>> + use<>, CliError>
     {
-        let response = request
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
+        let response = self
+            .execute(request.header(reqwest::header::ACCEPT, "text/event-stream"))
+            .await?;
         let status = response.status();
         if !status.is_success() {
             let bytes = response.bytes().await.unwrap_or_default();
-            return Err(problem_error(status, &bytes));
+            return Err(self.problem(status, &bytes));
         }
         let base = self.base.clone();
         Ok(futures::StreamExt::map(
@@ -175,16 +195,11 @@ impl Client {
         &self,
         segments: &[&str],
     ) -> Result<impl futures::Stream<Item = Result<bytes::Bytes, CliError>> + use<>, CliError> {
-        let response = self
-            .http
-            .get(self.url(segments))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
+        let response = self.execute(self.http.get(self.url(segments))).await?;
         let status = response.status();
         if !status.is_success() {
             let bytes = response.bytes().await.unwrap_or_default();
-            return Err(problem_error(status, &bytes));
+            return Err(self.problem(status, &bytes));
         }
         let base = self.base.clone();
         Ok(futures::StreamExt::map(
@@ -228,7 +243,7 @@ impl Client {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, CliError> {
-        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let response = self.execute(request).await?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| CliError {
             code: CliError::UNREACHABLE,
@@ -241,7 +256,38 @@ impl Client {
                 CliError::internal(format!("unexpected response from the server: {e}"))
             });
         }
-        Err(problem_error(status, &bytes))
+        Err(self.problem(status, &bytes))
+    }
+
+    /// Sends `request`; with `--verbose`, prints its method, URL, status and time on stderr.
+    async fn execute(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, CliError> {
+        let request = request
+            .build()
+            .map_err(|e| CliError::internal(format!("cannot build the request: {e}")))?;
+        let line = self
+            .verbose
+            .then(|| format!("{} {}", request.method(), request.url()));
+        let started = std::time::Instant::now();
+        let sent = self.http.execute(request).await;
+        if let Some(line) = line {
+            let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+            match &sent {
+                Ok(response) => eprintln!("{line} -> {} ({elapsed:.1} ms)", response.status()),
+                Err(_) => eprintln!("{line} -> no answer ({elapsed:.1} ms)"),
+            }
+        }
+        sent.map_err(|e| self.unreachable(&e))
+    }
+
+    /// The CLI error of an error response; with `--verbose`, its body is printed first.
+    fn problem(&self, status: StatusCode, body: &[u8]) -> CliError {
+        if self.verbose {
+            eprintln!("{}", String::from_utf8_lossy(body));
+        }
+        problem_error(status, body)
     }
 
     /// The error of a request that got no answer: every cause (reqwest's own message leaves
@@ -252,7 +298,9 @@ impl Client {
         let mut source = std::error::Error::source(error);
         while let Some(cause) = source {
             message.push_str(&format!(": {cause}"));
-            hint = hint.or_else(|| tls_hint(cause, self.base.scheme()));
+            hint = hint
+                .or_else(|| tls_hint(cause, self.base.scheme()))
+                .or_else(|| refused_hint(cause));
             source = cause.source();
         }
         if let Some(hint) = hint {
@@ -264,6 +312,18 @@ impl Client {
             message,
         }
     }
+}
+
+/// What to do when `error` (a cause of a failed request) is a refused connection: nothing
+/// listens there, so either no server runs or the client looks in the wrong place.
+fn refused_hint(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let refused = error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    refused.then_some(
+        "Nothing listens there. Start a server (`nexus server`, or `scripts/quickstart` in a \
+         checkout), or point --server or NEXUS_SERVER at the one you use.",
+    )
 }
 
 /// What to do when `error` (a cause of a failed request to a `scheme` URL) is one of the usual

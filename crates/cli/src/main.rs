@@ -42,6 +42,10 @@ struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// Print each request's method, URL, status and time on stderr, and the server's problem
+    /// body on errors (never the API key or secret values).
+    #[arg(long, short = 'v', global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,6 +63,12 @@ enum Command {
     /// List, show and delete agents.
     #[command(subcommand)]
     Agents(commands::agents::AgentsCommand),
+    /// List and delete an agent's secrets (names only; values are never shown).
+    #[command(subcommand)]
+    Secrets(commands::secrets::SecretsCommand),
+    /// Inspect and clear an agent's state.
+    #[command(subcommand)]
+    State(commands::state::StateCommand),
     /// Make an earlier revision of an agent current.
     Rollback(commands::agents::RollbackArgs),
     /// Send a message to a deployed agent and print its reply.
@@ -113,12 +123,16 @@ fn connect(
     server: &str,
     api_key: Option<&str>,
     tls: &client::TlsFiles,
+    verbose: bool,
 ) -> Result<client::Client, CliError> {
-    if let Some(key) = api_key {
-        return client::Client::new(server, Some(key), tls);
-    }
-    let session = credentials::session_for(server)?;
-    client::Client::new(server, session.as_ref().map(|s| s.token.as_str()), tls)
+    let client = match api_key {
+        Some(key) => client::Client::new(server, Some(key), tls)?,
+        None => {
+            let session = credentials::session_for(server)?;
+            client::Client::new(server, session.as_ref().map(|s| s.token.as_str()), tls)?
+        }
+    };
+    Ok(client.verbose(verbose))
 }
 
 /// mimalloc rather than the system allocator: the server allocates per request from two
@@ -144,7 +158,7 @@ fn main() -> ExitCode {
             client_cert: cli.client_cert,
             client_key: cli.client_key,
         };
-        let client = || connect(&cli.server, cli.api_key.as_deref(), &tls);
+        let client = || connect(&cli.server, cli.api_key.as_deref(), &tls, cli.verbose);
         match cli.command {
             Command::Server(args) => commands::server::run(args).await,
             Command::Login(args) => commands::users::login(args, &cli.server, &tls, output).await,
@@ -176,6 +190,8 @@ fn main() -> ExitCode {
             Command::Build(args) => commands::agents::build(args, output).await,
             Command::Deploy(args) => commands::agents::deploy(args, &client()?, output).await,
             Command::Agents(cmd) => commands::agents::agents(cmd, &client()?, output).await,
+            Command::Secrets(cmd) => commands::secrets::run(cmd, &client()?, output).await,
+            Command::State(cmd) => commands::state::run(cmd, &client()?, output).await,
             Command::Rollback(args) => commands::agents::rollback(args, &client()?, output).await,
             Command::Invoke(args) => commands::agents::invoke(args, &client()?, output).await,
             Command::Tasks(cmd) => commands::tasks::tasks(cmd, &client()?, output).await,

@@ -79,6 +79,7 @@ pub use push::{
 };
 pub use secrets::{MAX_SECRET_NAME_LEN, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_AGENT};
 pub use service_accounts::MAX_SERVICE_ACCOUNT_DESCRIPTION_LEN;
+pub use state::{MAX_STATE_KEYS_LISTED, StateKey, StateListing};
 pub use tasks::{
     Invocation, InvokeRequest, MAX_CONTEXT_ID_LEN, MAX_PREFIX_MATCHES_COUNTED, Started,
 };

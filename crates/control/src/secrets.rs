@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use nexus_core::{Agent, AgentRevision, Name, TenantId};
+use nexus_core::{Agent, AgentRevision, Caller, Name, TenantId};
 use nexus_secrets::{DataKey, Kms, SecretSlot};
-use nexus_store::{SealedSecret, Store};
+use nexus_store::{SealedSecret, SecretInfo, Store, StoreError};
 
-use crate::ControlError;
+use crate::{Action, ControlError, ControlPlane, audit};
 
 /// Most secrets one agent may hold: enough for any set of API credentials, few enough that
 /// opening them all for each task stays cheap.
@@ -205,6 +205,52 @@ pub(crate) async fn tenant_key(
 
 pub(crate) fn internal(err: nexus_secrets::SecretsError) -> ControlError {
     ControlError::Internal(format!("secrets: {err}"))
+}
+
+impl ControlPlane {
+    /// The names of `agent`'s secrets and when each was set; never their values (whoever may
+    /// read the agent sees these names in its revisions anyway).
+    pub async fn list_secrets(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        agent: &Name,
+    ) -> Result<Vec<SecretInfo>, ControlError> {
+        let agent = self
+            .agent_for(caller, tenant, Action::AgentRead, agent)
+            .await?;
+        Ok(self.store.list_secret_names(tenant, agent.id).await?)
+    }
+
+    /// Deletes one secret of `agent` (those who may deploy it, who set its secrets), audited.
+    /// Revisions keep naming it; tasks no longer see it.
+    pub async fn delete_secret(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        agent: &Name,
+        name: &str,
+    ) -> Result<(), ControlError> {
+        check_name(name)?;
+        let agent = self
+            .agent_for(caller, tenant, Action::AgentDeploy, agent)
+            .await?;
+        let event = audit::event(
+            caller,
+            "secret.delete",
+            format!("agents/{}/secrets/{name}", agent.name),
+            serde_json::json!({ "agent_id": agent.id }),
+        );
+        if self
+            .store
+            .delete_secret(tenant, agent.id, name, event)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::not_found("secret", format!("{}/{name}", agent.name)).into())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use nexus_core::{AgentId, TenantId};
+use nexus_core::{AgentId, NewAuditEvent, TenantId};
 use nexus_secrets::{DataKey, Kms, StateSlot};
 use nexus_store::{Result, StateEntry, StateScope, StateStore, Store, StoreError};
 use tokio::sync::OnceCell;
@@ -171,6 +171,21 @@ impl StateStore for SealedState {
         self.store.state_list_keys(scope, prefix, limit).await
     }
 
+    async fn state_clear(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        session: Option<&str>,
+        audit: NewAuditEvent,
+    ) -> Result<u64> {
+        if tenant != self.tenant {
+            return Err(StoreError::Corrupt(
+                "agent state asked for another tenant's entries".into(),
+            ));
+        }
+        self.store.state_clear(tenant, agent, session, audit).await
+    }
+
     async fn state_entries(
         &self,
         tenant: TenantId,
@@ -193,5 +208,133 @@ impl StateStore for SealedState {
                 .await?;
         }
         Ok(entries)
+    }
+}
+
+/// Most state keys one listing returns: a page a person reads; an agent with more is looked
+/// at one session at a time.
+pub const MAX_STATE_KEYS_LISTED: u32 = 1000;
+
+/// One value's place in an agent's state: its session (the tasks' context id) and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateKey {
+    pub session: String,
+    pub key: String,
+}
+
+/// The keys of an agent's state, in (session, key) order, and whether more were left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateListing {
+    pub keys: Vec<StateKey>,
+    pub more: bool,
+}
+
+impl crate::ControlPlane {
+    /// The keys of `agent`'s state, of one `session` or of all, at most `limit` (capped at
+    /// [`MAX_STATE_KEYS_LISTED`]); no values.
+    pub async fn list_state(
+        &self,
+        caller: &nexus_core::Caller,
+        tenant: TenantId,
+        agent: &nexus_core::Name,
+        session: Option<&str>,
+        limit: u32,
+    ) -> std::result::Result<StateListing, crate::ControlError> {
+        let agent = self
+            .agent_for(caller, tenant, crate::Action::StateRead, agent)
+            .await?;
+        let limit = limit.clamp(1, MAX_STATE_KEYS_LISTED);
+        let mut keys: Vec<StateKey> = match session {
+            Some(session) => {
+                let scope = StateScope {
+                    tenant,
+                    agent: agent.id,
+                    session: session.to_owned(),
+                };
+                self.store
+                    .state_list_keys(&scope, "", limit + 1)
+                    .await?
+                    .into_iter()
+                    .map(|key| StateKey {
+                        session: session.to_owned(),
+                        key,
+                    })
+                    .collect()
+            }
+            None => self
+                .store
+                .state_entries(tenant, agent.id, None, limit + 1)
+                .await?
+                .into_iter()
+                .map(|entry| StateKey {
+                    session: entry.session,
+                    key: entry.key,
+                })
+                .collect(),
+        };
+        let more = keys.len() > limit as usize;
+        keys.truncate(limit as usize);
+        Ok(StateListing { keys, more })
+    }
+
+    /// One value of `agent`'s state in the clear, opened under the tenant's data key. Reading
+    /// is audited: the value leaves the platform.
+    pub async fn get_state(
+        &self,
+        caller: &nexus_core::Caller,
+        tenant: TenantId,
+        agent: &nexus_core::Name,
+        session: &str,
+        key: &str,
+    ) -> std::result::Result<Vec<u8>, crate::ControlError> {
+        let agent = self
+            .agent_for(caller, tenant, crate::Action::StateRead, agent)
+            .await?;
+        let scope = StateScope {
+            tenant,
+            agent: agent.id,
+            session: session.to_owned(),
+        };
+        let sealed = SealedState::new(self.store.clone(), self.kms.clone(), tenant);
+        let value = sealed
+            .state_get(&scope, key)
+            .await?
+            .ok_or_else(|| StoreError::not_found("state key", format!("{session}/{key}")))?;
+        self.store
+            .append_audit(
+                tenant,
+                crate::audit::event(
+                    caller,
+                    "state.read",
+                    format!("agents/{}/state", agent.name),
+                    serde_json::json!({ "agent_id": agent.id, "session": session, "key": key }),
+                ),
+            )
+            .await?;
+        Ok(value)
+    }
+
+    /// Removes `agent`'s state, of one `session` or all of it, audited; returns how many
+    /// values went.
+    pub async fn clear_state(
+        &self,
+        caller: &nexus_core::Caller,
+        tenant: TenantId,
+        agent: &nexus_core::Name,
+        session: Option<&str>,
+    ) -> std::result::Result<u64, crate::ControlError> {
+        let agent = self
+            .agent_for(caller, tenant, crate::Action::StateClear, agent)
+            .await?;
+        let event = crate::audit::event(
+            caller,
+            "state.clear",
+            format!("agents/{}/state", agent.name),
+            serde_json::json!({ "agent_id": agent.id, "session": session }),
+        );
+        Ok(self
+            .store
+            .state_clear(tenant, agent.id, session, event)
+            .await?)
     }
 }

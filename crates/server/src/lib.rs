@@ -211,11 +211,20 @@ async fn open_store(
                 .await
                 .map_err(opening)?,
         ),
-        DatabaseBackend::Postgres => Arc::new(
+        DatabaseBackend::Postgres => Arc::new({
+            if let Some(created) = nexus_store_postgres::PgStore::create_database_if_missing(url)
+                .await
+                .map_err(opening)?
+            {
+                tracing::info!(
+                    database = %created,
+                    "created the PostgreSQL database, which did not exist"
+                );
+            }
             nexus_store_postgres::PgStore::open(url, max_connections, schema)
                 .await
-                .map_err(opening)?,
-        ),
+                .map_err(opening)?
+        }),
     })
 }
 

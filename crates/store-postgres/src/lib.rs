@@ -75,6 +75,79 @@ impl PgStore {
         })
     }
 
+    /// Creates the database `url` names if it does not exist, as SQLite creates its file: a
+    /// fresh server needs no `createdb` first. Connects to the server's `postgres` database
+    /// with the same credentials to do so (which needs the `CREATEDB` privilege). Returns the
+    /// name of the database it created, `None` if it existed.
+    pub async fn create_database_if_missing(url: &str) -> Result<Option<String>> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+        let Some(name) = options.get_database().map(str::to_owned) else {
+            return Ok(None);
+        };
+        match PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+        {
+            Ok(pool) => {
+                pool.close().await;
+                return Ok(None);
+            }
+            Err(e) if is_sqlstate(&e, UNDEFINED_DATABASE) => {}
+            // Other failures (unreachable server, bad password) are `open`'s to report.
+            Err(_) => return Ok(None),
+        }
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.database(MAINTENANCE_DATABASE))
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "database `{name}` does not exist, and connecting to `{MAINTENANCE_DATABASE}` \
+                     to create it failed: {e}"
+                ))
+            })?;
+        let created = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{}\"",
+            name.replace('"', "\"\"")
+        )))
+        .execute(&admin)
+        .await;
+        admin.close().await;
+        match created {
+            Ok(_) => Ok(Some(name)),
+            // Another node created it meanwhile.
+            Err(e) if is_sqlstate(&e, DUPLICATE_DATABASE) => Ok(None),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "database `{name}` does not exist and cannot be created: {e}"
+            ))),
+        }
+    }
+
+    /// Drops the database `name` on the server `url` points at (connecting to its `postgres`
+    /// database). For test clean-up.
+    pub async fn drop_database(url: &str, name: &str) -> Result<()> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.database(MAINTENANCE_DATABASE))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect: {e}")))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            name.replace('"', "\"\"")
+        )))
+        .execute(&admin)
+        .await
+        .map_err(nexus_store_sql::map_err)?;
+        admin.close().await;
+        Ok(())
+    }
+
     /// Drops `schema` and everything in it. For test clean-up.
     pub async fn drop_schema(url: &str, schema: &str) -> Result<()> {
         validate_schema_name(schema)?;
@@ -120,6 +193,18 @@ impl PgStore {
 }
 
 /// Schema names are interpolated into DDL, so only `[a-z0-9_]` is accepted.
+/// The database every PostgreSQL server has, where missing databases are created from.
+const MAINTENANCE_DATABASE: &str = "postgres";
+/// SQLSTATE `invalid_catalog_name`: the database in the URL does not exist.
+const UNDEFINED_DATABASE: &str = "3D000";
+/// SQLSTATE `duplicate_database`.
+const DUPLICATE_DATABASE: &str = "42P04";
+
+/// Whether `error` is a database error with SQLSTATE `code`.
+fn is_sqlstate(error: &sqlx::Error, code: &str) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some(code))
+}
+
 fn validate_schema_name(schema: &str) -> Result<()> {
     let valid = !schema.is_empty()
         && schema.len() <= 63

@@ -28,7 +28,7 @@ macro_rules! impl_store {
             };
             use $crate::__private::nexus_store::{
                 AgentStore, ApiKeyStore, AuditStore, NewTaskEvent, PackageStore, PolicyStore,
-                Result, SealedSecret, SecretStore, StateEntry, StateScope, StateStore, Store, StoreError,
+                Result, SealedSecret, SecretInfo, SecretStore, StateEntry, StateScope, StateStore, Store, StoreError,
                 TaskFilter, TaskStore, TenantStore, UserStore, ListedTask,
             };
             use $crate::__private::sqlx::{self, types::Json};
@@ -1862,6 +1862,30 @@ macro_rules! impl_store {
                     Ok(rows.into_iter().map(|(key,)| key).collect())
                 }
 
+                async fn state_clear(
+                    &self,
+                    tenant: TenantId,
+                    agent: AgentId,
+                    session: Option<&str>,
+                    audit: NewAuditEvent,
+                ) -> Result<u64> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
+                    let deleted = sqlx::query(
+                        "DELETE FROM agent_state WHERE tenant_id = $1 AND agent_id = $2 \
+                         AND ($3 IS NULL OR session = $3)",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(agent.as_uuid())
+                    .bind(session)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(deleted)
+                }
+
                 async fn state_entries(
                     &self,
                     tenant: TenantId,
@@ -2012,18 +2036,53 @@ macro_rules! impl_store {
                         .collect())
                 }
 
-                async fn delete_secret(&self, tenant: TenantId, agent: AgentId, name: &str) -> Result<bool> {
+                async fn list_secret_names(
+                    &self,
+                    tenant: TenantId,
+                    agent: AgentId,
+                ) -> Result<Vec<SecretInfo>> {
+                    let rows: Vec<(String, $crate::__private::chrono::DateTime<$crate::__private::chrono::Utc>)> =
+                        sqlx::query_as(
+                            "SELECT name, updated_at FROM agent_secrets \
+                             WHERE tenant_id = $1 AND agent_id = $2 ORDER BY name",
+                        )
+                        .bind(tenant.as_uuid())
+                        .bind(agent.as_uuid())
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(map_err)?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|(name, updated_at)| SecretInfo { name, updated_at })
+                        .collect())
+                }
+
+                async fn delete_secret(
+                    &self,
+                    tenant: TenantId,
+                    agent: AgentId,
+                    name: &str,
+                    audit: NewAuditEvent,
+                ) -> Result<bool> {
+                    let mut tx = self.writer().begin_with($begin).await.map_err(map_err)?;
+                    // The event first, locking the chain; without a secret to delete, dropping
+                    // `tx` rolls it back.
+                    append_audit_in_tx(&mut tx, tenant, audit).await?;
                     let deleted = sqlx::query(
                         "DELETE FROM agent_secrets WHERE tenant_id = $1 AND agent_id = $2 AND name = $3",
                     )
                     .bind(tenant.as_uuid())
                     .bind(agent.as_uuid())
                     .bind(name)
-                    .execute(self.writer())
+                    .execute(&mut *tx)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
-                    Ok(deleted > 0)
+                    if deleted == 0 {
+                        return Ok(false);
+                    }
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(true)
                 }
             }
 

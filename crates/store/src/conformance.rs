@@ -73,6 +73,7 @@ macro_rules! conformance_tests {
             policies_delete_returns_the_policy_and_is_audited,
             policies_concurrent_creates_keep_the_limit_and_the_chain,
             state_entries_page_across_sessions,
+            state_clear_removes_one_session_or_all_and_is_audited,
             tenants_delete_removes_everything_and_is_audited_elsewhere,
             tenant_keys_are_destroyed_on_demand,
             users_join_tenants_and_sessions_follow_their_membership,
@@ -1938,8 +1939,32 @@ pub async fn secrets_deploy_with_the_revision_and_keep_earlier_ones(store: Arc<d
         store.get_secret(t, agent.id, "extra").await.unwrap(),
         Some(b"e2".to_vec())
     );
-    assert!(store.delete_secret(t, agent.id, "extra").await.unwrap());
-    assert!(!store.delete_secret(t, agent.id, "extra").await.unwrap());
+    let names: Vec<String> = store
+        .list_secret_names(t, agent.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["api-key", "extra", "token", "zeta"]);
+    // Deleting is audited; deleting what is not there writes nothing, not even the event.
+    let before = store.list_audit(t, 0, 1000).await.unwrap().len();
+    let event = || audit_event("secret.delete", "agents/mailer/secrets/extra");
+    assert!(
+        store
+            .delete_secret(t, agent.id, "extra", event())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_secret(t, agent.id, "extra", event())
+            .await
+            .unwrap()
+    );
+    let events = store.list_audit(t, 0, 1000).await.unwrap();
+    assert_eq!(events.len(), before + 1);
+    assert_eq!(events.last().unwrap().action, "secret.delete");
     assert_eq!(store.get_secret(t, agent.id, "extra").await.unwrap(), None);
     assert_eq!(store.get_secret(t, agent.id, "absent").await.unwrap(), None);
 
@@ -1992,7 +2017,19 @@ pub async fn secrets_are_scoped_to_tenant_and_agent(store: Arc<dyn Store>) {
     // Another tenant neither sees nor changes them, even knowing the agent's id.
     assert_eq!(store.get_secret(other, a.id, "token").await.unwrap(), None);
     assert!(store.list_secrets(other, a.id).await.unwrap().is_empty());
-    assert!(!store.delete_secret(other, a.id, "token").await.unwrap());
+    assert!(
+        store
+            .list_secret_names(other, a.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !store
+            .delete_secret(other, a.id, "token", audit_event("secret.delete", "x"))
+            .await
+            .unwrap()
+    );
     let foreign = store
         .put_secret(other, a.id, sealed("token", b"evil"))
         .await;
@@ -4229,4 +4266,70 @@ pub async fn passwords_change_and_end_every_session(store: Arc<dyn Store>) {
         "{missing:?}"
     );
     assert_eq!(audit_actions(&*store, acme).await, before);
+}
+
+pub async fn state_clear_removes_one_session_or_all_and_is_audited(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let a = agent(&*store, t, "counter").await;
+    let b = agent(&*store, t, "other").await;
+    let scope = |agent: AgentId, session: &str| StateScope {
+        tenant: t,
+        agent,
+        session: session.into(),
+    };
+    for (agent, session, key) in [
+        (a, "s1", "x"),
+        (a, "s1", "y"),
+        (a, "s2", "x"),
+        (b, "s1", "x"),
+    ] {
+        store
+            .state_put(&scope(agent, session), key, b"v")
+            .await
+            .unwrap();
+    }
+    let clear = |agent: AgentId, session: Option<&'static str>| {
+        let store = store.clone();
+        async move {
+            store
+                .state_clear(
+                    t,
+                    agent,
+                    session,
+                    audit_event("state.clear", "agents/x/state"),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // Another tenant's clear reaches nothing.
+    let other = tenant(&*store, "other").await;
+    let foreign = store
+        .state_clear(other, a, None, audit_event("state.clear", "agents/x/state"))
+        .await
+        .unwrap();
+    assert_eq!(foreign, 0);
+
+    let before = store.list_audit(t, 0, 1000).await.unwrap().len();
+    assert_eq!(clear(a, Some("s1")).await, 2);
+    assert_eq!(
+        store.state_get(&scope(a, "s2"), "x").await.unwrap(),
+        Some(b"v".to_vec())
+    );
+    assert_eq!(clear(a, None).await, 1);
+    assert!(
+        store
+            .state_entries(t, a, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The other agent's state is untouched.
+    assert_eq!(
+        store.state_get(&scope(b, "s1"), "x").await.unwrap(),
+        Some(b"v".to_vec())
+    );
+    let events = store.list_audit(t, 0, 1000).await.unwrap();
+    assert_eq!(events.len(), before + 2);
+    assert!(events[before..].iter().all(|e| e.action == "state.clear"));
 }

@@ -538,6 +538,15 @@ pub trait StateStore: Send + Sync {
         prefix: &str,
         limit: u32,
     ) -> Result<Vec<String>>;
+    /// Removes all of an agent's state, or one `session`'s, and appends `audit` to the
+    /// tenant's chain in the same transaction. Returns how many values were removed.
+    async fn state_clear(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        session: Option<&str>,
+        audit: NewAuditEvent,
+    ) -> Result<u64>;
     /// All of an agent's state across sessions, ordered by (session, key), starting after
     /// `after` (a (session, key) pair), at most `limit` entries: for exports.
     async fn state_entries(
@@ -628,8 +637,24 @@ pub trait SecretStore: Send + Sync {
     ) -> Result<Option<Vec<u8>>>;
     /// All secrets of an agent, by name.
     async fn list_secrets(&self, tenant: TenantId, agent: AgentId) -> Result<Vec<SealedSecret>>;
-    /// Removes a secret; returns whether there was one.
-    async fn delete_secret(&self, tenant: TenantId, agent: AgentId, name: &str) -> Result<bool>;
+    /// The names of an agent's secrets and when each was last set, by name; no ciphertexts.
+    async fn list_secret_names(&self, tenant: TenantId, agent: AgentId) -> Result<Vec<SecretInfo>>;
+    /// Removes a secret and appends `audit` to the tenant's chain in the same transaction;
+    /// returns whether there was one (without one, nothing is written, not even the event).
+    async fn delete_secret(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        name: &str,
+        audit: NewAuditEvent,
+    ) -> Result<bool>;
+}
+
+/// A secret of an agent as it may be shown: its name and when its value was last set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretInfo {
+    pub name: String,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// A webhook for a task's push notifications (A2A `TaskPushNotificationConfig`), with its

@@ -19,6 +19,8 @@ fn every_route() -> Vec<(axum::http::Method, String)> {
             .replace("{user}", "someone")
             .replace("{team}", "some-team")
             .replace("{account}", "some-account")
+            .replace("{secret}", "some-secret")
+            .replace("{session}", "some-session")
     };
     let mut routes = Vec::new();
     for (path, item) in openapi().paths.paths {

@@ -300,11 +300,15 @@ pub enum AgentsCommand {
         #[arg(long, env = "NEXUS_TENANT", default_value = "default")]
         tenant: String,
     },
-    /// Delete an agent with its revisions, tasks and state.
+    /// Delete an agent with its revisions, tasks, state and secrets, for good.
     Delete {
         name: String,
         #[arg(long, env = "NEXUS_TENANT", default_value = "default")]
         tenant: String,
+        /// Confirms the deletion (without it, the command asks on a terminal and refuses
+        /// elsewhere).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -341,7 +345,14 @@ pub async fn agents(cmd: AgentsCommand, client: &Client, output: Output) -> Resu
             print_agent(&tenant, &detail);
             Ok(())
         }
-        AgentsCommand::Delete { name, tenant } => {
+        AgentsCommand::Delete { name, tenant, yes } => {
+            super::confirm(
+                &format!(
+                    "this deletes agent `{tenant}/{name}` with its revisions, tasks, state and \
+                     secrets, for good"
+                ),
+                yes,
+            )?;
             client
                 .delete(&["v1", "tenants", &tenant, "agents", &name])
                 .await?;

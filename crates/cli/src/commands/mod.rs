@@ -7,8 +7,10 @@ mod export;
 pub mod keys;
 pub mod policies;
 pub mod run;
+pub mod secrets;
 pub mod server;
 pub mod service_accounts;
+pub mod state;
 pub mod tasks;
 pub mod teams;
 pub mod tenants;
@@ -28,5 +30,33 @@ impl Output {
             .map_err(|e| crate::exit::CliError::internal(format!("cannot render JSON: {e}")))?;
         println!("{text}");
         Ok(())
+    }
+}
+
+/// Lets a verb that destroys data go ahead: at once with `--yes` (`yes`); otherwise it asks on
+/// the terminal, and without one (a script, a pipe) it refuses, so nothing is lost by accident.
+/// `what` says what will be destroyed, e.g. "this deletes agent `echo` with its tasks".
+pub fn confirm(what: &str, yes: bool) -> Result<(), crate::exit::CliError> {
+    use crate::exit::CliError;
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage(format!(
+            "{what}; run again with --yes to confirm (there is no terminal to ask on)"
+        )));
+    }
+    eprint!("{what}. Continue? [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::usage(format!("cannot read the answer: {e}")))?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::usage("not confirmed; nothing was changed"))
     }
 }

@@ -135,6 +135,22 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
     };
     let certificate_sha256 = tls.as_ref().map(|t| t.certificate_sha256());
+    // Before `listening` (and without that word): whoever reads the log up to that line sees
+    // it.
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            address = %local,
+            tls = tls.is_some(),
+            "bound to a non-loopback address: other machines can reach this server; every \
+             request must carry an API key or token, so keep the keys secret, {}",
+            if tls.is_some() {
+                "and serve only behind this TLS"
+            } else {
+                "and serve it over TLS (--tls-cert/--tls-key, or a TLS proxy in front): \
+                 without it keys cross the network in the clear"
+            }
+        );
+    }
     tracing::info!(
         address = %local,
         url = %format!("{}://{local}", if tls.is_some() { "https" } else { "http" }),

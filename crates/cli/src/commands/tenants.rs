@@ -33,7 +33,8 @@ pub enum TenantsCommand {
     /// destroyed first: nothing of it decrypts afterwards, not even from a backup.
     Delete {
         tenant: String,
-        /// Confirms that everything of the tenant is to be destroyed.
+        /// Confirms that everything of the tenant is to be destroyed (without it, the command
+        /// asks on a terminal and refuses elsewhere).
         #[arg(long)]
         yes: bool,
     },
@@ -80,12 +81,10 @@ pub async fn run(cmd: TenantsCommand, client: &Client, output: Output) -> Result
             show(&tenant, output)
         }
         TenantsCommand::Delete { tenant, yes } => {
-            if !yes {
-                return Err(CliError::usage(format!(
-                    "this destroys tenant `{tenant}` and all its data for good; \
-                     run again with --yes to confirm"
-                )));
-            }
+            super::confirm(
+                &format!("this destroys tenant `{tenant}` and all its data for good"),
+                yes,
+            )?;
             client.delete(&["v1", "tenants", &tenant]).await?;
             eprintln!("deleted tenant {tenant}; its data key is destroyed");
             Ok(())

@@ -16,6 +16,8 @@ pub const API_KEY: &str = "test-admin-key-0123456789abcdef";
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// The log lines written before (and including) `listening`.
+    pub start_log: Vec<String>,
     log: mpsc::Receiver<String>,
 }
 
@@ -24,10 +26,25 @@ impl Server {
         Self::start_with(data_dir, extra, &[], None)
     }
 
+    /// Starts a server listening on `listen` (host:port) instead of a loopback port.
+    pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
+        Self::spawn(data_dir, listen, extra, &[], None)
+    }
+
     /// Starts a server with `env` set and, with `file_limit`, that many file descriptors at
     /// most (soft and hard, through the shell's `ulimit`).
     pub fn start_with(
         data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        file_limit: Option<u64>,
+    ) -> Self {
+        Self::spawn(data_dir, "127.0.0.1:0", extra, env, file_limit)
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        listen: &str,
         extra: &[&str],
         env: &[(&str, &str)],
         file_limit: Option<u64>,
@@ -44,7 +61,7 @@ impl Server {
             None => Command::new(NEXUS),
         };
         let mut child = command
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["server", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env_remove("NEXUS_LISTEN")
@@ -68,12 +85,18 @@ impl Server {
         let mut server = Self {
             child,
             url: String::new(),
+            start_log: Vec::new(),
             log,
         };
-        let line = server.wait_for_log("listening");
-        let entry: Value = serde_json::from_str(&line).unwrap();
-        server.url = entry["url"].as_str().unwrap().to_owned();
-        server
+        loop {
+            let line = server.wait_for_log("");
+            server.start_log.push(line.clone());
+            if line.contains("listening") {
+                let entry: Value = serde_json::from_str(&line).unwrap();
+                server.url = entry["url"].as_str().unwrap().to_owned();
+                return server;
+            }
+        }
     }
 
     /// An HTTP client that sends the admin key.

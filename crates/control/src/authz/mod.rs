@@ -164,6 +164,8 @@ pub enum Action {
     AgentRead,
     AgentDelete,
     AgentRollback,
+    StateRead,
+    StateClear,
     TaskSend,
     TaskList,
     TaskRead,
@@ -183,7 +185,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for tables and tests.
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 29] = [
         Action::TenantList,
         Action::TenantCreate,
         Action::TenantRead,
@@ -196,6 +198,8 @@ impl Action {
         Action::AgentRead,
         Action::AgentDelete,
         Action::AgentRollback,
+        Action::StateRead,
+        Action::StateClear,
         Action::TaskSend,
         Action::TaskList,
         Action::TaskRead,
@@ -228,6 +232,8 @@ impl Action {
             Self::AgentRead => "agent.read",
             Self::AgentDelete => "agent.delete",
             Self::AgentRollback => "agent.rollback",
+            Self::StateRead => "state.read",
+            Self::StateClear => "state.clear",
             Self::TaskSend => "task.send",
             Self::TaskList => "task.list",
             Self::TaskRead => "task.read",
@@ -264,9 +270,13 @@ impl Action {
             | Self::TaskRead
             | Self::PushConfigRead => Role::Viewer,
             Self::TaskSend | Self::TaskCancel | Self::PushConfigWrite => Role::Operator,
-            Self::PackageUpload | Self::AgentDeploy | Self::AgentDelete | Self::AgentRollback => {
-                Role::Developer
-            }
+            // Reading an agent's state shows its values in the clear: for those who build it.
+            Self::PackageUpload
+            | Self::AgentDeploy
+            | Self::AgentDelete
+            | Self::AgentRollback
+            | Self::StateRead
+            | Self::StateClear => Role::Developer,
             Self::KeyCreate
             | Self::KeyList
             | Self::KeyRevoke
