@@ -161,8 +161,10 @@ fn main() -> ExitCode {
         let client = || connect(&cli.server, cli.api_key.as_deref(), &tls, cli.verbose);
         match cli.command {
             Command::Server(args) => commands::server::run(args).await,
-            Command::Login(args) => commands::users::login(args, &cli.server, &tls, output).await,
-            Command::Logout => commands::users::logout(&cli.server, &tls).await,
+            Command::Login(args) => {
+                commands::users::login(args, &cli.server, &tls, output, cli.verbose).await
+            }
+            Command::Logout => commands::users::logout(&cli.server, &tls, cli.verbose).await,
             Command::Whoami => commands::users::whoami(&client()?, output).await,
             Command::Passwd(args) => commands::users::passwd(args, &client()?, &cli.server).await,
             Command::Members(cmd) => commands::users::members(cmd, &client()?, output).await,

@@ -108,7 +108,7 @@ fn deploy_invoke_rollback_and_restart() {
         "count: 3"
     );
 
-    text(&server.cli(&["agents", "delete", "echo"]));
+    text(&server.cli(&["agents", "delete", "echo", "--yes"]));
     let (code, stderr) = code_and_stderr(&server.cli(&["invoke", "echo", "anyone?"]));
     assert_eq!(code, Some(4), "{stderr}");
     server.stop();

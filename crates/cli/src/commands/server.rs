@@ -151,6 +151,9 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
             }
         );
     }
+    // Registered before `listening`: a signal sent as soon as that line appears stops the
+    // server gracefully instead of killing it.
+    let shutdown = shutdown_signal();
     tracing::info!(
         address = %local,
         url = %format!("{}://{local}", if tls.is_some() { "https" } else { "http" }),
@@ -166,7 +169,7 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
 
     let outcome = match tls {
         Some(tls) => match nexus_tls::TlsListener::new(listener, tls) {
-            Ok(listener) => serve(listener, app, serving).await,
+            Ok(listener) => serve(listener, app, serving, shutdown).await,
             Err(e) => Err(CliError::internal(format!(
                 "cannot start the TLS listener: {e}"
             ))),
@@ -179,7 +182,7 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
                     tracing::warn!(error = %e, "cannot set TCP_NODELAY");
                 }
             });
-            serve(listener, app, serving).await
+            serve(listener, app, serving, shutdown).await
         }
     };
     if let Some(watching) = watching {
@@ -198,6 +201,7 @@ async fn serve<L>(
     listener: L,
     app: axum::Router,
     config: nexus_serve::ServeConfig,
+    signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CliError>
 where
     L: Listener,
@@ -205,7 +209,7 @@ where
 {
     let grace = config.grace;
     let shutdown = async {
-        shutdown_signal().await;
+        signal.await;
         tracing::info!("shutting down: finishing in-flight requests");
     };
     // On a worker thread, not on the thread that blocks on `main`'s future: there, every
@@ -318,26 +322,34 @@ async fn bootstrap_key(
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are registered when this is called,
+/// not when the future is first polled.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        async fn received(signal: std::io::Result<Signal>) {
+            match signal {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                // Without a handler this signal cannot stop the server gracefully; the other can.
+                Err(_) => std::future::pending::<()>().await,
+            }
+        }
+        let interrupt = received(signal(SignalKind::interrupt()));
+        let terminate = received(signal(SignalKind::terminate()));
+        async move {
+            tokio::select! {
+                () = interrupt => {},
+                () = terminate => {},
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }

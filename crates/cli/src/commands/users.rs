@@ -75,8 +75,9 @@ pub async fn login(
     server: &str,
     tls: &TlsFiles,
     output: Output,
+    verbose: bool,
 ) -> Result<(), CliError> {
-    let client = Client::new(server, None, tls)?;
+    let client = Client::new(server, None, tls)?.verbose(verbose);
     let user = match args.user {
         Some(user) => user,
         None => prompt_line("user: ")?,
@@ -119,13 +120,13 @@ pub async fn login(
 }
 
 /// Ends this server's session, on the server and on disk.
-pub async fn logout(server: &str, tls: &TlsFiles) -> Result<(), CliError> {
+pub async fn logout(server: &str, tls: &TlsFiles, verbose: bool) -> Result<(), CliError> {
     let Some(session) = credentials::session_for(server)? else {
         credentials::remove(server)?;
         eprintln!("not logged in to {server}");
         return Ok(());
     };
-    let client = Client::new(server, Some(&session.token), tls)?;
+    let client = Client::new(server, Some(&session.token), tls)?.verbose(verbose);
     let ended = client
         .post::<_, serde::de::IgnoredAny>(&["v1", "logout"], &json!({}))
         .await;
