@@ -37,6 +37,13 @@ mod files;
 
 pub use files::{FILE_RESERVE, connection_cap, raise_file_limit};
 
+/// Largest request head (request line and headers) read, in bytes; a larger one is answered
+/// `431 headers_too_large`. Real heads (a long JWT, cookies) stay under 16 KiB; hyper's own
+/// default (about 400 KiB) is a soft bound: its buffer can grow past it within one read and
+/// then parse a head somewhat larger, so a head was refused or served depending on how it
+/// arrived. Far below that, the bound holds whatever the reads.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+
 use connections::{Admission, Registry, Slot};
 
 /// How long a refused connection's `503` may take to write before it is dropped anyway.
@@ -88,6 +95,7 @@ where
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES)
         .keep_alive(true);
     let (stopping_tx, stopping) = watch::channel(false);
 
